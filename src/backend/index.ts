@@ -1,12 +1,23 @@
 /**
  * Engine choice and start-up: tfjs-node-gpu > tfjs-node > wasm > cpu.
  *
- * The native backends download libtensorflow at install time and are optional dependencies;
- * where they are missing we fall back to the pure-npm engines and say why, once.
+ * The native TensorFlow backends download libtensorflow at install time and are optional
+ * dependencies; where they are missing we fall back to the pure-npm engines and say why, once.
+ * The wasm engine is made fast here: threaded (SIMD + pthreads, see wasmThreads.ts), matrix
+ * products on the system BLAS through the optional native addon (kernels/matMul.ts), and the
+ * kernels stock wasm lacks or does slowly replaced (kernels/).
+ *
+ * Env: FT_BACKEND (auto|tensorflow|wasm|cpu), FT_THREADS (wasm pool and BLAS threads; default
+ * the number of CPUs), FT_NATIVE_BLAS=0 (skip the addon), FT_WASM_THREADS=0 (stock single-thread wasm).
  */
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
+import { UserError } from '../errors.ts';
 import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
+import { registerWasmMatMul } from './kernels/matMul.ts';
+import { loadNativeBlas } from './native.ts';
+import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export interface BackendOptions {
@@ -21,18 +32,47 @@ export interface BackendInfo {
   skipped: { name: string; reason: string }[];
 }
 
+/** What `doctor` prints: the engine in use, what was skipped and why, threads, BLAS, versions. */
+export interface BackendDescription {
+  active: string;
+  requested: BackendChoice;
+  skipped: { name: string; reason: string }[];
+  /** Compute threads of the active engine (wasm: XNNPACK pool incl. the main thread; 1 for cpu). */
+  threads: number;
+  /** wasm: whether the threaded build runs, or why not. */
+  wasmThreads: { enabled: boolean; reason?: string };
+  nativeBlas: { available: boolean; reason?: string; config?: string; threads?: number; coreTypeChosen?: string };
+  /** Which implementation BatchMatMul/_FusedMatMul use on this engine. */
+  matMul: 'native' | 'wasm-sliced' | 'stock';
+  versions: Record<string, string>;
+}
+
 const require = createRequire(import.meta.url);
 let current: BackendInfo | undefined;
 let logged = false;
+let wasmThreadsState: BackendDescription['wasmThreads'] = { enabled: false, reason: 'wasm not started' };
+let matMulPath: BackendDescription['matMul'] = 'stock';
+let wasmPrepared = false;
 
 const CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 
-function parseChoice(value: string | undefined): BackendChoice {
+function parseChoice(value: string | undefined, source: string): BackendChoice {
   const v = (value ?? 'auto').trim() || 'auto';
   if (!(CHOICES as readonly string[]).includes(v)) {
-    throw new Error(`FT_BACKEND/backend: unknown backend '${v}'; expected one of ${CHOICES.join(', ')}`);
+    throw new UserError(`${source}: unknown backend '${v}'; expected one of ${CHOICES.join(', ')}`);
   }
   return v as BackendChoice;
+}
+
+/** Threads for the compute pools: FT_THREADS, else every CPU this process may use. */
+export function computeThreads(): number {
+  const raw = process.env.FT_THREADS;
+  if (raw !== undefined && raw.trim() !== '') {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) throw new UserError(`FT_THREADS: expected a positive integer, got '${raw}'`);
+    return n;
+  }
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
 function tryRequire(pkg: string): string | undefined {
@@ -45,22 +85,53 @@ function tryRequire(pkg: string): string | undefined {
   }
 }
 
-async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
-  if (name === 'wasm') {
-    await import('@tensorflow/tfjs-backend-wasm');
-    registerUnsortedSegmentSum('wasm');
+/** Registers the wasm engine (threaded if possible) and our kernels, once per process. */
+async function prepareWasm(): Promise<void> {
+  if (wasmPrepared) return;
+  // Importing the package registers the stock backend and all its kernels.
+  await import('@tensorflow/tfjs-backend-wasm');
+  const threads = computeThreads();
+  if (process.env.FT_WASM_THREADS === '0') {
+    wasmThreadsState = { enabled: false, reason: 'disabled by FT_WASM_THREADS=0' };
+  } else if (threads < 2) {
+    wasmThreadsState = { enabled: false, reason: 'one CPU' };
+  } else {
+    try {
+      registerThreadedWasm(threads);
+      wasmThreadsState = { enabled: true };
+    } catch (err) {
+      wasmThreadsState = { enabled: false, reason: String((err as Error).message).split('\n')[0] };
+    }
   }
+  const native = loadNativeBlas();
+  if (native.blas) native.blas.setNumThreads(threads);
+  matMulPath = registerWasmMatMul(native.blas).path;
+  registerUnsortedSegmentSum('wasm');
+  wasmPrepared = true;
+}
+
+async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
+  if (name === 'wasm') await prepareWasm();
   if (name === 'cpu') registerUnsortedSegmentSum('cpu');
-  const ok = await tf.setBackend(name);
+  let ok = await tf.setBackend(name);
   await tf.ready();
+  if (!ok && name === 'wasm' && wasmThreadsState.enabled) {
+    // The threaded start failed (tf.setBackend reports it as false): fall back to stock wasm.
+    wasmThreadsState = { enabled: false, reason: 'threaded start failed; using single-thread wasm' };
+    restoreStockWasm();
+    ok = await tf.setBackend(name);
+    await tf.ready();
+  }
   return ok;
 }
 
 /** Picks and starts the engine. Idempotent: a second call with the same choice is free. */
 export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
-  const requested = options.backend ?? parseChoice(process.env.FT_BACKEND);
-  parseChoice(requested);
-  if (current && current.requested === requested && tf.getBackend() === current.name) return current;
+  const requested =
+    options.backend !== undefined ? parseChoice(options.backend, 'backend option') : parseChoice(process.env.FT_BACKEND, 'FT_BACKEND');
+  if (current && current.requested === requested && tf.getBackend() === (current.name.startsWith('tensorflow') ? 'tensorflow' : current.name)) {
+    return current;
+  }
   const skipped: BackendInfo['skipped'] = [];
   let name: string | undefined;
   const order: ('tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu')[] =
@@ -96,8 +167,10 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   current = { name, requested, skipped };
   if ((options.verbose ?? true) && !logged && !process.env.VITEST) {
     logged = true;
+    const d = describeBackend();
+    const extra = name === 'wasm' ? ` (${d.threads} threads, matMul ${d.matMul}${d.nativeBlas.available ? '' : `; native BLAS unavailable: ${d.nativeBlas.reason}`})` : '';
     const why = skipped.length ? `; skipped ${skipped.map((s) => `${s.name}: ${s.reason}`).join(', ')}` : '';
-    process.stderr.write(`[factorized-transformer] backend ${name}${why}\n`);
+    process.stderr.write(`[factorized-transformer] backend ${name}${extra}${why}\n`);
   }
   return current;
 }
@@ -106,3 +179,47 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
 export function backendInfo(): BackendInfo | undefined {
   return current;
 }
+
+function packageVersion(pkg: string): string | undefined {
+  try {
+    return (require(`${pkg}/package.json`) as { version: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A description of the running engine for `doctor` and benchmark output. Call after initBackend. */
+export function describeBackend(): BackendDescription {
+  const active = current?.name ?? tf.getBackend() ?? 'none';
+  const native = loadNativeBlas();
+  let threads = 1;
+  if (active === 'wasm') {
+    try {
+      threads = (require('@tensorflow/tfjs-backend-wasm') as { getThreadsCount(): number }).getThreadsCount();
+    } catch {
+      threads = 1;
+    }
+  } else if (active.startsWith('tensorflow')) {
+    threads = computeThreads();
+  }
+  const versions: Record<string, string> = { node: process.versions.node };
+  for (const pkg of ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']) {
+    const v = packageVersion(pkg);
+    if (v) versions[pkg] = v;
+  }
+  if (native.blas) versions.blas = native.blas.config();
+  return {
+    active,
+    requested: current?.requested ?? 'auto',
+    skipped: current?.skipped ?? [],
+    threads,
+    wasmThreads: active === 'wasm' ? wasmThreadsState : { enabled: false, reason: `engine is ${active}` },
+    nativeBlas: native.blas
+      ? { available: true, config: native.blas.config(), threads: native.blas.getNumThreads(), coreTypeChosen: native.coreTypeChosen }
+      : { available: false, reason: native.reason },
+    matMul: active === 'wasm' ? matMulPath : 'stock',
+    versions,
+  };
+}
+
+export { TFJS_WASM_VERSION };

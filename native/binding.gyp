@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "blas",
+      "sources": ["src/blas.c"],
+      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
+      "libraries": ["-lopenblas"]
+    }
+  ]
+}

@@ -1,0 +1,314 @@
+/**
+ * FactorizedMultiHeadAttention: multi-head attention written as per-head factor products
+ * (ARCHITECTURE §1): logits_h = Xq Wq_h Wk_hᵀ Xkvᵀ / √r, out = Σ_h softmax(logits_h) Xkv Wv_h Wo_h.
+ * At r = d/H it is exactly a dense MHA; the rank r is free (headDim or rankScale).
+ *
+ * Weights (in getWeights() order): queryFactor [H, d, r], keyFactor [H, d, r],
+ * valueFactor [H, d, r], outputFactor [H, r, d]; with useBias also queryBias [H, r],
+ * keyBias [H, r], valueBias [H, r], outputBias [d].
+ *
+ * Two entry points: `apply([query])` / `apply([query, memory])` in functional models (no masks
+ * there except the `causal` config flag: tfjs symbolic inputs carry no key-padding mask), and
+ * `attend(query, memory, { keyPaddingMask, causal, training, cache })` for direct use.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import { UserError } from '../errors.ts';
+import { seededDropout, globalRandom } from '../random.ts';
+import { spectralInit as balanceFactors } from '../factorized/spectral.ts';
+import type { FactorPair } from '../factorized/frobenius.ts';
+import type { AttentionCache } from './cache.ts';
+
+export interface FactorizedMultiHeadAttentionConfig {
+  numHeads: number;
+  /** Model width d; inferred from the query when the layer is built if absent. */
+  modelDim?: number;
+  /** Per-head rank r (named after the dense head dim it replaces). Exclusive with rankScale. */
+  headDim?: number;
+  /** r = max(1, floor(rankScale · d / H)). Exclusive with headDim. Default: r = d / H. */
+  rankScale?: number;
+  /** Biases on the per-head query/key/value projections and the output. Default true. */
+  useBias?: boolean;
+  /** Dropout rate on the attention probabilities (training only). Default 0. */
+  dropout?: number;
+  /** Causal self-attention (each position sees itself and the past only). Default false. */
+  causal?: boolean;
+  /** Balance the initial factor pairs (QK, OV) by spectral initialization. Default true. */
+  spectralInit?: boolean;
+}
+
+export interface AttendOptions {
+  /** [B, S], 1 (or true) = padding: that key gets zero attention weight. */
+  keyPaddingMask?: tf.Tensor2D;
+  /** Overrides the layer's `causal` config for this call. */
+  causal?: boolean;
+  /** Enables attention dropout. Default false. */
+  training?: boolean;
+  /** Incremental-decoding cache (see cache.ts). */
+  cache?: AttentionCache;
+}
+
+/** Added to masked logits: large enough to zero a softmax weight exactly in float32, finite so an
+ * all-masked row gives a uniform distribution instead of NaN. */
+const MASK_VALUE = -1e9;
+
+type Kwargs = Record<string, unknown>;
+
+function positiveInt(value: unknown, option: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw new UserError(`FactorizedMultiHeadAttention: option '${option}' must be a positive integer; got ${String(value)}`);
+  }
+  return value;
+}
+
+export class FactorizedMultiHeadAttention extends tf.layers.Layer {
+  static className = 'FactorizedMultiHeadAttention';
+
+  readonly numHeads: number;
+  readonly headDim: number | undefined;
+  readonly rankScale: number | undefined;
+  readonly useBias: boolean;
+  readonly dropout: number;
+  readonly causal: boolean;
+  readonly spectralInit: boolean;
+  /** Model width d (known after build, or from the config). */
+  modelDim: number | undefined;
+  /** Per-head rank r (after build). */
+  rank = 0;
+
+  queryFactor!: tf.LayerVariable;
+  keyFactor!: tf.LayerVariable;
+  valueFactor!: tf.LayerVariable;
+  outputFactor!: tf.LayerVariable;
+  queryBias: tf.LayerVariable | null = null;
+  keyBias: tf.LayerVariable | null = null;
+  valueBias: tf.LayerVariable | null = null;
+  outputBias: tf.LayerVariable | null = null;
+
+  constructor(config: FactorizedMultiHeadAttentionConfig & LayerArgs) {
+    super(config);
+    if (config == null) throw new UserError('FactorizedMultiHeadAttention: a config with numHeads is required');
+    this.numHeads = positiveInt(config.numHeads, 'numHeads');
+    this.modelDim = config.modelDim == null ? undefined : positiveInt(config.modelDim, 'modelDim');
+    if (config.headDim != null && config.rankScale != null) {
+      throw new UserError(`FactorizedMultiHeadAttention: give either 'headDim' or 'rankScale', not both`);
+    }
+    this.headDim = config.headDim == null ? undefined : positiveInt(config.headDim, 'headDim');
+    if (config.rankScale != null && !(typeof config.rankScale === 'number' && config.rankScale > 0 && Number.isFinite(config.rankScale))) {
+      throw new UserError(`FactorizedMultiHeadAttention: option 'rankScale' must be a number > 0; got ${String(config.rankScale)}`);
+    }
+    this.rankScale = config.rankScale ?? undefined;
+    this.useBias = config.useBias ?? true;
+    this.dropout = config.dropout ?? 0;
+    if (!(this.dropout >= 0 && this.dropout < 1)) {
+      throw new UserError(`FactorizedMultiHeadAttention: option 'dropout' must be in [0, 1); got ${String(config.dropout)}`);
+    }
+    this.causal = config.causal ?? false;
+    this.spectralInit = config.spectralInit ?? true;
+    this.supportsMasking = false;
+    if (this.modelDim !== undefined) this.rank = this.rankFor(this.modelDim);
+  }
+
+  /** The per-head rank this config gives for model width d. */
+  private rankFor(d: number): number {
+    if (this.headDim !== undefined) return this.headDim;
+    if (this.rankScale !== undefined) return Math.max(1, Math.floor((this.rankScale * d) / this.numHeads));
+    if (d % this.numHeads !== 0) {
+      throw new UserError(
+        `FactorizedMultiHeadAttention: modelDim ${d} is not divisible by numHeads ${this.numHeads}; set 'headDim' or 'rankScale'`,
+      );
+    }
+    return d / this.numHeads;
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shapes = (Array.isArray(inputShape[0]) ? inputShape : [inputShape]) as tf.Shape[];
+    const d = shapes[0][shapes[0].length - 1];
+    if (d == null) throw new UserError(`FactorizedMultiHeadAttention '${this.name}': the query's last dimension must be known`);
+    for (const s of shapes) {
+      if (s.length !== 3 || s[s.length - 1] !== d) {
+        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': inputs must be [B, T, ${d}]; got [${s}]`);
+      }
+    }
+    if (this.modelDim !== undefined && this.modelDim !== d) {
+      throw new UserError(`FactorizedMultiHeadAttention '${this.name}': modelDim is ${this.modelDim} but the input has width ${d}`);
+    }
+    this.modelDim = d;
+    const H = this.numHeads;
+    const r = (this.rank = this.rankFor(d));
+    // Scale so each head's products QK_h, OV_h have the entry variance a Glorot-uniform dense
+    // [d, d] layer gives at r = d/H (dh/d² with dh = d/H): factor variance √(dh/r)/d.
+    const dh = d / H;
+    const limit = Math.sqrt((3 * Math.sqrt(dh / r)) / d);
+    const init = () => tf.initializers.randomUniform({ minval: -limit, maxval: limit, seed: globalRandom.nextSeed() });
+    this.queryFactor = this.addWeight('queryFactor', [H, d, r], 'float32', init());
+    this.keyFactor = this.addWeight('keyFactor', [H, d, r], 'float32', init());
+    this.valueFactor = this.addWeight('valueFactor', [H, d, r], 'float32', init());
+    this.outputFactor = this.addWeight('outputFactor', [H, r, d], 'float32', init());
+    if (this.useBias) {
+      this.queryBias = this.addWeight('queryBias', [H, r], 'float32', tf.initializers.zeros());
+      this.keyBias = this.addWeight('keyBias', [H, r], 'float32', tf.initializers.zeros());
+      this.valueBias = this.addWeight('valueBias', [H, r], 'float32', tf.initializers.zeros());
+      this.outputBias = this.addWeight('outputBias', [d], 'float32', tf.initializers.zeros());
+    }
+    if (this.spectralInit) this.balanceFactorPairs();
+    this.built = true;
+  }
+
+  /** Spectral initialization of (Wq, Wk) and (Wv, Woᵀ): same products, balanced factors. */
+  balanceFactorPairs(): void {
+    const qk = balanceFactors(this.queryFactor.read(), this.keyFactor.read());
+    this.queryFactor.write(qk.U);
+    this.keyFactor.write(qk.V);
+    tf.dispose([qk.U, qk.V]);
+    const woT = tf.transpose(this.outputFactor.read(), [0, 2, 1]);
+    const ov = balanceFactors(this.valueFactor.read(), woT);
+    const wo = tf.transpose(ov.V, [0, 2, 1]);
+    this.valueFactor.write(ov.U);
+    this.outputFactor.write(wo);
+    tf.dispose([woT, ov.U, ov.V, wo]);
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const shapes = (Array.isArray(inputShape[0]) ? inputShape : [inputShape]) as tf.Shape[];
+    const q = shapes[0];
+    return [...q.slice(0, -1), this.modelDim ?? q[q.length - 1]];
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    const list = Array.isArray(inputs) ? inputs : [inputs];
+    if (list.length < 1 || list.length > 2) {
+      throw new UserError(`FactorizedMultiHeadAttention '${this.name}': expects [query] or [query, memory]; got ${list.length} inputs`);
+    }
+    const training = kwargs?.training === true;
+    return this.attend(list[0] as tf.Tensor3D, (list[1] as tf.Tensor3D | undefined) ?? null, { training });
+  }
+
+  /** [B, T, d] → [B, H, T, r] via one matmul against the factor laid out as [d, H·r]. */
+  private projectHeads(x: tf.Tensor3D, factor: tf.LayerVariable, bias: tf.LayerVariable | null, scale = 1): tf.Tensor4D {
+    const [B, T, d] = x.shape;
+    const H = this.numHeads;
+    const r = this.rank;
+    let w: tf.Tensor2D = tf.reshape(tf.transpose(factor.read(), [1, 0, 2]), [d, H * r]);
+    if (scale !== 1) w = tf.mul(w, scale);
+    let y: tf.Tensor2D = tf.matMul(tf.reshape(x, [B * T, d]), w);
+    if (bias) y = tf.add(y, scale === 1 ? tf.reshape(bias.read(), [H * r]) : tf.mul(tf.reshape(bias.read(), [H * r]), scale));
+    return tf.transpose(tf.reshape(y, [B, T, H, r]), [0, 2, 1, 3]);
+  }
+
+  private checkInputs(query: tf.Tensor, memory: tf.Tensor | null, opts: AttendOptions): void {
+    const where = `FactorizedMultiHeadAttention '${this.name}'`;
+    if (query.rank !== 3) throw new UserError(`${where}: query must be [B, T, d]; got shape [${query.shape}]`);
+    const d = this.modelDim ?? query.shape[2];
+    if (query.shape[2] !== d) throw new UserError(`${where}: query width ${query.shape[2]} != modelDim ${d}`);
+    if (memory) {
+      if (memory.rank !== 3 || memory.shape[0] !== query.shape[0] || memory.shape[2] !== d) {
+        throw new UserError(`${where}: memory must be [${query.shape[0]}, S, ${d}]; got shape [${memory.shape}]`);
+      }
+    }
+    if (opts.cache?.static && !opts.cache.key && !memory) {
+      throw new UserError(`${where}: the first call with an empty static (cross-attention) cache needs the memory`);
+    }
+  }
+
+  /**
+   * Attention of `query [B, T, d]` over `memory [B, S, d]` (null = self-attention) → `[B, T, d]`.
+   * With a cache, keys/values come from (and are appended to) the cache; causal masking then
+   * lets query row i see key positions ≤ i + (S − T), i.e. the past plus itself.
+   */
+  attend(query: tf.Tensor3D, memory: tf.Tensor3D | null, opts: AttendOptions = {}): tf.Tensor3D {
+    this.checkInputs(query, memory, opts);
+    if (!this.built) this.build(memory ? [query.shape, memory.shape] : [query.shape]);
+    return tf.tidy(() => {
+      const [B, T, d] = query.shape;
+      const H = this.numHeads;
+      const r = this.rank;
+      // 1/√r folded into the (small) query weight instead of the [B, H, T, S] logits.
+      const q = this.projectHeads(query, this.queryFactor, this.queryBias, 1 / Math.sqrt(r));
+      const { key, value } = this.keysAndValues(query, memory, opts.cache);
+      const S = key.shape[2] as number;
+      let logits: tf.Tensor4D = tf.matMul(q, key as tf.Tensor4D, false, true); // [B, H, T, S]
+      const mask = this.additiveMask(B, T, S, opts);
+      if (mask) logits = tf.add(logits, mask);
+      let probs = tf.softmax(logits);
+      probs = seededDropout(probs, this.dropout, opts.training === true);
+      const context = tf.matMul(probs, value as tf.Tensor4D); // [B, H, T, r]
+      const merged = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [B * T, H * r]);
+      let out: tf.Tensor2D = tf.matMul(merged, tf.reshape(this.outputFactor.read(), [H * r, d]));
+      if (this.outputBias) out = tf.add(out, this.outputBias.read());
+      return tf.reshape(out, [B, T, d]);
+    });
+  }
+
+  private keysAndValues(query: tf.Tensor3D, memory: tf.Tensor3D | null, cache?: AttentionCache): { key: tf.Tensor; value: tf.Tensor } {
+    if (cache?.static && cache.key && cache.value) return { key: cache.key, value: cache.value };
+    const source = memory ?? query;
+    let key: tf.Tensor = this.projectHeads(source, this.keyFactor, this.keyBias);
+    let value: tf.Tensor = this.projectHeads(source, this.valueFactor, this.valueBias);
+    if (!cache) return { key, value };
+    if (!cache.static && cache.key && cache.value) {
+      if (cache.key.shape[0] !== key.shape[0]) {
+        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': cache batch ${cache.key.shape[0]} != input batch ${key.shape[0]}`);
+      }
+      const oldKey = cache.key;
+      const oldValue = cache.value;
+      key = tf.concat([oldKey, key], 2);
+      value = tf.concat([oldValue, value], 2);
+      oldKey.dispose();
+      oldValue.dispose();
+    }
+    cache.key = tf.keep(key);
+    cache.value = tf.keep(value);
+    return { key, value };
+  }
+
+  /** Key-padding and causal masks as one additive tensor broadcastable to [B, H, T, S], or null. */
+  private additiveMask(B: number, T: number, S: number, opts: AttendOptions): tf.Tensor | null {
+    let mask: tf.Tensor | null = null;
+    if (opts.keyPaddingMask) {
+      const m = opts.keyPaddingMask;
+      if (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== S) {
+        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': keyPaddingMask must be [${B}, ${S}] (1 = pad); got [${m.shape}]`);
+      }
+      mask = tf.mul(tf.reshape(tf.cast(m, 'float32'), [B, 1, 1, S]), MASK_VALUE);
+    }
+    if (opts.causal ?? this.causal) {
+      const rows = tf.reshape(tf.range(S - T, S, 1, 'int32'), [T, 1]);
+      const cols = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
+      const future = tf.mul(tf.cast(tf.greater(cols, rows), 'float32'), MASK_VALUE).reshape([1, 1, T, S]);
+      mask = mask ? tf.minimum(mask, future) : future;
+    }
+    return mask;
+  }
+
+  /** The layer's factor pairs for Frobenius decay: QK = (Wq, Wk), OV = (Wv, Woᵀ). */
+  factorPairs(): FactorPair[] {
+    if (!this.built) return [];
+    return [
+      { name: `${this.name}/qk`, kind: 'qk', u: this.queryFactor, v: this.keyFactor, vTransposed: false },
+      { name: `${this.name}/ov`, kind: 'ov', u: this.valueFactor, v: this.outputFactor, vTransposed: true },
+    ];
+  }
+
+  /** tfjs only lets layers that went through apply() be disposed; attend() users may dispose too. */
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    if (this._refCount === null) this._refCount = 1;
+    return super.dispose();
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const config: tf.serialization.ConfigDict = {
+      numHeads: this.numHeads,
+      modelDim: this.modelDim ?? null,
+      headDim: this.headDim ?? null,
+      rankScale: this.rankScale ?? null,
+      useBias: this.useBias,
+      dropout: this.dropout,
+      causal: this.causal,
+      spectralInit: this.spectralInit,
+    };
+    return { ...super.getConfig(), ...config };
+  }
+}
+
+tf.serialization.registerClass(FactorizedMultiHeadAttention);

@@ -1,0 +1,104 @@
+/**
+ * The optional native BLAS addon (`native/`, package `factorized-transformer-native`).
+ *
+ * It is an optional dependency built at install time; a machine without a compiler or BLAS still
+ * installs, and then this module says why the addon is unavailable instead of failing.
+ */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+
+/** The functions the addon exports (native/src/blas.c). Arrays may be views on the wasm heap. */
+export interface NativeBlas {
+  /**
+   * For i in [0, batch): C_i = op(A_{aIndex[i]}) · op(B_{bIndex[i]}) + beta · C_i (row-major),
+   * op(A) is [m, k], op(B) is [k, n]; null index arrays mean "matrix i".
+   */
+  gemmBatched(
+    a: Float32Array,
+    b: Float32Array,
+    c: Float32Array,
+    aIndex: Int32Array | null,
+    bIndex: Int32Array | null,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transposeA: boolean,
+    transposeB: boolean,
+    beta: number,
+  ): void;
+  /** In place; codes as in kernels/matMul.ts ACTIVATION_CODES; prelu weights broadcast over the last axis. */
+  applyActivation(x: Float32Array, code: number, alpha: number, preluWeights: Float32Array | null): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX MAX_THREADS=64". */
+  config(): string;
+}
+
+export interface NativeBlasStatus {
+  blas: NativeBlas | undefined;
+  /** Why it is unavailable (or "disabled by FT_NATIVE_BLAS=0"); undefined when loaded. */
+  reason: string | undefined;
+  /** The OPENBLAS_CORETYPE this process chose, when it had to choose one (see chooseCoreType). */
+  coreTypeChosen: string | undefined;
+}
+
+const require = createRequire(import.meta.url);
+let status: NativeBlasStatus | undefined;
+
+/**
+ * OpenBLAS (DYNAMIC_ARCH) picks its kernels from the CPU model; releases older than the CPU
+ * (Debian 12's 0.3.21 on Sapphire Rapids / Zen 5) fall back to the generic "Prescott" SSE3
+ * kernels, 8-15x slower (measured: 1024³ sgemm 26 vs 205-255 GFLOP/s on 2 cores). The core type
+ * can only be chosen before the library loads, so when the user has not set OPENBLAS_CORETYPE
+ * we choose from the CPU's flags: AVX-512 (F+BW+VL+DQ) -> SkylakeX, AVX2+FMA -> Haswell.
+ * Returns the chosen name, or undefined when left to OpenBLAS.
+ */
+export function chooseCoreType(cpuFlags: Set<string>): string | undefined {
+  if (['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((f) => cpuFlags.has(f))) return 'SkylakeX';
+  if (cpuFlags.has('avx2') && cpuFlags.has('fma')) return 'Haswell';
+  return undefined;
+}
+
+function cpuFlags(): Set<string> {
+  try {
+    if (!existsSync('/proc/cpuinfo')) return new Set();
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    return new Set((line ?? '').split(':')[1]?.trim().split(/\s+/) ?? []);
+  } catch {
+    return new Set();
+  }
+}
+
+/**
+ * Loads the addon once. Never throws: a missing or broken addon gives `{ blas: undefined, reason }`.
+ * Env: FT_NATIVE_BLAS=0 disables it (to measure or test the pure-wasm path).
+ */
+export function loadNativeBlas(): NativeBlasStatus {
+  if (status) return status;
+  if (process.env.FT_NATIVE_BLAS === '0') {
+    status = { blas: undefined, reason: 'disabled by FT_NATIVE_BLAS=0', coreTypeChosen: undefined };
+    return status;
+  }
+  let coreTypeChosen: string | undefined;
+  if (!process.env.OPENBLAS_CORETYPE && process.platform === 'linux') {
+    coreTypeChosen = chooseCoreType(cpuFlags());
+    // process.env writes go through to the C environment, which OpenBLAS reads when it loads.
+    if (coreTypeChosen) process.env.OPENBLAS_CORETYPE = coreTypeChosen;
+  }
+  try {
+    const blas = require('factorized-transformer-native') as NativeBlas;
+    status = { blas, reason: undefined, coreTypeChosen };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const reason =
+      e.code === 'MODULE_NOT_FOUND'
+        ? 'not built (optional dependency factorized-transformer-native is missing: needs a C compiler and libopenblas-dev at install time)'
+        : `failed to load: ${String(e.message).split('\n')[0]}`;
+    if (coreTypeChosen && process.env.OPENBLAS_CORETYPE === coreTypeChosen) delete process.env.OPENBLAS_CORETYPE;
+    status = { blas: undefined, reason, coreTypeChosen: undefined };
+  }
+  return status;
+}

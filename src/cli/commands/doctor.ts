@@ -1,0 +1,74 @@
+/**
+ * `doctor`: what this installation can do — engine, versions, cores, memory, optional tools —
+ * so a slow or failing run can be explained before it starts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Command } from 'commander';
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import os from 'node:os';
+import { backendInfo } from '../../backend/index.ts';
+import type { CliIo } from '../io.ts';
+
+export interface DoctorReport {
+  node: string;
+  tfjs: string;
+  backend: string | null;
+  skippedBackends: { name: string; reason: string }[];
+  cpus: number;
+  memoryGiB: number;
+  spmTrain: string | null;
+  checkpointsWritable: boolean;
+}
+
+/** Path of the `spm_train` tool (SentencePiece trainer), or null when not on PATH. */
+export function findSpmTrain(): string | null {
+  const result = spawnSync('sh', ['-c', 'command -v spm_train'], { encoding: 'utf8' });
+  const path = result.stdout.trim();
+  return result.status === 0 && path ? path : null;
+}
+
+export function collectDoctorReport(): DoctorReport {
+  const info = backendInfo();
+  let checkpointsWritable = true;
+  try {
+    accessSync(new URL('../../../checkpoints/', import.meta.url), constants.W_OK);
+  } catch {
+    checkpointsWritable = false;
+  }
+  return {
+    node: process.version,
+    tfjs: tf.version.tfjs,
+    backend: info?.name ?? null,
+    skippedBackends: info?.skipped ?? [],
+    cpus: os.availableParallelism(),
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    spmTrain: findSpmTrain(),
+    checkpointsWritable,
+  };
+}
+
+export function registerDoctorCommand(program: Command, io: CliIo): void {
+  program
+    .command('doctor')
+    .description('check the installation: compute engine, versions, cores, memory, optional tools')
+    .option('--json', 'print the report as JSON')
+    .action((opts: { json?: boolean }) => {
+      const report = collectDoctorReport();
+      if (opts.json) {
+        io.stdout(`${JSON.stringify(report, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `node        ${report.node}`,
+        `tfjs        ${report.tfjs}`,
+        `backend     ${report.backend ?? 'none'}`,
+        ...report.skippedBackends.map((s) => `  skipped   ${s.name}: ${s.reason}`),
+        `cpus        ${report.cpus}`,
+        `memory      ${report.memoryGiB} GiB`,
+        `spm_train   ${report.spmTrain ?? 'not found (only needed to train a new SentencePiece model; install Debian/Ubuntu package "sentencepiece")'}`,
+        `checkpoints ${report.checkpointsWritable ? 'writable' : 'NOT writable'}`,
+      ];
+      io.stdout(`${lines.join('\n')}\n`);
+    });
+}

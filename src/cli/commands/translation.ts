@@ -1,0 +1,228 @@
+/**
+ * Translation commands: `train translation`, `evaluate translation`, `translate`.
+ * The commands only parse options and print; tasks/translation.ts does the work.
+ */
+import { Option, type Command } from 'commander';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { UserError } from '../../errors.ts';
+import type { TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
+import { evaluateTranslation, formatEvaluation, trainTranslation, translateLines } from '../../../tasks/translation.ts';
+import { commandGroup } from '../groups.ts';
+import type { CliIo } from '../io.ts';
+import { collect, finiteNumber, integer, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from '../options.ts';
+
+/** Options of `train translation` as commander parses them (undefined = not given). */
+interface TrainFlags {
+  data: string;
+  out: string;
+  sourceLang?: string;
+  targetLang?: string;
+  preset?: string;
+  config?: string;
+  tokenizer?: string;
+  resume?: boolean;
+  set?: string[];
+  maxSteps?: number;
+  maxEpochs?: number;
+  maxTime?: number;
+  saveEvery?: number;
+  validEvery?: number;
+  logEvery?: number;
+  seed?: number;
+  lr?: number;
+  warmup?: number;
+  maxTokens?: number;
+  updateFreq?: number;
+  clipNorm?: number;
+  labelSmoothing?: number;
+  frobeniusDecay?: number;
+  weightDecay?: number;
+  optimizer?: 'adam' | 'adamw' | 'nag';
+  dropout?: number;
+  rankScale?: number;
+  rank?: number;
+  spectralInit?: boolean;
+  vocabSize?: number;
+  maxLength?: number;
+  longLines?: 'skip' | 'error';
+  validBleuSamples?: number;
+  beam?: number;
+  progress?: 'auto' | 'bar' | 'lines' | 'none';
+}
+
+/** The config keys that dedicated flags set. */
+export function overridesFromFlags(f: TrainFlags): TranslationConfigOverrides {
+  return {
+    model: { dropout: f.dropout, attentionRankScale: f.rankScale, attentionRank: f.rank, spectralInit: f.spectralInit },
+    train: {
+      maxSteps: f.maxSteps,
+      maxEpochs: f.maxEpochs,
+      maxTimeMinutes: f.maxTime,
+      saveEvery: f.saveEvery,
+      validEvery: f.validEvery,
+      logEvery: f.logEvery,
+      seed: f.seed,
+      lr: f.lr,
+      warmupUpdates: f.warmup,
+      maxTokens: f.maxTokens,
+      updateFreq: f.updateFreq,
+      clipNorm: f.clipNorm,
+      labelSmoothing: f.labelSmoothing,
+      frobeniusDecay: f.frobeniusDecay,
+      weightDecay: f.weightDecay,
+      optimizer: f.optimizer,
+    },
+    data: { vocabSize: f.vocabSize, maxLength: f.maxLength, longLines: f.longLines },
+    decode: { validBleuSamples: f.validBleuSamples, beam: f.beam },
+  };
+}
+
+function registerTrain(program: Command, io: CliIo): void {
+  commandGroup(program, 'train')
+    .command('translation')
+    .description(
+      'train a Transformer with factorized attention on a parallel corpus in fairseq layout ({train,valid,test}.{src,tgt} in --data); ' +
+        'trains a SentencePiece model first when the folder has none and --tokenizer is not given',
+    )
+    .requiredOption('--data <dir>', 'corpus folder with train.<S>/train.<T>, valid.<S>/valid.<T> (one sentence per line)')
+    .requiredOption('--out <dir>', 'output folder: checkpoints (checkpoint_last, checkpoint_best, checkpoint_<step>), metrics.jsonl')
+    .option('--source-lang <S>', 'source language suffix, e.g. en (default on --resume: the checkpoint\'s)')
+    .option('--target-lang <T>', 'target language suffix, e.g. es')
+    .option('--preset <name>', 'model + recipe preset: transformer_tiny, transformer_small, transformer_base (default transformer_small)')
+    .option('--config <file>', 'JSON config: any subset of {model, train, data, decode} keys (see README "Configuration")')
+    .option('--tokenizer <file>', 'SentencePiece .model or tokenizer.json to use instead of the data folder\'s or a newly trained one')
+    .option('--resume', 'continue the run in --out from its last checkpoint (its config.json wins; stopping rules may be extended)')
+    .option('--max-steps <n>', 'stop after N optimizer updates', positiveInt)
+    .option('--max-epochs <n>', 'stop after N passes over the training data', positiveInt)
+    .option('--max-time <minutes>', 'stop after this many minutes of training', positiveNumber)
+    .option('--save-every <n>', 'save a checkpoint every N updates', positiveInt)
+    .option('--valid-every <n>', 'validate (loss, perplexity, BLEU on a sample) every N updates', positiveInt)
+    .option('--log-every <n>', 'log training loss every N updates', positiveInt)
+    .option('--seed <n>', 'random seed (init, shuffling, dropout)', nonNegativeInt)
+    .option('--lr <x>', 'peak learning rate', positiveNumber)
+    .option('--warmup <n>', 'warm-up updates of the schedule', nonNegativeInt)
+    .option('--max-tokens <n>', 'batch size in target tokens', positiveInt)
+    .option('--update-freq <n>', 'accumulate gradients over N batches per update', positiveInt)
+    .option('--clip-norm <x>', 'clip the global gradient norm (0 = off)', nonNegativeNumber)
+    .option('--label-smoothing <x>', 'label smoothing epsilon', nonNegativeNumber)
+    .option('--frobenius-decay <x>', 'Frobenius decay coefficient on factor products (0 = off)', nonNegativeNumber)
+    .option('--weight-decay <x>', 'decoupled weight decay on non-factor weights', nonNegativeNumber)
+    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['adam', 'adamw', 'nag']))
+    .option('--dropout <x>', 'residual/embedding dropout', nonNegativeNumber)
+    .option('--rank-scale <x>', 'attention rank scale: per-head rank = floor(x * d / H)', positiveNumber)
+    .option('--rank <r>', 'explicit per-head attention rank (overrides --rank-scale)', integer)
+    .option('--spectral-init', 'spectral initialization of the factors (preset default: on)')
+    .option('--no-spectral-init', 'plain random initialization of the factors')
+    .option('--vocab-size <n>', 'vocabulary size when a SentencePiece model is trained here', positiveInt)
+    .option('--max-length <n>', 'longest training sentence in tokens (either side)', positiveInt)
+    .addOption(new Option('--long-lines <what>', 'training pairs longer than --max-length: skip them (and report how many) or stop with an error').choices(['skip', 'error']))
+    .option('--valid-bleu-samples <n>', 'BLEU on the first N valid sentences at each validation (0 = off)', nonNegativeInt)
+    .option('--beam <n>', 'beam size stored with the model for evaluate/translate', positiveInt)
+    .option('--set <key=value>', 'set any config key, e.g. --set train.betas=[0.9,0.98] (repeatable)', collect)
+    .addOption(new Option('--progress <mode>', 'progress display (default: a bar on a terminal, lines otherwise)').choices(['auto', 'bar', 'lines', 'none']))
+    .action(async (flags: TrainFlags) => {
+      const summary = await trainTranslation({
+        data: flags.data,
+        out: flags.out,
+        sourceLang: flags.sourceLang,
+        targetLang: flags.targetLang,
+        preset: flags.preset,
+        configFile: flags.config,
+        tokenizer: flags.tokenizer,
+        resume: flags.resume ?? false,
+        overrides: overridesFromFlags(flags),
+        set: flags.set,
+        progress: flags.progress,
+        log: (line) => io.stderr(`${line}\n`),
+      });
+      io.stdout(
+        `trained ${summary.steps} steps in ${summary.wallSeconds.toFixed(0)} s; ` +
+          `valid loss ${summary.finalValidLoss.toFixed(3)}; checkpoint ${summary.outDir}\n`,
+      );
+    });
+}
+
+interface EvaluateFlags {
+  checkpoint: string;
+  data: string;
+  split: string;
+  sourceLang?: string;
+  targetLang?: string;
+  beam?: number;
+  lenPenalty?: number;
+  limit?: number;
+  output?: string;
+  json?: boolean;
+}
+
+function registerEvaluate(program: Command, io: CliIo): void {
+  commandGroup(program, 'evaluate')
+    .command('translation')
+    .description('translate a split with beam search and score it: BLEU (with its sacreBLEU signature), chrF, token-level perplexity')
+    .requiredOption('--checkpoint <dir>', 'checkpoint folder (e.g. checkpoints/NAME/checkpoint_best)')
+    .requiredOption('--data <dir>', 'corpus folder in fairseq layout')
+    .option('--split <name>', 'which split: files <split>.<S> and <split>.<T>', 'test')
+    .option('--source-lang <S>', "source language suffix (default: the checkpoint's)")
+    .option('--target-lang <T>', "target language suffix (default: the checkpoint's)")
+    .option('--beam <n>', "beam size (default: the checkpoint's config, 5 for the presets)", positiveInt)
+    .option('--len-penalty <x>', 'length penalty exponent (default: the checkpoint\'s config)', finiteNumber)
+    .option('--limit <n>', 'only the first N sentences', positiveInt)
+    .option('--output <file>', 'also write the translations, one per line')
+    .option('--json', 'print the scores as one JSON object')
+    .action(async (flags: EvaluateFlags) => {
+      const result = await evaluateTranslation({
+        checkpoint: flags.checkpoint,
+        data: flags.data,
+        split: flags.split,
+        sourceLang: flags.sourceLang,
+        targetLang: flags.targetLang,
+        beam: flags.beam,
+        lenPenalty: flags.lenPenalty,
+        limit: flags.limit,
+        log: (line) => io.stderr(`${line}\n`),
+      });
+      if (flags.output) writeFileSync(flags.output, result.hypotheses.map((h) => `${h}\n`).join(''));
+      if (flags.json) {
+        const { hypotheses: _h, references: _r, sources: _s, ...scores } = result;
+        io.stdout(`${JSON.stringify(scores)}\n`);
+      } else {
+        io.stdout(`${formatEvaluation(result)}\n`);
+      }
+    });
+}
+
+interface TranslateFlags {
+  checkpoint: string;
+  input?: string;
+  beam?: number;
+  lenPenalty?: number;
+}
+
+function registerTranslate(program: Command, io: CliIo): void {
+  program
+    .command('translate')
+    .description('translate text, one sentence per line, from --input or stdin to stdout (detokenized)')
+    .requiredOption('--checkpoint <dir>', 'checkpoint folder')
+    .option('--input <file>', 'read sentences from this file instead of stdin')
+    .option('--beam <n>', "beam size (default: the checkpoint's config)", positiveInt)
+    .option('--len-penalty <x>', "length penalty exponent (default: the checkpoint's config)", finiteNumber)
+    .action(async (flags: TranslateFlags) => {
+      let text: string;
+      if (flags.input !== undefined) {
+        if (!existsSync(flags.input)) throw new UserError(`--input: file '${flags.input}' does not exist`);
+        text = readFileSync(flags.input, 'utf8');
+      } else {
+        text = await io.readStdin();
+      }
+      const lines = text.split(/\r?\n/);
+      if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+      const translations = await translateLines(flags.checkpoint, lines, { beam: flags.beam, lenPenalty: flags.lenPenalty });
+      io.stdout(translations.map((t) => `${t}\n`).join(''));
+    });
+}
+
+export function registerTranslationCommands(program: Command, io: CliIo): void {
+  registerTrain(program, io);
+  registerEvaluate(program, io);
+  registerTranslate(program, io);
+}

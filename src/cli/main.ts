@@ -1,0 +1,75 @@
+/**
+ * The `factorized-transformer` command line: one entry point, one subcommand per job.
+ *
+ * `runCli(argv, io)` runs it in-process and resolves to the exit code (tests use it with a
+ * captured io); run as a script (`tsx src/cli/main.ts …`, `npm run cli -- …`, `npm start`) it
+ * uses the process streams and exits with that code.
+ */
+import { Command, Option } from 'commander';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { initBackend, type BackendChoice } from '../backend/index.ts';
+import { processIo, type CliIo } from './io.ts';
+import { reportError } from './report-error.ts';
+import { registerAverageCommand } from './commands/average.ts';
+import { registerDoctorCommand } from './commands/doctor.ts';
+
+const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** Builds a fresh program (commander keeps parse state on the instance, so one per run). */
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('factorized-transformer')
+    .description('Transformers with factorized multi-head attention (spectral init + Frobenius decay): translation and masked-LM')
+    .version(packageJson.version, '-V, --version')
+    .addOption(
+      new Option('--backend <name>', 'compute engine (default: env FT_BACKEND, else the fastest available)').choices(['auto', 'tensorflow', 'wasm', 'cpu']),
+    )
+    .configureHelp({ sortSubcommands: false, showGlobalOptions: true });
+
+  program.hook('preAction', async () => {
+    const backend = program.opts().backend as BackendChoice | undefined;
+    await initBackend(backend ? { backend } : {});
+  });
+
+  registerAverageCommand(program, io);
+  registerDoctorCommand(program, io);
+
+  // Route every command's output through `io` and turn commander's process.exit into a throw,
+  // including commands that other modules add with addCommand (these do not inherit settings).
+  const configure = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
+    cmd.commands.forEach(configure);
+  };
+  configure(program);
+  return program;
+}
+
+/** Runs the CLI on `argv` (without the node and script paths); resolves to the exit code. */
+export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
+  try {
+    const program = buildProgram(io);
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    return reportError(err, io);
+  }
+}
+
+function isEntryPoint(): boolean {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+/** Runs on the process streams and exits once stdout has drained. */
+export async function main(argv: string[] = process.argv.slice(2)): Promise<never> {
+  const code = await runCli(argv);
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  process.exit(code);
+}
+
+if (isEntryPoint()) await main();

@@ -1,0 +1,140 @@
+/**
+ * FactorizedDense: a dense layer whose kernel is the low-rank product W = U · V_s, stored as
+ * `inputFactor` U [in, r] and `outputFactor` V_s [r, units] (= Vᵀ, so the forward pass is two
+ * plain matmuls: y = (x U) V_s + b). Used for FFNs and output projections (the paper's
+ * --rank-scale on linear layers); its factor pair gets Frobenius decay of kind 'linear'.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import { UserError } from '../errors.ts';
+import { globalRandom } from '../random.ts';
+import type { FactorPair } from './frobenius.ts';
+import { resolveRank } from './rank.ts';
+import { spectralInit } from './spectral.ts';
+
+export type FactorizedActivation = 'linear' | 'relu' | 'gelu' | 'tanh' | 'sigmoid';
+const ACTIVATIONS: readonly FactorizedActivation[] = ['linear', 'relu', 'gelu', 'tanh', 'sigmoid'];
+
+export interface FactorizedDenseConfig {
+  units: number;
+  /** Rank r of the kernel; exclusive with rankScale. Default: full rank min(in, units). */
+  rank?: number;
+  /** r = max(1, floor(rankScale · min(in, units))). */
+  rankScale?: number;
+  /** Default true. */
+  useBias?: boolean;
+  /** Default 'linear'. */
+  activation?: FactorizedActivation;
+  /** Balance the initial factors (same product, UᵀU = VᵀV diagonal). Default true. */
+  spectralInit?: boolean;
+}
+
+export function applyActivation(x: tf.Tensor, activation: FactorizedActivation): tf.Tensor {
+  switch (activation) {
+    case 'linear':
+      return x;
+    case 'relu':
+      return tf.relu(x);
+    case 'gelu': // exact GELU, x·Φ(x), as torch.nn.functional.gelu
+      return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+    case 'tanh':
+      return tf.tanh(x);
+    case 'sigmoid':
+      return tf.sigmoid(x);
+  }
+}
+
+export class FactorizedDense extends tf.layers.Layer {
+  static className = 'FactorizedDense';
+
+  readonly units: number;
+  readonly rankOption: number | undefined;
+  readonly rankScale: number | undefined;
+  readonly useBias: boolean;
+  readonly activation: FactorizedActivation;
+  readonly spectralInit: boolean;
+  /** Rank r (after build). */
+  rank = 0;
+  inputFactor!: tf.LayerVariable;
+  outputFactor!: tf.LayerVariable;
+  bias: tf.LayerVariable | null = null;
+
+  constructor(config: FactorizedDenseConfig & LayerArgs) {
+    super(config);
+    if (config == null || !Number.isInteger(config.units) || config.units < 1) {
+      throw new UserError(`FactorizedDense: option 'units' must be a positive integer; got ${String(config?.units)}`);
+    }
+    this.units = config.units;
+    this.rankOption = config.rank ?? undefined;
+    this.rankScale = config.rankScale ?? undefined;
+    resolveRank('FactorizedDense', 1, 1, this.rankOption, this.rankScale); // validates the options early
+    this.useBias = config.useBias ?? true;
+    this.activation = config.activation ?? 'linear';
+    if (!ACTIVATIONS.includes(this.activation)) {
+      throw new UserError(`FactorizedDense: option 'activation' must be one of ${ACTIVATIONS.join(', ')}; got ${String(config.activation)}`);
+    }
+    this.spectralInit = config.spectralInit ?? true;
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    const inDim = shape[shape.length - 1];
+    if (inDim == null) throw new UserError(`FactorizedDense '${this.name}': the input's last dimension must be known`);
+    const r = (this.rank = resolveRank(`FactorizedDense '${this.name}'`, inDim, this.units, this.rankOption, this.rankScale));
+    // Product entries get the variance of a Glorot-uniform dense kernel, 2 / (in + units).
+    const limit = Math.sqrt(3 * Math.sqrt(2 / (inDim + this.units) / r));
+    const init = () => tf.initializers.randomUniform({ minval: -limit, maxval: limit, seed: globalRandom.nextSeed() });
+    this.inputFactor = this.addWeight('inputFactor', [inDim, r], 'float32', init());
+    this.outputFactor = this.addWeight('outputFactor', [r, this.units], 'float32', init());
+    if (this.useBias) this.bias = this.addWeight('bias', [this.units], 'float32', tf.initializers.zeros());
+    if (this.spectralInit) balancePair(this.inputFactor, this.outputFactor);
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    return [...shape.slice(0, -1), this.units];
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const inDim = x.shape[x.rank - 1];
+      const flat = tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
+      let y: tf.Tensor = tf.matMul(tf.matMul(flat, this.inputFactor.read() as tf.Tensor2D), this.outputFactor.read() as tf.Tensor2D);
+      if (this.bias) y = tf.add(y, this.bias.read());
+      y = applyActivation(y, this.activation);
+      return tf.reshape(y, [...x.shape.slice(0, -1), this.units]);
+    });
+  }
+
+  /** The kernel's factor pair (U, V_sᵀ), kind 'linear'. */
+  factorPairs(): FactorPair[] {
+    if (!this.built) return [];
+    return [{ name: `${this.name}/linear`, kind: 'linear', u: this.inputFactor, v: this.outputFactor, vTransposed: true }];
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      units: this.units,
+      rank: this.rankOption ?? null,
+      rankScale: this.rankScale ?? null,
+      useBias: this.useBias,
+      activation: this.activation,
+      spectralInit: this.spectralInit,
+    };
+  }
+}
+
+/** Spectral initialization of a 2-D pair stored as (U [m, r], V_s [r, n]). */
+export function balancePair(u: tf.LayerVariable, vStoredTransposed: tf.LayerVariable): void {
+  const vT = tf.transpose(vStoredTransposed.read());
+  const { U, V } = spectralInit(u.read(), vT);
+  const vs = tf.transpose(V);
+  u.write(U);
+  vStoredTransposed.write(vs);
+  tf.dispose([vT, U, V, vs]);
+}
+
+tf.serialization.registerClass(FactorizedDense);

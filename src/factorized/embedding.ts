@@ -1,0 +1,109 @@
+/**
+ * FactorizedEmbedding: an embedding table stored as the low-rank product E = U · V_s, with
+ * `embeddingFactor` U [inputDim, r] and `projectionFactor` V_s [r, outputDim]: a lookup gathers
+ * rows of U and projects them by V_s. `projectToVocab` applies Eᵀ (tied output projection)
+ * without forming E. Its factor pair gets Frobenius decay of kind 'embedding'.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import { UserError } from '../errors.ts';
+import { globalRandom } from '../random.ts';
+import { balancePair } from './dense.ts';
+import type { FactorPair } from './frobenius.ts';
+import { resolveRank } from './rank.ts';
+
+export interface FactorizedEmbeddingConfig {
+  inputDim: number;
+  outputDim: number;
+  /** Exclusive with rankScale. Default: full rank min(inputDim, outputDim). */
+  rank?: number;
+  /** r = max(1, floor(rankScale · min(inputDim, outputDim))). */
+  rankScale?: number;
+  /** Default true. */
+  spectralInit?: boolean;
+}
+
+export class FactorizedEmbedding extends tf.layers.Layer {
+  static className = 'FactorizedEmbedding';
+
+  readonly inputDim: number;
+  readonly outputDim: number;
+  readonly rankOption: number | undefined;
+  readonly rankScale: number | undefined;
+  readonly spectralInit: boolean;
+  readonly rank: number;
+  embeddingFactor!: tf.LayerVariable;
+  projectionFactor!: tf.LayerVariable;
+
+  constructor(config: FactorizedEmbeddingConfig & LayerArgs) {
+    super(config);
+    for (const key of ['inputDim', 'outputDim'] as const) {
+      const v = config?.[key];
+      if (!Number.isInteger(v) || (v as number) < 1) {
+        throw new UserError(`FactorizedEmbedding: option '${key}' must be a positive integer; got ${String(v)}`);
+      }
+    }
+    this.inputDim = config.inputDim;
+    this.outputDim = config.outputDim;
+    this.rankOption = config.rank ?? undefined;
+    this.rankScale = config.rankScale ?? undefined;
+    this.spectralInit = config.spectralInit ?? true;
+    this.rank = resolveRank('FactorizedEmbedding', this.inputDim, this.outputDim, this.rankOption, this.rankScale);
+  }
+
+  override build(): void {
+    const r = this.rank;
+    // Product entries ~ N(0, 1/outputDim), the usual Transformer embedding init (fairseq).
+    const std = Math.pow(1 / (this.outputDim * r), 0.25);
+    const init = () => tf.initializers.randomNormal({ mean: 0, stddev: std, seed: globalRandom.nextSeed() });
+    this.embeddingFactor = this.addWeight('embeddingFactor', [this.inputDim, r], 'float32', init());
+    this.projectionFactor = this.addWeight('projectionFactor', [r, this.outputDim], 'float32', init());
+    if (this.spectralInit) balancePair(this.embeddingFactor, this.projectionFactor);
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    return [...shape, this.outputDim];
+  }
+
+  /** ids [...] (any numeric dtype) → embeddings [..., outputDim]. */
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const ids = Array.isArray(inputs) ? inputs[0] : inputs;
+      const flat = tf.reshape(ids.dtype === 'int32' ? ids : tf.cast(ids, 'int32'), [-1]);
+      const rows = tf.gather(this.embeddingFactor.read(), flat) as tf.Tensor2D;
+      const out = tf.matMul(rows, this.projectionFactor.read() as tf.Tensor2D);
+      return tf.reshape(out, [...ids.shape, this.outputDim]);
+    });
+  }
+
+  /** hidden [..., outputDim] → logits [..., inputDim] = hidden · Eᵀ, as (hidden · V_sᵀ) · Uᵀ. */
+  projectToVocab(hidden: tf.Tensor): tf.Tensor {
+    if (!this.built) this.build();
+    return tf.tidy(() => {
+      const flat = tf.reshape(hidden, [-1, this.outputDim]) as tf.Tensor2D;
+      const low = tf.matMul(flat, this.projectionFactor.read() as tf.Tensor2D, false, true);
+      const logits = tf.matMul(low, this.embeddingFactor.read() as tf.Tensor2D, false, true);
+      return tf.reshape(logits, [...hidden.shape.slice(0, -1), this.inputDim]);
+    });
+  }
+
+  factorPairs(): FactorPair[] {
+    if (!this.built) return [];
+    return [{ name: `${this.name}/embedding`, kind: 'embedding', u: this.embeddingFactor, v: this.projectionFactor, vTransposed: true }];
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      inputDim: this.inputDim,
+      outputDim: this.outputDim,
+      rank: this.rankOption ?? null,
+      rankScale: this.rankScale ?? null,
+      spectralInit: this.spectralInit,
+    };
+  }
+}
+
+tf.serialization.registerClass(FactorizedEmbedding);

@@ -1,0 +1,231 @@
+/**
+ * Small dense linear algebra in Float64 for initialization-time work: thin QR and SVD.
+ *
+ * Why by hand: tfjs has no SVD at all, and its `tf.linalg.qr` runs in float32 with one kernel
+ * launch per Householder step. Spectral initialization and dense-to-factor conversion run once,
+ * on small matrices (r × r, or at most d × d), where exactness matters more than speed, so plain
+ * row-major Float64Array code is the simplest correct tool. Matrices are row-major `{rows, cols, data}`.
+ */
+
+export interface Matrix {
+  rows: number;
+  cols: number;
+  /** Row-major, length rows * cols. */
+  data: Float64Array;
+}
+
+export function zeros(rows: number, cols: number): Matrix {
+  return { rows, cols, data: new Float64Array(rows * cols) };
+}
+
+export function fromArray(rows: number, cols: number, values: ArrayLike<number>, offset = 0): Matrix {
+  const data = new Float64Array(rows * cols);
+  for (let i = 0; i < rows * cols; i++) data[i] = values[offset + i];
+  return { rows, cols, data };
+}
+
+export function transpose(a: Matrix): Matrix {
+  const t = zeros(a.cols, a.rows);
+  for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.cols; j++) t.data[j * a.rows + i] = a.data[i * a.cols + j];
+  return t;
+}
+
+/** a · b, or a · bᵀ when `transposeB`. */
+export function matmul(a: Matrix, b: Matrix, transposeB = false): Matrix {
+  const n = transposeB ? b.rows : b.cols;
+  const inner = transposeB ? b.cols : b.rows;
+  if (a.cols !== inner) throw new Error(`matmul: inner dimensions ${a.cols} and ${inner} differ`);
+  const c = zeros(a.rows, n);
+  for (let i = 0; i < a.rows; i++) {
+    for (let k = 0; k < inner; k++) {
+      const aik = a.data[i * a.cols + k];
+      if (aik === 0) continue;
+      if (transposeB) {
+        for (let j = 0; j < n; j++) c.data[i * n + j] += aik * b.data[j * b.cols + k];
+      } else {
+        for (let j = 0; j < n; j++) c.data[i * n + j] += aik * b.data[k * b.cols + j];
+      }
+    }
+  }
+  return c;
+}
+
+/**
+ * Thin QR by Householder reflections: a [m, k] (m ≥ k) = q [m, k] · r [k, k], q with orthonormal
+ * columns even when a is rank deficient (unlike Gram–Schmidt). Cost O(m k²).
+ */
+export function thinQr(a: Matrix): { q: Matrix; r: Matrix } {
+  const m = a.rows;
+  const k = a.cols;
+  if (m < k) throw new Error(`thinQr: needs rows >= cols, got ${m} x ${k}`);
+  const w = Float64Array.from(a.data); // becomes R in its upper triangle
+  const vs: Float64Array[] = [];
+  for (let j = 0; j < k; j++) {
+    // Householder vector for column j below the diagonal.
+    let norm = 0;
+    for (let i = j; i < m; i++) norm += w[i * k + j] * w[i * k + j];
+    norm = Math.sqrt(norm);
+    const v = new Float64Array(m - j);
+    if (norm === 0) {
+      vs.push(v); // zero column: identity reflection
+      continue;
+    }
+    const alpha = w[j * k + j] >= 0 ? -norm : norm;
+    for (let i = j; i < m; i++) v[i - j] = w[i * k + j];
+    v[0] -= alpha;
+    let vnorm = 0;
+    for (let i = 0; i < v.length; i++) vnorm += v[i] * v[i];
+    vnorm = Math.sqrt(vnorm);
+    if (vnorm === 0) {
+      vs.push(new Float64Array(m - j));
+      continue;
+    }
+    for (let i = 0; i < v.length; i++) v[i] /= vnorm;
+    vs.push(v);
+    // w[j:, j:] -= 2 v (vᵀ w[j:, j:])
+    for (let c = j; c < k; c++) {
+      let dot = 0;
+      for (let i = j; i < m; i++) dot += v[i - j] * w[i * k + c];
+      dot *= 2;
+      for (let i = j; i < m; i++) w[i * k + c] -= dot * v[i - j];
+    }
+  }
+  const r = zeros(k, k);
+  for (let i = 0; i < k; i++) for (let j = i; j < k; j++) r.data[i * k + j] = w[i * k + j];
+  // Q = H_0 H_1 ... H_{k-1} applied to the first k columns of the identity (backwards).
+  const q = zeros(m, k);
+  for (let i = 0; i < k; i++) q.data[i * k + i] = 1;
+  for (let j = k - 1; j >= 0; j--) {
+    const v = vs[j];
+    for (let c = 0; c < k; c++) {
+      let dot = 0;
+      for (let i = j; i < m; i++) dot += v[i - j] * q.data[i * k + c];
+      if (dot === 0) continue;
+      dot *= 2;
+      for (let i = j; i < m; i++) q.data[i * k + c] -= dot * v[i - j];
+    }
+  }
+  return { q, r };
+}
+
+/**
+ * Full SVD a [m, n] = u [m, p] · diag(s) · vᵀ with p = min(m, n), s descending, by one-sided
+ * (Hestenes) Jacobi rotations. Accurate to working precision also for ill-conditioned and
+ * rank-deficient input; singular vectors of zero singular values may be returned as zeros (callers
+ * scale them by √s = 0). Cost: O(sweeps · m · n²) with typically 6–12 sweeps — about a second in JS for
+ * a 512 × 512 matrix and ~10 s at 1024 × 1024; meant for init-time use only.
+ */
+export function svd(a: Matrix): { u: Matrix; s: Float64Array; v: Matrix } {
+  if (a.rows < a.cols) {
+    const t = svd(transpose(a));
+    return { u: t.v, s: t.s, v: t.u };
+  }
+  const m = a.rows;
+  const n = a.cols;
+  // Work on columns: store Aᵀ so each column is a contiguous row.
+  const cols = transpose(a).data; // [n][m]
+  const vt = new Float64Array(n * n); // rows are the columns of V
+  for (let i = 0; i < n; i++) vt[i * n + i] = 1;
+  const eps = 1e-15;
+  for (let sweep = 0; sweep < 60; sweep++) {
+    let rotated = false;
+    for (let p = 0; p < n - 1; p++) {
+      for (let q = p + 1; q < n; q++) {
+        let alpha = 0;
+        let beta = 0;
+        let gamma = 0;
+        const po = p * m;
+        const qo = q * m;
+        for (let i = 0; i < m; i++) {
+          const x = cols[po + i];
+          const y = cols[qo + i];
+          alpha += x * x;
+          beta += y * y;
+          gamma += x * y;
+        }
+        if (gamma === 0 || Math.abs(gamma) <= eps * Math.sqrt(alpha * beta)) continue;
+        rotated = true;
+        const zeta = (beta - alpha) / (2 * gamma);
+        const t = Math.sign(zeta || 1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
+        const c = 1 / Math.sqrt(1 + t * t);
+        const s = c * t;
+        for (let i = 0; i < m; i++) {
+          const x = cols[po + i];
+          const y = cols[qo + i];
+          cols[po + i] = c * x - s * y;
+          cols[qo + i] = s * x + c * y;
+        }
+        const pv = p * n;
+        const qv = q * n;
+        for (let i = 0; i < n; i++) {
+          const x = vt[pv + i];
+          const y = vt[qv + i];
+          vt[pv + i] = c * x - s * y;
+          vt[qv + i] = s * x + c * y;
+        }
+      }
+    }
+    if (!rotated) break;
+  }
+  const norms = new Float64Array(n);
+  for (let j = 0; j < n; j++) {
+    let ss = 0;
+    for (let i = 0; i < m; i++) ss += cols[j * m + i] * cols[j * m + i];
+    norms[j] = Math.sqrt(ss);
+  }
+  const order = Array.from({ length: n }, (_, j) => j).sort((x, y) => norms[y] - norms[x]);
+  const u = zeros(m, n);
+  const v = zeros(n, n);
+  const s = new Float64Array(n);
+  const tiny = (norms[order[0]] || 0) * n * 1e-15;
+  order.forEach((j, k) => {
+    s[k] = norms[j];
+    const inv = norms[j] > tiny ? 1 / norms[j] : 0;
+    for (let i = 0; i < m; i++) u.data[i * n + k] = cols[j * m + i] * inv;
+    for (let i = 0; i < n; i++) v.data[i * n + k] = vt[j * n + i];
+  });
+  return { u, s, v };
+}
+
+/**
+ * Balanced rank-`rank` factors of the product P = U · Vᵀ without forming P:
+ * U = Q1 R1, V = Q2 R2 (thin QR), SVD of the small R1 R2ᵀ = X S Yᵀ, then
+ * U' = Q1 X[:, :rank] √S, V' = Q2 Y[:, :rank] √S. Cost O((m + n) k² + k³) for k = cols of U.
+ * Returns the factors and the singular values of P (all k of them).
+ */
+export function balancedFactors(u: Matrix, v: Matrix, rank: number): { u: Matrix; v: Matrix; s: Float64Array } {
+  if (u.cols !== v.cols) throw new Error(`balancedFactors: factor ranks ${u.cols} and ${v.cols} differ`);
+  const k = u.cols;
+  // A thin QR needs rows ≥ cols; a factor with fewer rows than columns gets zero rows added
+  // (which adds nothing to the product) and removed again at the end.
+  const pu = padRows(u, k);
+  const pv = padRows(v, k);
+  const { q: q1, r: r1 } = thinQr(pu);
+  const { q: q2, r: r2 } = thinQr(pv);
+  const small = matmul(r1, r2, true);
+  const { u: x, s, v: y } = svd(small);
+  const outU = zeros(u.rows, rank);
+  const outV = zeros(v.rows, rank);
+  for (let c = 0; c < rank; c++) {
+    const root = c < k ? Math.sqrt(s[c]) : 0;
+    if (root === 0) continue;
+    for (let i = 0; i < u.rows; i++) {
+      let acc = 0;
+      for (let j = 0; j < k; j++) acc += q1.data[i * k + j] * x.data[j * k + c];
+      outU.data[i * rank + c] = acc * root;
+    }
+    for (let i = 0; i < v.rows; i++) {
+      let acc = 0;
+      for (let j = 0; j < k; j++) acc += q2.data[i * k + j] * y.data[j * k + c];
+      outV.data[i * rank + c] = acc * root;
+    }
+  }
+  return { u: outU, v: outV, s };
+}
+
+function padRows(a: Matrix, minRows: number): Matrix {
+  if (a.rows >= minRows) return a;
+  const p = zeros(minRows, a.cols);
+  p.data.set(a.data);
+  return p;
+}

@@ -1,0 +1,74 @@
+/**
+ * Spectral initialization and dense-to-factor conversion (ARCHITECTURE §1, "SI").
+ *
+ * Both run once at init/conversion time, on the host in Float64 (see linalg.ts for why).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../errors.ts';
+import { balancedFactors, fromArray, svd } from './linalg.ts';
+
+/**
+ * Balances a factor pair: for each leading index h, with P_h = U_h V_hᵀ = A diag(s) Bᵀ (top r),
+ * returns U_h = A √s, V_h = B √s. The products are unchanged (their rank is ≤ r by construction)
+ * and UᵀU = VᵀV = diag(s). `U [H?, m, r]`, `V [H?, n, r]`; returns new tensors (inputs untouched).
+ */
+export function spectralInit(U: tf.Tensor, V: tf.Tensor): { U: tf.Tensor; V: tf.Tensor } {
+  if (U.rank !== V.rank || (U.rank !== 2 && U.rank !== 3)) {
+    throw new UserError(`spectralInit: U and V must both be [m, r] or [H, m, r]; got shapes [${U.shape}] and [${V.shape}]`);
+  }
+  const batched = U.rank === 3;
+  const heads = batched ? U.shape[0] : 1;
+  const [m, r] = U.shape.slice(-2);
+  const [n, rv] = V.shape.slice(-2);
+  if (r !== rv || (batched && V.shape[0] !== heads)) {
+    throw new UserError(`spectralInit: U [${U.shape}] and V [${V.shape}] must share the head count and rank`);
+  }
+  const uData = U.dataSync();
+  const vData = V.dataSync();
+  const outU = new Float32Array(heads * m * r);
+  const outV = new Float32Array(heads * n * r);
+  for (let h = 0; h < heads; h++) {
+    const res = balancedFactors(fromArray(m, r, uData, h * m * r), fromArray(n, r, vData, h * n * r), r);
+    outU.set(res.u.data, h * m * r);
+    outV.set(res.v.data, h * n * r);
+  }
+  return { U: tf.tensor(outU, U.shape), V: tf.tensor(outV, V.shape) };
+}
+
+/**
+ * Best rank-`rank` factorization W ≈ U Vᵀ (truncated SVD, balanced: U = A√s, V = B√s), with the
+ * relative Frobenius error ‖W − U Vᵀ‖ / ‖W‖ (0 for W = 0). `W [m, n]` → `U [m, rank]`, `V [n, rank]`.
+ * Ranks above min(m, n) pad with zero columns. Cost: one Jacobi SVD of W (see linalg.svd).
+ */
+export function factorize(W: tf.Tensor2D, rank: number): { U: tf.Tensor2D; V: tf.Tensor2D; relativeError: number } {
+  if (W.rank !== 2) throw new UserError(`factorize: W must be a matrix [m, n]; got shape [${W.shape}]`);
+  if (!Number.isInteger(rank) || rank < 1) throw new UserError(`factorize: rank must be a positive integer; got ${rank}`);
+  const [m, n] = W.shape;
+  const res = factorizeArray(W.dataSync(), m, n, rank);
+  return { U: tf.tensor2d(Float32Array.from(res.u), [m, rank]), V: tf.tensor2d(Float32Array.from(res.v), [n, rank]), relativeError: res.relativeError };
+}
+
+/** Host-side core of `factorize` on a row-major [m, n] array. */
+export function factorizeArray(
+  values: ArrayLike<number>,
+  m: number,
+  n: number,
+  rank: number,
+): { u: Float64Array; v: Float64Array; relativeError: number } {
+  const { u, s, v } = svd(fromArray(m, n, values));
+  const p = s.length;
+  const outU = new Float64Array(m * rank);
+  const outV = new Float64Array(n * rank);
+  for (let c = 0; c < Math.min(rank, p); c++) {
+    const root = Math.sqrt(s[c]);
+    for (let i = 0; i < m; i++) outU[i * rank + c] = u.data[i * p + c] * root;
+    for (let i = 0; i < n; i++) outV[i * rank + c] = v.data[i * p + c] * root;
+  }
+  let total = 0;
+  let dropped = 0;
+  for (let c = 0; c < p; c++) {
+    total += s[c] * s[c];
+    if (c >= rank) dropped += s[c] * s[c];
+  }
+  return { u: outU, v: outV, relativeError: total > 0 ? Math.sqrt(dropped / total) : 0 };
+}

@@ -1,0 +1,258 @@
+/**
+ * BERT-style encoder for masked-LM pretraining: token + learned position (+ segment) embeddings,
+ * a stack of the models' Transformer encoder blocks (post- or pre-norm, GELU FFN, dense or
+ * factorized), and the MLM head of ./mlm-head.ts tied to the token embedding.
+ *
+ * Everything is a functional tf.LayersModel of registered layers, so a checkpoint's
+ * model.json + weights.bin load with tf.loadLayersModel, and the encoder can be cut out of a
+ * trained MLM model as a feature extractor (`encoderFromMaskedLM`).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../errors.ts';
+import { globalRandom } from '../random.ts';
+import { collectFactorPairs, type FactorPair } from '../factorized/frobenius.ts';
+import { DEFAULT_SPECTRAL_INIT, type SpectralInitChoice } from './config.ts';
+import { MaskedLMHead } from './mlm-head.ts';
+import { TokenEmbedding } from './embedding.ts';
+import { layerNorm } from './sublayers.ts';
+import type { FactorizedMultiHeadAttention } from '../attention/index.ts';
+import { TransformerEncoderBlock } from './blocks.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+export interface BertConfig {
+  vocabSize: number;
+  padId: number;
+  modelDim: number;
+  numHeads: number;
+  ffnDim: number;
+  numLayers: number;
+  /** Longest sequence (including [CLS]/[SEP]) the model accepts: rows of the position table. */
+  maxPositions: number;
+  /** Segment (token-type) vocabulary; 0 = no segment embedding and no segment input. */
+  typeVocabSize: number;
+  /** Residual and embedding dropout. */
+  dropout: number;
+  /** Dropout on attention probabilities. */
+  attentionDropout: number;
+  /** Dropout after the FFN activation. */
+  activationDropout: number;
+  activation: 'gelu' | 'relu';
+  /** Pre-norm (LayerNorm before each sublayer, plus a final LayerNorm) instead of BERT's post-norm. */
+  normFirst: boolean;
+  /** Per-head attention rank r = max(1, floor(attentionRankScale · d / H)); 1 = full rank. */
+  attentionRankScale: number;
+  /** Rank scale of the FFN layers (rank = max(1, floor(scale · min(in, out)))); null = dense. */
+  linearRankScale: number | null;
+  /** Rank scale of the token embedding (rank = max(1, floor(scale · d))); null = dense. */
+  embeddingRankScale: number | null;
+  spectralInit: SpectralInitChoice;
+  attentionBias: boolean;
+}
+
+export type BertArchitecture = Omit<BertConfig, 'vocabSize' | 'padId'>;
+
+export const BERT_DEFAULTS: BertArchitecture = {
+  modelDim: 256,
+  numHeads: 4,
+  ffnDim: 1024,
+  numLayers: 4,
+  maxPositions: 512,
+  typeVocabSize: 0,
+  dropout: 0.1,
+  attentionDropout: 0.1,
+  activationDropout: 0,
+  activation: 'gelu',
+  normFirst: false,
+  attentionRankScale: 1,
+  linearRankScale: null,
+  embeddingRankScale: null,
+  spectralInit: DEFAULT_SPECTRAL_INIT,
+  attentionBias: true,
+};
+
+const KEYS = ['vocabSize', 'padId', ...Object.keys(BERT_DEFAULTS)];
+
+function fail(key: string, expected: string, got: unknown): never {
+  throw new UserError(`model config: '${key}' must be ${expected}; got ${JSON.stringify(got)}`);
+}
+
+export type BertConfigInput = Partial<Omit<BertConfig, 'spectralInit'>> & {
+  spectralInit?: boolean | Partial<SpectralInitChoice>;
+};
+
+/** Fills defaults and checks every key; unknown keys and bad values throw a UserError naming the key. */
+export function resolveBertConfig(input: BertConfigInput): BertConfig {
+  if (input == null || typeof input !== 'object') throw new UserError('model config: expected an object');
+  for (const key of Object.keys(input)) {
+    if (!KEYS.includes(key)) throw new UserError(`model config: unknown key '${key}'; expected one of ${KEYS.join(', ')}`);
+  }
+  const si = input.spectralInit;
+  let spectralInit: SpectralInitChoice;
+  if (si === undefined) spectralInit = { ...DEFAULT_SPECTRAL_INIT };
+  else if (typeof si === 'boolean') spectralInit = { qk: si, ov: si, linear: si, embedding: si };
+  else if (typeof si === 'object' && si !== null) {
+    for (const [k, v] of Object.entries(si)) {
+      if (!(k in DEFAULT_SPECTRAL_INIT)) throw new UserError(`model config: unknown key 'spectralInit.${k}'; expected qk, ov, linear, embedding`);
+      if (typeof v !== 'boolean') fail(`spectralInit.${k}`, 'true or false', v);
+    }
+    spectralInit = { ...DEFAULT_SPECTRAL_INIT, ...si };
+  } else fail('spectralInit', 'a boolean or { qk, ov, linear, embedding }', si);
+  const c = { ...BERT_DEFAULTS, ...input, spectralInit } as BertConfig;
+  const isInt = (v: unknown, min: number) => typeof v === 'number' && Number.isInteger(v) && v >= min;
+  for (const k of ['vocabSize', 'modelDim', 'numHeads', 'ffnDim', 'numLayers', 'maxPositions'] as const) {
+    if (!isInt(c[k], 1)) fail(k, 'a positive integer', c[k]);
+  }
+  for (const k of ['padId', 'typeVocabSize'] as const) if (!isInt(c[k], 0)) fail(k, 'an integer >= 0', c[k]);
+  if (c.padId >= c.vocabSize) fail('padId', `< vocabSize (${c.vocabSize})`, c.padId);
+  for (const k of ['dropout', 'attentionDropout', 'activationDropout'] as const) {
+    if (typeof c[k] !== 'number' || !(c[k] >= 0 && c[k] < 1)) fail(k, 'a number in [0, 1)', c[k]);
+  }
+  for (const k of ['normFirst', 'attentionBias'] as const) if (typeof c[k] !== 'boolean') fail(k, 'true or false', c[k]);
+  if (c.activation !== 'gelu' && c.activation !== 'relu') fail('activation', 'gelu or relu', c.activation);
+  if (!(typeof c.attentionRankScale === 'number' && c.attentionRankScale > 0)) fail('attentionRankScale', 'a number > 0', c.attentionRankScale);
+  for (const k of ['linearRankScale', 'embeddingRankScale'] as const) {
+    const v = c[k];
+    if (v !== null && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) fail(k, 'a number > 0 or null (dense)', v);
+  }
+  if (c.modelDim % c.numHeads !== 0) {
+    throw new UserError(`model config: 'modelDim' (${c.modelDim}) must be divisible by 'numHeads' (${c.numHeads})`);
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+/** Input and output names of the models built here (stable: users feed them by name). */
+export const BERT_INPUTS = { tokens: 'token_ids', segments: 'segment_ids', positions: 'masked_positions' } as const;
+/** Name of the layer whose output is the encoder's final hidden states. */
+export const ENCODER_OUTPUT_LAYER = 'encoder_output';
+
+/**
+ * The BERT encoder as a set of layers: `apply(tokenIds, segmentIds?)` gives symbolic hidden states
+ * `[B, T, d]`. Holds the token embedding so that the MLM head can tie its projection to it.
+ */
+export class BertEncoder {
+  readonly config: BertConfig;
+  /** Token lookup + learned positions; applied to hidden states it is the tied output projection. */
+  readonly tokenEmbedding: TokenEmbedding;
+  readonly segmentEmbedding: tf.layers.Layer | null;
+  readonly embeddingNorm: tf.layers.Layer;
+  readonly finalNorm: tf.layers.Layer | null;
+  readonly blocks: TransformerEncoderBlock[];
+
+  constructor(config: BertConfig) {
+    this.config = config;
+    this.tokenEmbedding = new TokenEmbedding({
+      vocabSize: config.vocabSize,
+      modelDim: config.modelDim,
+      padId: config.padId,
+      scaleEmbedding: false, // BERT adds unscaled token, position and segment vectors
+      positions: 'learned',
+      maxPositions: config.maxPositions,
+      dropout: config.dropout,
+      rankScale: config.embeddingRankScale,
+      spectralInit: config.spectralInit.embedding,
+      name: 'embeddings',
+    });
+    this.segmentEmbedding =
+      config.typeVocabSize > 0
+        ? tf.layers.embedding({
+            inputDim: config.typeVocabSize,
+            outputDim: config.modelDim,
+            embeddingsInitializer: tf.initializers.truncatedNormal({ stddev: 0.02, seed: globalRandom.nextSeed() }),
+            name: 'segment_embeddings',
+          })
+        : null;
+    this.embeddingNorm = layerNorm('embeddings_norm');
+    this.finalNorm = config.normFirst ? layerNorm('final_norm') : null;
+    this.blocks = Array.from(
+      { length: config.numLayers },
+      (_, i) =>
+        new TransformerEncoderBlock({
+          name: `encoder_layer_${i}`,
+          modelDim: config.modelDim,
+          numHeads: config.numHeads,
+          ffnDim: config.ffnDim,
+          dropout: config.dropout,
+          attentionDropout: config.attentionDropout,
+          activationDropout: config.activationDropout,
+          activation: config.activation,
+          normFirst: config.normFirst,
+          attentionRankScale: config.attentionRankScale,
+          linearRankScale: config.linearRankScale,
+          spectralInit: config.spectralInit,
+          attentionBias: config.attentionBias,
+          padId: config.padId,
+        }),
+    );
+  }
+
+  /** Symbolic inputs for a model of this encoder: token ids, and segment ids when configured. */
+  makeInputs(): tf.SymbolicTensor[] {
+    const inputs = [tf.input({ shape: [null], dtype: 'int32', name: BERT_INPUTS.tokens })];
+    if (this.segmentEmbedding) inputs.push(tf.input({ shape: [null], dtype: 'int32', name: BERT_INPUTS.segments }));
+    return inputs;
+  }
+
+  apply(tokenIds: tf.SymbolicTensor, segmentIds?: tf.SymbolicTensor): tf.SymbolicTensor {
+    const c = this.config;
+    let x = this.tokenEmbedding.apply(tokenIds) as tf.SymbolicTensor;
+    if (this.segmentEmbedding) {
+      if (!segmentIds) throw new Error('BertEncoder: this config has segment embeddings; pass segment ids');
+      x = tf.layers.add({ name: 'add_segment_embeddings' }).apply([x, this.segmentEmbedding.apply(segmentIds) as tf.SymbolicTensor]) as tf.SymbolicTensor;
+    }
+    // Post-norm (BERT) normalizes the embeddings before the first block; pre-norm normalizes the
+    // last block's output instead (its blocks leave the residual stream unnormalized).
+    if (!c.normFirst) x = this.embeddingNorm.apply(x) as tf.SymbolicTensor;
+    for (const block of this.blocks) x = block.apply([x, tokenIds]) as tf.SymbolicTensor;
+    if (c.normFirst) x = this.finalNorm!.apply(x) as tf.SymbolicTensor;
+    // A named identity, so the hidden states can be found (and cut out) in a loaded model.
+    return tf.layers.activation({ activation: 'linear', name: ENCODER_OUTPUT_LAYER }).apply(x) as tf.SymbolicTensor;
+  }
+
+  /** The standalone attention layers, one per block (for reuse in other models). */
+  attentionLayers(): FactorizedMultiHeadAttention[] {
+    return this.blocks.map((b) => b.selfAttention);
+  }
+}
+
+/** A BERT masked-LM model and the encoder sharing its layers. */
+export interface BertForMaskedLM {
+  /** Inputs `[token_ids, (segment_ids,) masked_positions]` → logits `[B, P, V]`. */
+  model: tf.LayersModel;
+  /** Inputs `[token_ids, (segment_ids)]` → hidden states `[B, T, d]` (same layers, same weights). */
+  encoder: tf.LayersModel;
+  config: BertConfig;
+  factorPairs(): FactorPair[];
+}
+
+/** Builds the MLM model (for training) and its encoder (for features) from one config. */
+export function buildBertForMaskedLM(config: BertConfig): BertForMaskedLM {
+  const encoderLayers = new BertEncoder(config);
+  const inputs = encoderLayers.makeInputs();
+  const hidden = encoderLayers.apply(inputs[0], inputs[1]);
+  const positions = tf.input({ shape: [null], dtype: 'int32', name: BERT_INPUTS.positions });
+  const head = new MaskedLMHead({ modelDim: config.modelDim }, encoderLayers.tokenEmbedding);
+  const logits = head.apply(hidden, positions);
+  const model = tf.model({ inputs: [...inputs, positions], outputs: logits, name: 'bert_mlm' });
+  const encoder = tf.model({ inputs, outputs: hidden, name: 'bert_encoder' });
+  return { model, encoder, config, factorPairs: () => collectFactorPairs(model.layers) };
+}
+
+/**
+ * The encoder part of a (loaded) MLM model: a tfjs model from its token (and segment) inputs to
+ * the hidden states, sharing the MLM model's layers and weights.
+ */
+export function encoderFromMaskedLM(model: tf.LayersModel): tf.LayersModel {
+  const inputs = model.inputs.filter((i) => !i.name.startsWith(BERT_INPUTS.positions));
+  let output: tf.SymbolicTensor;
+  try {
+    output = model.getLayer(ENCODER_OUTPUT_LAYER).output as tf.SymbolicTensor;
+  } catch {
+    throw new UserError(`model '${model.name}' has no '${ENCODER_OUTPUT_LAYER}' layer: not a masked-LM model of this package`);
+  }
+  return tf.model({ inputs, outputs: output, name: 'bert_encoder' });
+}

@@ -1,0 +1,356 @@
+/**
+ * Transformer encoder and decoder blocks as serializable tfjs layers that own their sublayers:
+ * FactorizedMultiHeadAttention (self, causal self, cross), LayerNorms and a feed-forward network
+ * (dense or FactorizedDense). Pre- or post-norm, relu or gelu, residual/attention/activation
+ * dropout from the seeded stream. The encoder block is reused by the BERT encoder.
+ *
+ * Functional inputs carry ids, not masks: the key-padding mask is derived inside the block from
+ * the ids (`ids == padId`), so a saved graph needs no mask tensors.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import { UserError } from '../errors.ts';
+import { seededDropout } from '../random.ts';
+import { FactorizedMultiHeadAttention } from '../attention/index.ts';
+import type { AttentionCache } from '../attention/index.ts';
+import { spectralInit as balanceFactors } from '../factorized/spectral.ts';
+import type { FactorPair } from '../factorized/index.ts';
+import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWeights } from './sublayers.ts';
+import type { Activation } from './config.ts';
+
+export interface BlockConfig {
+  modelDim: number;
+  numHeads: number;
+  ffnDim: number;
+  /** Residual dropout. Default 0. */
+  dropout?: number;
+  /** Attention-probability dropout. Default 0. */
+  attentionDropout?: number;
+  /** Dropout after the FFN activation. Default 0. */
+  activationDropout?: number;
+  /** Default 'relu'. */
+  activation?: Activation;
+  /** Pre-norm (LayerNorm before each sublayer). Default false (post-norm). */
+  normFirst?: boolean;
+  /** Per-head attention rank scale (1 = full rank d/H). Default 1. */
+  attentionRankScale?: number;
+  /** FFN rank scale; null = dense FFN. Default null. */
+  linearRankScale?: number | null;
+  /** Spectral initialization per pair type. Default all true. */
+  spectralInit?: { qk?: boolean; ov?: boolean; linear?: boolean };
+  /** Biases in the attention projections. Default true. */
+  attentionBias?: boolean;
+  /** Id whose positions are masked as attention keys (the ids input). Default 0. */
+  padId?: number;
+}
+
+type Kwargs = Record<string, unknown>;
+
+interface ResolvedBlockConfig {
+  modelDim: number;
+  numHeads: number;
+  ffnDim: number;
+  dropout: number;
+  attentionDropout: number;
+  activationDropout: number;
+  activation: Activation;
+  normFirst: boolean;
+  attentionRankScale: number;
+  linearRankScale: number | null;
+  spectralInit: { qk: boolean; ov: boolean; linear: boolean };
+  attentionBias: boolean;
+  padId: number;
+}
+
+function resolveBlockConfig(c: BlockConfig, where: string): ResolvedBlockConfig {
+  if (c == null) throw new UserError(`${where}: a config is required`);
+  for (const key of ['modelDim', 'numHeads', 'ffnDim'] as const) {
+    if (!Number.isInteger(c[key]) || c[key] < 1) throw new UserError(`${where}: '${key}' must be a positive integer; got ${c[key]}`);
+  }
+  const out: ResolvedBlockConfig = {
+    modelDim: c.modelDim,
+    numHeads: c.numHeads,
+    ffnDim: c.ffnDim,
+    dropout: c.dropout ?? 0,
+    attentionDropout: c.attentionDropout ?? 0,
+    activationDropout: c.activationDropout ?? 0,
+    activation: c.activation ?? 'relu',
+    normFirst: c.normFirst ?? false,
+    attentionRankScale: c.attentionRankScale ?? 1,
+    linearRankScale: c.linearRankScale ?? null,
+    spectralInit: { qk: c.spectralInit?.qk ?? true, ov: c.spectralInit?.ov ?? true, linear: c.spectralInit?.linear ?? true },
+    attentionBias: c.attentionBias ?? true,
+    padId: c.padId ?? 0,
+  };
+  for (const key of ['dropout', 'attentionDropout', 'activationDropout'] as const) {
+    if (!(out[key] >= 0 && out[key] < 1)) throw new UserError(`${where}: '${key}' must be in [0, 1); got ${out[key]}`);
+  }
+  if (out.activation !== 'relu' && out.activation !== 'gelu') throw new UserError(`${where}: 'activation' must be relu or gelu; got ${String(out.activation)}`);
+  return out;
+}
+
+function makeAttention(name: string, c: ResolvedBlockConfig, causal: boolean): FactorizedMultiHeadAttention {
+  return new FactorizedMultiHeadAttention({
+    name,
+    numHeads: c.numHeads,
+    modelDim: c.modelDim,
+    rankScale: c.attentionRankScale === 1 ? undefined : c.attentionRankScale,
+    useBias: c.attentionBias,
+    dropout: c.attentionDropout,
+    causal,
+    // The layer balances both pairs or neither; a single pair is balanced after build.
+    spectralInit: c.spectralInit.qk && c.spectralInit.ov,
+  });
+}
+
+/** Spectral initialization of just one of the attention pairs (when SI differs per pair type). */
+function balanceOnePair(attn: FactorizedMultiHeadAttention, c: ResolvedBlockConfig): void {
+  if (c.spectralInit.qk === c.spectralInit.ov) return;
+  if (c.spectralInit.qk) {
+    const { U, V } = balanceFactors(attn.queryFactor.read(), attn.keyFactor.read());
+    attn.queryFactor.write(U);
+    attn.keyFactor.write(V);
+    tf.dispose([U, V]);
+  } else {
+    const woT = tf.transpose(attn.outputFactor.read(), [0, 2, 1]);
+    const { U, V } = balanceFactors(attn.valueFactor.read(), woT);
+    const wo = tf.transpose(V, [0, 2, 1]);
+    attn.valueFactor.write(U);
+    attn.outputFactor.write(wo);
+    tf.dispose([woT, U, V, wo]);
+  }
+}
+
+/** Shared parts of both blocks: config, FFN, residual wiring, weight bookkeeping. */
+abstract class TransformerBlockBase extends tf.layers.Layer {
+  readonly blockConfig: ResolvedBlockConfig;
+  protected readonly ffnIn: tf.layers.Layer;
+  protected readonly ffnOut: tf.layers.Layer;
+  protected readonly ffnNorm: tf.layers.Layer;
+
+  constructor(config: BlockConfig & LayerArgs, where: string) {
+    super(config);
+    this.blockConfig = resolveBlockConfig(config, `${where} '${this.name}'`);
+    const c = this.blockConfig;
+    this.ffnIn = projection('ffn_in', c.ffnDim, true, c.linearRankScale, c.spectralInit.linear);
+    this.ffnOut = projection('ffn_out', c.modelDim, true, c.linearRankScale, c.spectralInit.linear);
+    this.ffnNorm = layerNorm('ffn_norm');
+  }
+
+  /** The sublayers in weight order. */
+  abstract sublayers(): tf.layers.Layer[];
+
+  protected buildFeedForward(): void {
+    const d = this.blockConfig.modelDim;
+    buildSublayer(this.ffnIn, [[null, d]]);
+    buildSublayer(this.ffnOut, [[null, this.blockConfig.ffnDim]]);
+    buildSublayer(this.ffnNorm, [[null, d]]);
+  }
+
+  /** x + dropout(sublayer(norm?(x))), then norm for post-norm. */
+  protected residual(x: tf.Tensor3D, norm: tf.layers.Layer, training: boolean, sublayer: (h: tf.Tensor3D) => tf.Tensor3D): tf.Tensor3D {
+    const c = this.blockConfig;
+    const h = c.normFirst ? (norm.apply(x) as tf.Tensor3D) : x;
+    const y = tf.add(x, seededDropout(sublayer(h), c.dropout, training)) as tf.Tensor3D;
+    return c.normFirst ? y : (norm.apply(y) as tf.Tensor3D);
+  }
+
+  protected feedForward(h: tf.Tensor3D, training: boolean): tf.Tensor3D {
+    const c = this.blockConfig;
+    const inner = seededDropout(activate(this.ffnIn.apply(h) as tf.Tensor, c.activation), c.activationDropout, training);
+    return this.ffnOut.apply(inner) as tf.Tensor3D;
+  }
+
+  override get trainableWeights(): tf.LayerVariable[] {
+    return this.trainable ? sublayerWeights(this.sublayers(), true) : [];
+  }
+  override set trainableWeights(_weights: tf.LayerVariable[]) {
+    // Weights belong to the sublayers; tfjs never assigns this for a built layer.
+  }
+  override get nonTrainableWeights(): tf.LayerVariable[] {
+    const subs = this.sublayers();
+    return this.trainable ? sublayerWeights(subs, false) : [...sublayerWeights(subs, true), ...sublayerWeights(subs, false)];
+  }
+  override set nonTrainableWeights(_weights: tf.LayerVariable[]) {
+    // See trainableWeights.
+  }
+  override get trainable(): boolean {
+    return super.trainable;
+  }
+  override set trainable(value: boolean) {
+    super.trainable = value;
+    // Called by the base constructor before the sublayers exist.
+    for (const layer of this.sublayersIfBuilt()) layer.trainable = value;
+  }
+  private sublayersIfBuilt(): tf.layers.Layer[] {
+    return this.ffnNorm ? this.sublayers() : [];
+  }
+
+  /** FactorizedDense pairs of the FFN, if factorized. */
+  protected ffnFactorPairs(prefix: string): FactorPair[] {
+    const out: FactorPair[] = [];
+    for (const [layer, label] of [[this.ffnIn, 'ffn_in'], [this.ffnOut, 'ffn_out']] as const) {
+      const pairs = (layer as unknown as { factorPairs?: () => FactorPair[] }).factorPairs?.() ?? [];
+      for (const p of pairs) out.push({ ...p, name: `${prefix}/${label}` });
+    }
+    return out;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    return s;
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    const c = this.blockConfig;
+    return {
+      ...super.getConfig(),
+      modelDim: c.modelDim,
+      numHeads: c.numHeads,
+      ffnDim: c.ffnDim,
+      dropout: c.dropout,
+      attentionDropout: c.attentionDropout,
+      activationDropout: c.activationDropout,
+      activation: c.activation,
+      normFirst: c.normFirst,
+      attentionRankScale: c.attentionRankScale,
+      linearRankScale: c.linearRankScale,
+      spectralInit: { ...c.spectralInit },
+      attentionBias: c.attentionBias,
+      padId: c.padId,
+    };
+  }
+}
+
+/**
+ * Encoder block: self-attention over the sequence (padding keys masked) + FFN.
+ * Functional inputs: `[x [B, S, d], ids [B, S]]` (ids give the padding mask) or `[x]` (no padding).
+ */
+export class TransformerEncoderBlock extends TransformerBlockBase {
+  static className = 'TransformerEncoderBlock';
+  readonly selfAttention: FactorizedMultiHeadAttention;
+  private readonly selfAttentionNorm: tf.layers.Layer;
+
+  constructor(config: BlockConfig & LayerArgs) {
+    super(config, 'TransformerEncoderBlock');
+    this.selfAttention = makeAttention('self_attn', this.blockConfig, false);
+    this.selfAttentionNorm = layerNorm('self_attn_norm');
+  }
+
+  sublayers(): tf.layers.Layer[] {
+    return [this.selfAttention, this.selfAttentionNorm, this.ffnIn, this.ffnOut, this.ffnNorm];
+  }
+
+  override build(_inputShape: tf.Shape | tf.Shape[]): void {
+    const d = this.blockConfig.modelDim;
+    buildSublayer(this.selfAttention, [[null, d]]);
+    balanceOnePair(this.selfAttention, this.blockConfig);
+    buildSublayer(this.selfAttentionNorm, [[null, d]]);
+    this.buildFeedForward();
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    const list = Array.isArray(inputs) ? inputs : [inputs];
+    return tf.tidy(() => {
+      const mask = list[1] ? paddingMask(list[1], this.blockConfig.padId) : undefined;
+      return this.forward(list[0] as tf.Tensor3D, mask, kwargs?.training === true);
+    });
+  }
+
+  /** x [B, S, d], keyPaddingMask [B, S] (1 = pad) → [B, S, d]. */
+  forward(x: tf.Tensor3D, keyPaddingMask: tf.Tensor2D | undefined, training: boolean): tf.Tensor3D {
+    if (!this.built) this.build([x.shape]);
+    return tf.tidy(() => {
+      const y = this.residual(x, this.selfAttentionNorm, training, (h) =>
+        this.selfAttention.attend(h, null, { keyPaddingMask, training }));
+      return this.residual(y, this.ffnNorm, training, (h) => this.feedForward(h, training));
+    });
+  }
+
+  /** Pairs named `<prefix>/self_attn/qk|ov`, `<prefix>/ffn_in|ffn_out`. */
+  factorPairs(prefix = this.name): FactorPair[] {
+    return [
+      ...this.selfAttention.factorPairs().map((p) => ({ ...p, name: `${prefix}/self_attn/${p.kind}` })),
+      ...this.ffnFactorPairs(prefix),
+    ];
+  }
+}
+
+/** Per-layer incremental state of a decoder block. */
+export interface DecoderBlockCache {
+  self: AttentionCache;
+  cross: AttentionCache;
+}
+
+/**
+ * Decoder block: causal self-attention, cross-attention over the encoder output (source padding
+ * masked), FFN. Functional inputs: `[y [B, T, d], memory [B, S, d], sourceIds [B, S]]`.
+ */
+export class TransformerDecoderBlock extends TransformerBlockBase {
+  static className = 'TransformerDecoderBlock';
+  readonly selfAttention: FactorizedMultiHeadAttention;
+  readonly crossAttention: FactorizedMultiHeadAttention;
+  private readonly selfAttentionNorm: tf.layers.Layer;
+  private readonly crossAttentionNorm: tf.layers.Layer;
+
+  constructor(config: BlockConfig & LayerArgs) {
+    super(config, 'TransformerDecoderBlock');
+    this.selfAttention = makeAttention('self_attn', this.blockConfig, true);
+    this.selfAttentionNorm = layerNorm('self_attn_norm');
+    this.crossAttention = makeAttention('cross_attn', this.blockConfig, false);
+    this.crossAttentionNorm = layerNorm('cross_attn_norm');
+  }
+
+  sublayers(): tf.layers.Layer[] {
+    return [this.selfAttention, this.selfAttentionNorm, this.crossAttention, this.crossAttentionNorm, this.ffnIn, this.ffnOut, this.ffnNorm];
+  }
+
+  override build(_inputShape: tf.Shape | tf.Shape[]): void {
+    const d = this.blockConfig.modelDim;
+    buildSublayer(this.selfAttention, [[null, d]]);
+    balanceOnePair(this.selfAttention, this.blockConfig);
+    buildSublayer(this.selfAttentionNorm, [[null, d]]);
+    buildSublayer(this.crossAttention, [[null, d], [null, d]]);
+    balanceOnePair(this.crossAttention, this.blockConfig);
+    buildSublayer(this.crossAttentionNorm, [[null, d]]);
+    this.buildFeedForward();
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
+    const list = Array.isArray(inputs) ? inputs : [inputs];
+    if (list.length < 2) throw new UserError(`TransformerDecoderBlock '${this.name}': expects [target, memory, sourceIds?]`);
+    return tf.tidy(() => {
+      const mask = list[2] ? paddingMask(list[2], this.blockConfig.padId) : undefined;
+      return this.forward(list[0] as tf.Tensor3D, list[1] as tf.Tensor3D, mask, kwargs?.training === true);
+    });
+  }
+
+  /**
+   * Teacher-forced (no cache) or incremental (with cache: `y` holds only the new positions, the
+   * cache the past; the cross-attention cache holds the projected memory after the first step).
+   */
+  forward(y: tf.Tensor3D, memory: tf.Tensor3D, sourcePadMask: tf.Tensor2D | undefined, training: boolean, cache?: DecoderBlockCache): tf.Tensor3D {
+    if (!this.built) this.build([y.shape, memory.shape]);
+    return tf.tidy(() => {
+      let x = this.residual(y, this.selfAttentionNorm, training, (h) =>
+        this.selfAttention.attend(h, null, { causal: true, training, cache: cache?.self }));
+      x = this.residual(x, this.crossAttentionNorm, training, (h) =>
+        this.crossAttention.attend(h, memory, { keyPaddingMask: sourcePadMask, training, cache: cache?.cross }));
+      return this.residual(x, this.ffnNorm, training, (h) => this.feedForward(h, training));
+    });
+  }
+
+  /** Pairs named `<prefix>/self_attn/qk|ov`, `<prefix>/cross_attn/qk|ov`, `<prefix>/ffn_in|ffn_out`. */
+  factorPairs(prefix = this.name): FactorPair[] {
+    return [
+      ...this.selfAttention.factorPairs().map((p) => ({ ...p, name: `${prefix}/self_attn/${p.kind}` })),
+      ...this.crossAttention.factorPairs().map((p) => ({ ...p, name: `${prefix}/cross_attn/${p.kind}` })),
+      ...this.ffnFactorPairs(prefix),
+    ];
+  }
+}
+
+tf.serialization.registerClass(TransformerEncoderBlock);
+tf.serialization.registerClass(TransformerDecoderBlock);

@@ -1,0 +1,12 @@
+/** Models: the encoder–decoder Transformer, its building blocks and presets. */
+export { TransformerSeq2Seq } from './seq2seq.ts';
+export type { EncoderOutput, DecoderState } from './seq2seq.ts';
+export { TransformerEncoderBlock, TransformerDecoderBlock } from './blocks.ts';
+export type { BlockConfig, DecoderBlockCache } from './blocks.ts';
+export { TokenEmbedding, sinusoidalTable } from './embedding.ts';
+export type { TokenEmbeddingConfig, PositionEncoding } from './embedding.ts';
+export { resolveSeq2SeqConfig, SEQ2SEQ_DEFAULTS, DEFAULT_SPECTRAL_INIT } from './config.ts';
+export type { Seq2SeqConfig, Seq2SeqArchitecture, SpectralInitChoice, PositionKind, Activation } from './config.ts';
+export { presets, transformer_small, transformer_base, seq2seqConfigFromPreset } from './presets.ts';
+export type { Seq2SeqOverrides } from './presets.ts';
+export { activate, paddingMask, buildSublayer, layerNorm, projection } from './sublayers.ts';

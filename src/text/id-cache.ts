@@ -1,0 +1,99 @@
+/**
+ * The binary file that caches a text file's token ids next to it:
+ *   `<file>.<key>.ids.bin`, key = hash of (format version, tokenizer fingerprint, file size, mtime).
+ * It is rebuilt whenever the text or the tokenizer changes (the key changes), and written
+ * atomically (temporary file + rename).
+ *
+ * Layout (little-endian): "FTIDS" 0 0 1 | u32 numLines | u32 0 | f64 numTokens |
+ *   u32 lengths[numLines] | i32 ids[numTokens].
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync, fstatSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+
+const MAGIC = Buffer.from([0x46, 0x54, 0x49, 0x44, 0x53, 0, 0, 1]);
+const HEADER_BYTES = 24;
+
+export function idCachePath(textPath: string, tokenizerFingerprint: string): string {
+  const st = statSync(textPath);
+  const key = createHash('sha256')
+    .update(`ids-v1\0${tokenizerFingerprint}\0${st.size}\0${st.mtimeMs}`)
+    .digest('hex')
+    .slice(0, 16);
+  return `${textPath}.${key}.ids.bin`;
+}
+
+/** Reads a cache file; null when it is missing or malformed (the caller then re-encodes). */
+export function readIdCache(cachePath: string): Int32Array[] | null {
+  let fd: number;
+  try {
+    fd = openSync(cachePath, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const size = fstatSync(fd).size;
+    if (size < HEADER_BYTES) return null;
+    const header = Buffer.alloc(HEADER_BYTES);
+    readSync(fd, header, 0, HEADER_BYTES, 0);
+    if (!header.subarray(0, 8).equals(MAGIC)) return null;
+    const numLines = header.readUInt32LE(8);
+    const numTokens = header.readDoubleLE(16);
+    if (size !== HEADER_BYTES + 4 * numLines + 4 * numTokens) return null;
+    // A fresh ArrayBuffer (4-byte aligned) holds lengths and ids; lines are views into it.
+    const body = new ArrayBuffer(size - HEADER_BYTES);
+    const bytes = new Uint8Array(body);
+    for (let off = 0; off < bytes.length; ) {
+      const n = readSync(fd, bytes, off, Math.min(1 << 26, bytes.length - off), HEADER_BYTES + off);
+      if (n <= 0) return null;
+      off += n;
+    }
+    const lengths = new Uint32Array(body, 0, numLines);
+    const ids = new Int32Array(body, 4 * numLines, numTokens);
+    const lines: Int32Array[] = new Array(numLines);
+    let start = 0;
+    for (let i = 0; i < numLines; i++) {
+      lines[i] = ids.subarray(start, start + lengths[i]);
+      start += lengths[i];
+    }
+    return start === numTokens ? lines : null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Writes `lines` (given as their lengths and the concatenated ids) atomically, and removes caches
+ * of the same text made with other keys. Returns false when the folder is not writable.
+ */
+export function writeIdCache(cachePath: string, lengths: Uint32Array, ids: Int32Array): boolean {
+  const header = Buffer.alloc(HEADER_BYTES);
+  MAGIC.copy(header, 0);
+  header.writeUInt32LE(lengths.length, 8);
+  header.writeDoubleLE(ids.length, 16);
+  const tmp = `${cachePath}.tmp-${process.pid}`;
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      writeFileSync(fd, header);
+      writeFileSync(fd, new Uint8Array(lengths.buffer, lengths.byteOffset, lengths.byteLength));
+      writeFileSync(fd, new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength));
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, cachePath);
+  } catch {
+    rmSync(tmp, { force: true });
+    return false;
+  }
+  // Stale caches of this text (older text or another tokenizer) only waste disk.
+  const dir = dirname(cachePath);
+  const name = basename(cachePath);
+  const prefix = name.slice(0, name.length - '.0123456789abcdef.ids.bin'.length);
+  for (const f of readdirSync(dir)) {
+    if (f !== name && f.startsWith(`${prefix}.`) && /^\.[0-9a-f]{16}\.ids\.bin$/.test(f.slice(prefix.length))) {
+      rmSync(join(dir, f), { force: true });
+    }
+  }
+  return true;
+}

@@ -1,0 +1,55 @@
+/**
+ * Streams a text file line by line with strict UTF-8 checking, so a corpus of any size is read
+ * without holding it in memory, and a bad byte is reported with its file and line.
+ */
+import { createReadStream, existsSync, statSync } from 'node:fs';
+import { UserError } from '../errors.ts';
+
+export interface Line {
+  /** 1-based. */
+  lineNumber: number;
+  text: string;
+}
+
+/** Checks the file exists, is a file, and is not empty (one-line UserError otherwise). */
+export function checkTextFile(path: string, expected = 'UTF-8 text, one sentence per line'): void {
+  if (!existsSync(path)) throw new UserError(`${path} not found (expected ${expected})`);
+  const st = statSync(path);
+  if (!st.isFile()) throw new UserError(`${path} is not a file (expected ${expected})`);
+  if (st.size === 0) throw new UserError(`${path} is empty (expected ${expected})`);
+}
+
+/**
+ * Yields the lines of `path` (without their `\n` or `\r\n`; a leading BOM is dropped).
+ * Throws UserError `path:line: invalid UTF-8 ...` on the first malformed line.
+ */
+export async function* readLines(path: string): AsyncGenerator<Line> {
+  checkTextFile(path);
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let lineNumber = 0;
+  let carry: Buffer = Buffer.alloc(0);
+  const decode = (bytes: Buffer): string => {
+    lineNumber++;
+    let end = bytes.length;
+    if (end > 0 && bytes[end - 1] === 0x0d) end--;
+    try {
+      let text = decoder.decode(bytes.subarray(0, end));
+      if (lineNumber === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      return text;
+    } catch {
+      throw new UserError(`${path}:${lineNumber}: invalid UTF-8 (expected UTF-8 text, one sentence per line)`);
+    }
+  };
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    let buf = chunk as Buffer;
+    if (carry.length > 0) buf = Buffer.concat([carry, buf]);
+    let start = 0;
+    for (let nl = buf.indexOf(0x0a, start); nl !== -1; nl = buf.indexOf(0x0a, start)) {
+      yield { lineNumber: lineNumber + 1, text: decode(buf.subarray(start, nl)) };
+      start = nl + 1;
+    }
+    // Copy the unfinished line so the chunk's memory can be released.
+    carry = Buffer.from(buf.subarray(start));
+  }
+  if (carry.length > 0) yield { lineNumber: lineNumber + 1, text: decode(carry) };
+}

@@ -1,0 +1,97 @@
+/**
+ * SentencePiece `.model` files, encoded and decoded by the wasm build of the official C++ library
+ * (`sentencepiece-js`), so ids match `spm_encode` exactly.
+ *
+ * `sentencepiece-js` exposes load / encodeIds / decodeIds but neither the vocabulary nor the
+ * special ids, and it ignores the status of `Load`; the piece table and ids are therefore read
+ * from the file itself (sentencepiece-model.ts), and the load status is checked here.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import spm from 'sentencepiece-js';
+import { UserError } from '../errors.ts';
+import { parseSentencePieceModel, type SentencePieceModelInfo } from './sentencepiece-model.ts';
+import { completeSpecialIds, type Tokenizer } from './tokenizer.ts';
+
+type WasmProcessor = InstanceType<typeof spm.SentencePieceProcessor>;
+
+export class SentencePieceTokenizer implements Tokenizer {
+  readonly kind = 'sentencepiece' as const;
+  readonly vocabSize: number;
+  readonly padId: number;
+  readonly unkId: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  readonly maskId?: number;
+  /** Ids that decode to nothing: pad/bos/eos and ids appended after the model's pieces. */
+  private readonly silentIds: Set<number>;
+
+  private constructor(
+    readonly modelPath: string,
+    readonly fingerprint: string,
+    private readonly info: SentencePieceModelInfo,
+    private readonly processor: WasmProcessor,
+  ) {
+    const ids = completeSpecialIds(info, info.pieces.length);
+    this.vocabSize = ids.vocabSize;
+    this.padId = ids.padId;
+    this.unkId = ids.unkId;
+    this.bosId = ids.bosId;
+    this.eosId = ids.eosId;
+    const mask = info.pieces.indexOf('<mask>');
+    if (mask >= 0) this.maskId = mask;
+    this.silentIds = new Set([this.padId, this.bosId, this.eosId]);
+  }
+
+  static async load(modelPath: string): Promise<SentencePieceTokenizer> {
+    if (!existsSync(modelPath)) throw new UserError(`tokenizer not found: ${modelPath} (expected a SentencePiece .model file)`);
+    const bytes = readFileSync(modelPath);
+    let info: SentencePieceModelInfo;
+    try {
+      info = parseSentencePieceModel(bytes);
+    } catch (e) {
+      throw new UserError(`${modelPath} is not a SentencePiece model (${(e as Error).message}); expected a .model file written by spm_train`);
+    }
+    const processor = new spm.SentencePieceProcessor();
+    await processor.load(modelPath);
+    const status = processor.processor.status();
+    const message = status.ToString();
+    status.delete();
+    if (message !== 'OK') throw new UserError(`${modelPath} is not a SentencePiece model (${message.split('\n')[0]})`);
+    const fingerprint = createHash('sha256').update(bytes).digest('hex');
+    return new SentencePieceTokenizer(modelPath, fingerprint, info, processor);
+  }
+
+  encode(text: string): number[] {
+    return this.processor.encodeIds(text);
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    const kept: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
+      }
+      if (!this.silentIds.has(id) && id < this.info.pieces.length) kept.push(id);
+    }
+    return kept.length === 0 ? '' : this.processor.decodeIds(kept);
+  }
+
+  idToPiece(id: number): string {
+    if (id === this.padId) return '<pad>';
+    if (id < 0 || id >= this.vocabSize) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
+    if (id >= this.info.pieces.length) return ['<unk>', '<s>', '</s>'][[this.unkId, this.bosId, this.eosId].indexOf(id)] ?? '<pad>';
+    return this.info.pieces[id];
+  }
+
+  /** The normalization rule the model was trained with ('identity', 'nmt_nfkc', ...). */
+  get normalization(): string {
+    return this.info.normalization;
+  }
+
+  files(): string[] {
+    const vocab = this.modelPath.replace(/\.model$/, '.vocab');
+    return vocab !== this.modelPath && existsSync(vocab) ? [this.modelPath, vocab] : [this.modelPath];
+  }
+}

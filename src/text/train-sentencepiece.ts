@@ -1,0 +1,115 @@
+/**
+ * Trains a SentencePiece model with the `spm_train` command-line tool (Debian/Ubuntu package
+ * `sentencepiece`), with the special ids fixed for every model this package trains:
+ * pad 0, unk 1, bos 2, eos 3, `<mask>` 4 (a user-defined symbol, for masked-LM).
+ *
+ * Why a subprocess: training is C++ code we should not reimplement, and sentencepiece-js ships
+ * only the encoder/decoder.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { UserError } from '../errors.ts';
+
+export interface TrainSentencePieceOptions {
+  /** One text file or several (one sentence per line). */
+  input: string | string[];
+  /** Output prefix: writes `<modelPrefix>.model` and `<modelPrefix>.vocab`. */
+  modelPrefix: string;
+  vocabSize: number;
+  modelType?: 'unigram' | 'bpe' | 'char' | 'word';
+  /**
+   * 'identity' (default) keeps text byte-for-byte, so decode(encode(s)) === s; 'nmt_nfkc' folds
+   * compatibility characters (full-width forms, ligatures) and does not round-trip them.
+   */
+  normalization?: 'identity' | 'nmt_nfkc' | 'nfkc';
+  /** Share of characters that get their own piece; 1.0 (default) keeps every character seen in training. */
+  characterCoverage?: number;
+  /** Pieces that are never split, after `<mask>` (id 4). */
+  userDefinedSymbols?: string[];
+  /** Seed of spm_train's random generator (training is single-threaded and unshuffled, so deterministic). */
+  seed?: number;
+  /** Extra `--flag=value` arguments passed to spm_train as they are. */
+  extraArgs?: string[];
+  /** Path or name of the trainer; default `$SPM_TRAIN` or `spm_train`. */
+  trainer?: string;
+}
+
+export const SPM_INSTALL_HINT =
+  'install SentencePiece\'s command-line tools: `apt install sentencepiece` (Debian/Ubuntu), `brew install sentencepiece` (macOS), or build them from https://github.com/google/sentencepiece (`pip install sentencepiece` has no spm_train); or set SPM_TRAIN to its path';
+
+/** The spm_train arguments for these options (exported so tests can check them without the tool). */
+export function sentencePieceTrainArgs(
+  opts: TrainSentencePieceOptions,
+  modelPrefix = opts.modelPrefix,
+  cwd = process.cwd(),
+): string[] {
+  const inputs = Array.isArray(opts.input) ? opts.input : [opts.input];
+  if (inputs.length === 0) throw new UserError('trainSentencePiece: input names no file');
+  for (const f of inputs) {
+    if (f.includes(',')) throw new UserError(`trainSentencePiece: input path ${f} contains a comma, which spm_train reads as a separator`);
+    if (!existsSync(f)) throw new UserError(`trainSentencePiece: input file not found: ${f}`);
+  }
+  if (!Number.isInteger(opts.vocabSize) || opts.vocabSize < 6) {
+    throw new UserError(`trainSentencePiece: vocabSize must be an integer ≥ 6, got ${opts.vocabSize}`);
+  }
+  const symbols = ['<mask>', ...(opts.userDefinedSymbols ?? [])];
+  return [
+    // Relative paths: spm_train records them in the model, which should not depend on where it was built.
+    `--input=${inputs.map((f) => relative(cwd, resolve(f))).join(',')}`,
+    `--model_prefix=${modelPrefix}`,
+    `--vocab_size=${opts.vocabSize}`,
+    `--model_type=${opts.modelType ?? 'unigram'}`,
+    `--normalization_rule_name=${opts.normalization ?? 'identity'}`,
+    `--character_coverage=${opts.characterCoverage ?? 1.0}`,
+    '--pad_id=0',
+    '--unk_id=1',
+    '--bos_id=2',
+    '--eos_id=3',
+    `--user_defined_symbols=${symbols.join(',')}`,
+    // Determinism: every sentence is used (no sampling), in file order, on one thread.
+    '--input_sentence_size=0',
+    '--shuffle_input_sentence=false',
+    '--num_threads=1',
+    `--random_seed=${opts.seed ?? 1}`,
+    ...(opts.extraArgs ?? []),
+  ];
+}
+
+/** Trains a model and returns the path of the `.model` file (written atomically with its `.vocab`). */
+export async function trainSentencePiece(opts: TrainSentencePieceOptions): Promise<string> {
+  const trainer = opts.trainer ?? process.env.SPM_TRAIN ?? 'spm_train';
+  const outDir = resolve(dirname(opts.modelPrefix));
+  mkdirSync(outDir, { recursive: true });
+  // Train under a temporary prefix, then rename: a crash never leaves a half-written model.
+  // spm_train runs in the output folder so the model records only relative paths (same bytes wherever built).
+  const tmpName = `.${basename(opts.modelPrefix)}.tmp`;
+  const tmpPrefix = join(outDir, tmpName);
+  const args = sentencePieceTrainArgs(opts, tmpName, outDir);
+  try {
+    await new Promise<void>((done, reject) => {
+      execFile(trainer, args, { cwd: outDir, maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
+        if (!err) return done();
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          return reject(new UserError(`${trainer} not found on PATH; ${SPM_INSTALL_HINT}`));
+        }
+        const lastLine = stderr.trim().split('\n').filter((l) => !l.includes('LOG(INFO)')).pop() ?? String(err);
+        reject(new UserError(`${trainer} failed for ${opts.modelPrefix}: ${lastLine.trim()}`));
+      });
+    });
+    renameSync(`${tmpPrefix}.vocab`, `${opts.modelPrefix}.vocab`);
+    renameSync(`${tmpPrefix}.model`, `${opts.modelPrefix}.model`);
+  } finally {
+    rmSync(`${tmpPrefix}.model`, { force: true });
+    rmSync(`${tmpPrefix}.vocab`, { force: true });
+  }
+  return `${opts.modelPrefix}.model`;
+}
+
+/** True when the trainer can be run (tests that need it skip otherwise). */
+export async function hasSentencePieceTrainer(trainer = process.env.SPM_TRAIN ?? 'spm_train'): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(trainer, ['--help'], (err) => resolve(!err || (err as NodeJS.ErrnoException).code !== 'ENOENT'));
+  });
+}

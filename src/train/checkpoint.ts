@@ -1,0 +1,437 @@
+/**
+ * Checkpoint folders (ARCHITECTURE §4): model.json + weights.bin (tfjs Layers format), optimizer.json
+ * + optimizer.bin, trainer-state.json, config.json and the tokenizer files.
+ *
+ * A folder is written in full to a hidden temporary sibling, every file fsynced, then renamed into
+ * place, so a crash never leaves a half-written checkpoint. Replacing an existing folder takes two
+ * renames (old → .old, tmp → target); if a crash falls between them, `recoverCheckpoint` puts the old
+ * one back. tfjs without tfjs-node has no file:// handler, hence the small Node IO handler below.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { promises as fsp, existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { UserError } from '../errors.ts';
+import type { OptimizerState, OptimizerStateMeta, TrainOptimizer } from './optimizers.ts';
+import type { TrainerState } from './state.ts';
+
+export const MODEL_JSON = 'model.json';
+export const WEIGHTS_BIN = 'weights.bin';
+export const OPTIMIZER_JSON = 'optimizer.json';
+export const OPTIMIZER_BIN = 'optimizer.bin';
+export const TRAINER_STATE_JSON = 'trainer-state.json';
+export const CONFIG_JSON = 'config.json';
+const OWN_FILES = new Set([MODEL_JSON, WEIGHTS_BIN, OPTIMIZER_JSON, OPTIMIZER_BIN, TRAINER_STATE_JSON, CONFIG_JSON]);
+
+/** Writes one file durably. Injectable so tests can simulate a full disk. */
+export interface FileWriter {
+  writeFile(file: string, data: Uint8Array): Promise<void>;
+}
+
+export const durableWriter: FileWriter = {
+  async writeFile(file, data) {
+    const handle = await fsp.open(file, 'w');
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+};
+
+const DISK_ERRORS: Record<string, string> = {
+  ENOSPC: 'disk full',
+  EDQUOT: 'disk quota exceeded',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  EIO: 'I/O error',
+};
+
+function diskError(err: unknown, target: string): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code && code in DISK_ERRORS) {
+    return new UserError(`cannot write checkpoint ${target}: ${DISK_ERRORS[code]} (${code}); the previous checkpoint is kept`);
+  }
+  return err as Error;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  // Makes the renames durable; some file systems refuse fsync on directories, which is harmless.
+  try {
+    const handle = await fsp.open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    /* best effort */
+  }
+}
+
+function tempSibling(target: string, tag: string): string {
+  const rand = Math.floor(Math.random() * 1e9).toString(36); // only a unique name, not part of results
+  return path.join(path.dirname(target), `.${path.basename(target)}.${tag}-${process.pid}-${rand}`);
+}
+
+/**
+ * If a previous replacement of `target` was interrupted between its two renames, moves the old
+ * folder back. With `removeTemporaries` (only for the holder of the output folder's lock, since
+ * another process may be writing one right now) also removes leftover temporary folders.
+ */
+export function recoverCheckpoint(target: string, removeTemporaries = false): void {
+  const parent = path.dirname(target);
+  if (!existsSync(parent)) return;
+  const base = path.basename(target);
+  for (const entry of readdirSync(parent)) {
+    const full = path.join(parent, entry);
+    if (entry.startsWith(`.${base}.old-`)) {
+      if (!existsSync(target)) renameSync(full, target);
+      else rmSync(full, { recursive: true, force: true });
+    } else if (removeTemporaries && entry.startsWith(`.${base}.tmp-`)) {
+      rmSync(full, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Writes `files` as the folder `target`, atomically replacing any folder already there. */
+export async function writeFolderAtomic(
+  target: string,
+  files: { name: string; data: Uint8Array }[],
+  writer: FileWriter = durableWriter,
+): Promise<void> {
+  const parent = path.dirname(target);
+  try {
+    await fsp.mkdir(parent, { recursive: true });
+  } catch (err) {
+    throw diskError(err, target);
+  }
+  const tmp = tempSibling(target, 'tmp');
+  let old: string | null = null;
+  try {
+    await fsp.mkdir(tmp);
+    for (const f of files) await writer.writeFile(path.join(tmp, f.name), f.data);
+    await fsyncDir(tmp);
+    if (existsSync(target)) {
+      old = tempSibling(target, 'old');
+      await fsp.rename(target, old);
+    }
+    await fsp.rename(tmp, target);
+    await fsyncDir(parent);
+  } catch (err) {
+    await fsp.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    if (old && !existsSync(target)) await fsp.rename(old, target).catch(() => undefined);
+    throw diskError(err, target);
+  }
+  if (old) await fsp.rm(old, { recursive: true, force: true });
+}
+
+/** The model.json layout tf.loadLayersModel expects, with one weights file. */
+interface ModelJSONFile {
+  format?: string;
+  generatedBy?: string;
+  convertedBy?: string | null;
+  modelTopology: unknown;
+  weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+  trainingConfig?: unknown;
+  userDefinedMetadata?: Record<string, unknown>;
+}
+
+function modelFiles(artifacts: tf.io.ModelArtifacts): { name: string; data: Uint8Array }[] {
+  if (!artifacts.modelTopology || !artifacts.weightSpecs || artifacts.weightData === undefined) {
+    throw new Error('model.save produced no topology or weights');
+  }
+  const json: ModelJSONFile = {
+    format: artifacts.format,
+    generatedBy: artifacts.generatedBy,
+    convertedBy: artifacts.convertedBy ?? null,
+    modelTopology: artifacts.modelTopology,
+    weightsManifest: [{ paths: [WEIGHTS_BIN], weights: artifacts.weightSpecs }],
+  };
+  if (artifacts.trainingConfig) json.trainingConfig = artifacts.trainingConfig;
+  if (artifacts.userDefinedMetadata) json.userDefinedMetadata = artifacts.userDefinedMetadata;
+  const weights = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
+  return [
+    { name: MODEL_JSON, data: Buffer.from(JSON.stringify(json)) },
+    { name: WEIGHTS_BIN, data: weights },
+  ];
+}
+
+async function readModelArtifacts(dir: string): Promise<tf.io.ModelArtifacts> {
+  const jsonPath = path.join(dir, MODEL_JSON);
+  const binPath = path.join(dir, WEIGHTS_BIN);
+  const modelJSON = readJSONFile<ModelJSONFile>(jsonPath);
+  if (!modelJSON || typeof modelJSON !== 'object' || !modelJSON.modelTopology || !Array.isArray(modelJSON.weightsManifest)) {
+    throw new UserError(`${jsonPath}: not a tfjs Layers model.json (expected modelTopology and weightsManifest)`);
+  }
+  const specs = modelJSON.weightsManifest.flatMap((g) => g.weights);
+  const paths = modelJSON.weightsManifest.flatMap((g) => g.paths);
+  if (paths.length !== 1 || paths[0] !== WEIGHTS_BIN) {
+    throw new UserError(`${jsonPath}: expected one weights file '${WEIGHTS_BIN}', got [${paths.join(', ')}]`);
+  }
+  if (!existsSync(binPath)) throw new UserError(`${binPath}: missing (the checkpoint's weights)`);
+  const data = await fsp.readFile(binPath);
+  const expected = specs.reduce((n, s) => n + weightByteSize(s), 0);
+  if (data.byteLength !== expected) {
+    throw new UserError(`${binPath}: ${data.byteLength} bytes, but ${MODEL_JSON} lists weights of ${expected} bytes (truncated or corrupted)`);
+  }
+  const weightData = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
+  return tf.io.getModelArtifactsForJSON(modelJSON as unknown as tf.io.ModelJSON, async () => [specs, weightData]);
+}
+
+function weightByteSize(spec: tf.io.WeightsManifestEntry): number {
+  if (spec.quantization) throw new UserError(`weight ${spec.name}: quantized weights are not supported`);
+  const size = spec.shape.reduce((a, b) => a * b, 1);
+  const bytes: Record<string, number> = { float32: 4, int32: 4, bool: 1 };
+  if (!(spec.dtype in bytes)) throw new UserError(`weight ${spec.name}: unsupported dtype ${spec.dtype}`);
+  return size * bytes[spec.dtype];
+}
+
+/**
+ * A tfjs IOHandler for a folder on the local disk: `model.save(fileIOHandler(dir))` writes
+ * model.json + weights.bin atomically, `tf.loadLayersModel(fileIOHandler(dir))` reads them.
+ */
+export function fileIOHandler(dir: string, writer: FileWriter = durableWriter): tf.io.IOHandler {
+  return {
+    async save(artifacts) {
+      await writeFolderAtomic(dir, modelFiles(artifacts), writer);
+      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+    },
+    load: () => readModelArtifacts(dir),
+  };
+}
+
+function readJSONFile<T>(file: string): T {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UserError(`${file}: missing`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new UserError(`${file}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
+  }
+}
+
+async function captureModel(model: tf.LayersModel): Promise<tf.io.ModelArtifacts> {
+  let captured: tf.io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      captured = artifacts;
+      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+    }),
+  );
+  if (!captured) throw new Error('model.save did not call the save handler');
+  return captured;
+}
+
+/** Throws if any float weight is NaN/Inf: a checkpoint must never hold a diverged model. */
+function assertFiniteWeights(specs: tf.io.WeightsManifestEntry[], data: ArrayBuffer, what: string): void {
+  let offset = 0;
+  for (const spec of specs) {
+    const bytes = weightByteSize(spec);
+    if (spec.dtype === 'float32') {
+      const values = new Float32Array(data, offset, bytes / 4);
+      for (let i = 0; i < values.length; i++) {
+        if (!Number.isFinite(values[i])) throw new Error(`refusing to save ${what}: weight ${spec.name} holds NaN/Inf`);
+      }
+    }
+    offset += bytes;
+  }
+}
+
+export interface SaveCheckpointOptions {
+  model: tf.LayersModel;
+  optimizer?: TrainOptimizer;
+  trainerState?: TrainerState;
+  /** The run's configuration (model + task), written as config.json. */
+  config?: unknown;
+  /** Tokenizer files to copy into the folder (by base name). */
+  tokenizerFiles?: string[];
+  writer?: FileWriter;
+}
+
+/** Writes a complete checkpoint folder at `dir`, atomically. */
+export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions): Promise<void> {
+  const artifacts = await captureModel(options.model);
+  const files = modelFiles(artifacts);
+  assertFiniteWeights(artifacts.weightSpecs!, files[1].data.buffer as ArrayBuffer, dir);
+  if (options.optimizer) {
+    const { meta, buffers } = options.optimizer.getState();
+    const total = buffers.reduce((n, b) => n + b.length, 0);
+    const bin = new Float32Array(total);
+    let offset = 0;
+    for (const b of buffers) {
+      bin.set(b, offset);
+      offset += b.length;
+    }
+    files.push({ name: OPTIMIZER_JSON, data: Buffer.from(JSON.stringify({ ...meta, byteLength: bin.byteLength }, null, 1)) });
+    files.push({ name: OPTIMIZER_BIN, data: new Uint8Array(bin.buffer) });
+  }
+  if (options.trainerState) files.push({ name: TRAINER_STATE_JSON, data: Buffer.from(JSON.stringify(options.trainerState, null, 1)) });
+  if (options.config !== undefined) files.push({ name: CONFIG_JSON, data: Buffer.from(JSON.stringify(options.config, null, 1)) });
+  for (const file of options.tokenizerFiles ?? []) {
+    const name = path.basename(file);
+    if (OWN_FILES.has(name)) throw new UserError(`tokenizer file ${file}: its name clashes with the checkpoint's ${name}`);
+    let data: Buffer;
+    try {
+      data = await fsp.readFile(file);
+    } catch {
+      throw new UserError(`tokenizer file ${file}: cannot be read`);
+    }
+    files.push({ name, data });
+  }
+  await writeFolderAtomic(dir, files, options.writer);
+}
+
+export interface LoadedCheckpoint {
+  dir: string;
+  config: unknown | null;
+  trainerState: TrainerState | null;
+  optimizerState: OptimizerState | null;
+  weightSpecs: tf.io.WeightsManifestEntry[];
+  /** Raw weights.bin, in the order of weightSpecs (= the model's weight order). */
+  weightData: ArrayBuffer;
+  /** Paths of the tokenizer (and any other non-checkpoint) files in the folder. */
+  tokenizerFiles: string[];
+  /** Builds the saved tf.LayersModel (its custom layers must be registered). */
+  loadModel(): Promise<tf.LayersModel>;
+  /** Copies the saved weights into `model` (same architecture, e.g. built from config.json). */
+  restoreWeightsInto(model: tf.LayersModel): void;
+}
+
+/** Reads and validates a checkpoint folder. Every problem is a UserError naming the file. */
+export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
+  recoverCheckpoint(dir);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`checkpoint ${dir}: no such folder`);
+  const artifacts = await readModelArtifacts(dir);
+  const weightSpecs = artifacts.weightSpecs!;
+  const weightData = artifacts.weightData as ArrayBuffer;
+  const configPath = path.join(dir, CONFIG_JSON);
+  const statePath = path.join(dir, TRAINER_STATE_JSON);
+  const config = existsSync(configPath) ? readJSONFile<unknown>(configPath) : null;
+  const trainerState = existsSync(statePath) ? readJSONFile<TrainerState>(statePath) : null;
+  if (trainerState && trainerState.format !== 'factorized-transformer/trainer-state@1') {
+    throw new UserError(`${statePath}: unknown format '${String(trainerState.format)}'`);
+  }
+  const optimizerState = existsSync(path.join(dir, OPTIMIZER_JSON)) ? await readOptimizerState(dir) : null;
+  const tokenizerFiles = readdirSync(dir)
+    .filter((f) => !OWN_FILES.has(f) && !f.startsWith('.'))
+    .map((f) => path.join(dir, f));
+  return {
+    dir,
+    config,
+    trainerState,
+    optimizerState,
+    weightSpecs,
+    weightData,
+    tokenizerFiles,
+    loadModel: () => tf.loadLayersModel(fileIOHandler(dir)),
+    restoreWeightsInto: (model) => restoreWeights(model, weightSpecs, weightData, path.join(dir, WEIGHTS_BIN)),
+  };
+}
+
+async function readOptimizerState(dir: string): Promise<OptimizerState> {
+  const jsonPath = path.join(dir, OPTIMIZER_JSON);
+  const binPath = path.join(dir, OPTIMIZER_BIN);
+  const meta = readJSONFile<OptimizerStateMeta & { byteLength: number }>(jsonPath);
+  if (meta.format !== 'factorized-transformer/optimizer@1' || !Array.isArray(meta.params) || !Array.isArray(meta.slots)) {
+    throw new UserError(`${jsonPath}: not an optimizer state file`);
+  }
+  if (!existsSync(binPath)) throw new UserError(`${binPath}: missing (the optimizer's state)`);
+  const raw = await fsp.readFile(binPath);
+  const sizes = meta.params.map((p) => p.shape.reduce((a, b) => a * b, 1));
+  const expected = sizes.reduce((a, b) => a + b, 0) * meta.slots.length * 4;
+  if (raw.byteLength !== expected) {
+    throw new UserError(`${binPath}: ${raw.byteLength} bytes, but ${OPTIMIZER_JSON} lists state of ${expected} bytes (truncated or corrupted)`);
+  }
+  const all = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+  const buffers: Float32Array[] = [];
+  let offset = 0;
+  for (const size of sizes) {
+    for (let s = 0; s < meta.slots.length; s++) {
+      buffers.push(all.slice(offset, offset + size));
+      offset += size;
+    }
+  }
+  return { meta, buffers };
+}
+
+/**
+ * Assigns saved weights to `model.weights` by position (tfjs' own name matching breaks when layer
+ * names get unique suffixes, e.g. a second model built in the same process), checking every shape.
+ */
+function restoreWeights(model: tf.LayersModel, specs: tf.io.WeightsManifestEntry[], data: ArrayBuffer, where: string): void {
+  const targets = model.weights;
+  if (targets.length !== specs.length) {
+    throw new UserError(`${where}: holds ${specs.length} weights, the model built from the config has ${targets.length}`);
+  }
+  specs.forEach((spec, i) => {
+    const shape = targets[i].shape;
+    if (spec.shape.length !== shape.length || spec.shape.some((d, j) => d !== shape[j])) {
+      throw new UserError(`${where}: weight ${spec.name} has shape [${spec.shape}], the model built from the config expects [${shape}]`);
+    }
+  });
+  const tensors = tf.io.decodeWeights(data, specs);
+  try {
+    specs.forEach((spec, i) => targets[i].write(tensors[spec.name]));
+  } finally {
+    tf.dispose(Object.values(tensors));
+  }
+}
+
+/** checkpoint_<step> folders under `outDir`, oldest first. */
+export function listStepCheckpoints(outDir: string): { step: number; dir: string }[] {
+  if (!existsSync(outDir)) return [];
+  return readdirSync(outDir)
+    .map((f) => ({ m: /^checkpoint_(\d+)$/.exec(f), f }))
+    .filter((x) => x.m)
+    .map((x) => ({ step: Number(x.m![1]), dir: path.join(outDir, x.f) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/**
+ * Averages the weights of several checkpoints of the same model (fairseq's average_checkpoints) into
+ * `outDir`, with model.json, config and tokenizer files from the last one and no optimizer state.
+ */
+export async function averageCheckpoints(dirs: string[], outDir: string, writer?: FileWriter): Promise<void> {
+  if (dirs.length === 0) throw new UserError('average-checkpoints: no checkpoints given');
+  const loaded = [];
+  for (const d of dirs) loaded.push(await loadCheckpoint(d));
+  const ref = loaded[loaded.length - 1];
+  for (const c of loaded) {
+    const same =
+      c.weightSpecs.length === ref.weightSpecs.length &&
+      c.weightSpecs.every((s, i) => s.dtype === ref.weightSpecs[i].dtype && s.shape.join() === ref.weightSpecs[i].shape.join());
+    if (!same) throw new UserError(`average-checkpoints: ${c.dir} has different weights than ${ref.dir}`);
+  }
+  const out = new Uint8Array(ref.weightData.byteLength);
+  out.set(new Uint8Array(ref.weightData)); // int/bool weights are taken from the last checkpoint
+  let offset = 0;
+  for (const spec of ref.weightSpecs) {
+    const bytes = weightByteSize(spec);
+    if (spec.dtype === 'float32') {
+      const n = bytes / 4;
+      // Sum in float64 so the order of checkpoints does not matter to the last bit.
+      const sum = new Float64Array(n);
+      for (const c of loaded) {
+        const v = new Float32Array(c.weightData, offset, n);
+        for (let i = 0; i < n; i++) sum[i] += v[i];
+      }
+      const avg = new Float32Array(out.buffer, offset, n);
+      for (let i = 0; i < n; i++) avg[i] = sum[i] / loaded.length;
+    }
+    offset += bytes;
+  }
+  const files = [
+    { name: MODEL_JSON, data: await fsp.readFile(path.join(ref.dir, MODEL_JSON)) },
+    { name: WEIGHTS_BIN, data: out },
+  ];
+  const configPath = path.join(ref.dir, CONFIG_JSON);
+  if (existsSync(configPath)) files.push({ name: CONFIG_JSON, data: await fsp.readFile(configPath) });
+  for (const f of ref.tokenizerFiles) files.push({ name: path.basename(f), data: await fsp.readFile(f) });
+  await writeFolderAtomic(outDir, files, writer);
+}

@@ -1,0 +1,27 @@
+/** What trainer-state.json holds: everything besides weights and optimizer slots needed to resume. */
+import type { RandomState } from '../random.ts';
+
+export interface TrainerState {
+  format: 'factorized-transformer/trainer-state@1';
+  /** Optimizer updates done. */
+  step: number;
+  /** Data position of the next batch to read. */
+  epoch: number;
+  batchIndex: number;
+  /** The process-wide random stream (dropout), as `globalRandom.getState()`. */
+  rng: RandomState;
+  seed: number;
+  /** Seconds of training so far, summed across resumes (for maxTimeMinutes). */
+  elapsedSeconds: number;
+  /** Target tokens trained on so far. */
+  tokensSeen: number;
+  /** Multiplier on the scheduled lr; halved after each skipped non-finite update (nanPolicy 'skip'). */
+  lrScale: number;
+  nanSkips: number;
+  consecutiveNanSkips: number;
+  bestMetric: string;
+  bestScore: number | null;
+  bestStep: number | null;
+  validationsWithoutImprovement: number;
+  lastValidation: Record<string, number> | null;
+}

@@ -1,0 +1,592 @@
+/**
+ * A task-agnostic training loop shared by translation and masked-LM (ARCHITECTURE §1, §4):
+ * gradient accumulation, Frobenius decay + decoupled weight decay, clipping, schedules, validation,
+ * best-checkpoint tracking, early stopping, budgets, crash-safe checkpoints and exact resume.
+ *
+ * One update = `updateFreq` micro-batches. The task's lossFn returns the *summed* loss and the token
+ * count of a micro-batch; the trainer sums gradients over the micro-batches and divides by the total
+ * token count (fairseq's "sum then scale"), so accumulation equals one big batch exactly.
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as path from 'node:path';
+import { existsSync, rmSync } from 'node:fs';
+import { cp, rename } from 'node:fs/promises';
+import { UserError } from '../errors.ts';
+import { globalRandom, setGlobalSeed } from '../random.ts';
+import {
+  ALL_FACTOR_PAIRS,
+  addFrobeniusDecayGrads,
+  collectFactorPairs,
+  factorVariableNames,
+  type FactorPair,
+  type FrobeniusDecayPairs,
+} from '../factorized/index.ts';
+import { TrainOptimizer, type OptimizerName } from './optimizers.ts';
+import { makeSchedule, type Schedule, type ScheduleConfig } from './schedules.ts';
+import { accumulateInto, clipByGlobalNorm, disposeGrads, globalNorm, scaleGrads, type GradMap } from './gradients.ts';
+import {
+  listStepCheckpoints,
+  loadCheckpoint,
+  recoverCheckpoint,
+  saveCheckpoint,
+  type FileWriter,
+} from './checkpoint.ts';
+import { acquireOutputLock, type OutputLock } from './lock.ts';
+import { MetricsWriter, ProgressReporter, type MetricsRecord, type ProgressMode } from './progress.ts';
+import type { TrainerState } from './state.ts';
+
+/** A model the trainer can train: a functional tf.LayersModel plus its factor pairs. */
+export interface TrainableModel {
+  model: tf.LayersModel;
+  /** Defaults to `collectFactorPairs(model.layers)`. */
+  factorPairs?(): FactorPair[];
+}
+
+export interface LossOutput {
+  /** Training loss of the micro-batch, SUMMED over its target tokens (e.g. labelSmoothedCrossEntropy().loss). */
+  loss: tf.Scalar;
+  /** Number of target tokens the sum runs over (> 0 unless the batch is all padding). */
+  numTokens: number;
+  /** Summed negative log-likelihood (without smoothing), for the logged perplexity. */
+  nllLoss?: tf.Scalar;
+}
+
+export type LossFn<B> = (batch: B, context: { training: boolean }) => LossOutput;
+
+/**
+ * Batches by (epoch, index), so a resumed run reads exactly the batches an uninterrupted one would.
+ * `batches(epoch, start)` yields batch `start`, `start + 1`, ... of that epoch.
+ */
+export interface BatchSource<B> {
+  numBatches(epoch: number): number;
+  batches(epoch: number, startIndex: number): Iterable<B>;
+}
+
+export interface TrainerOptions<B> {
+  model: TrainableModel | tf.LayersModel;
+  lossFn: LossFn<B>;
+  data: BatchSource<B>;
+  /** Validation results, e.g. { loss, perplexity, bleu }; called every validEvery updates and at the end. */
+  validate?: () => Promise<Record<string, number>>;
+  /** Output folder for checkpoints, metrics.jsonl and the lock. Omit for a run that writes nothing. */
+  outDir?: string;
+  /** The run's configuration, saved as config.json in every checkpoint. */
+  config?: unknown;
+  tokenizerFiles?: string[];
+
+  optimizer?: OptimizerName; // default 'adamw'
+  lr: number;
+  betas?: [number, number];
+  adamEps?: number;
+  momentum?: number;
+  schedule?: 'inverse_sqrt' | 'linear' | 'constant'; // default 'inverse_sqrt'
+  warmupUpdates?: number; // default 0
+  /** inverse_sqrt only: the lr of the first update (fairseq --warmup-init-lr). Default 0 with warmup. */
+  warmupInitLr?: number;
+  /** Global-norm clipping threshold; 0 = off (default). */
+  clipNorm?: number;
+  /** Micro-batches per update (gradient accumulation). Default 1. */
+  updateFreq?: number;
+  /** Decoupled weight decay on non-factor weights (and on factors of pairs excluded from FD). */
+  weightDecay?: number;
+  /** Frobenius decay coefficient λ on factor pairs. */
+  frobeniusDecay?: number;
+  /** Which pair kinds get Frobenius decay instead of weight decay. Default all. */
+  fdPairs?: Partial<FrobeniusDecayPairs>;
+
+  maxSteps?: number;
+  maxEpochs?: number;
+  maxTimeMinutes?: number;
+  /** Validate every N updates (0 = only at the end). */
+  validEvery?: number;
+  /** Save checkpoint_last every N updates (default validEvery; 0 = only at the end and with validation). */
+  saveEvery?: number;
+  /** Also keep checkpoint_<step> folders, the last N (1 = only checkpoint_last). */
+  keepLast?: number;
+  /** Log a train record every N updates. Default 10. */
+  logEvery?: number;
+  bestMetric?: string; // default 'loss'
+  bestMode?: 'min' | 'max'; // default 'min'
+  /** Stop after this many validations without improvement (0 = never). */
+  earlyStopPatience?: number;
+  seed?: number;
+  /** Non-finite loss or gradients: 'stop' (default) or 'skip' the update and halve the lr scale. */
+  nanPolicy?: 'stop' | 'skip';
+  /** With 'skip': stop after this many consecutive skipped updates. Default 5. */
+  maxConsecutiveNanSkips?: number;
+  /** Continue from a checkpoint: true = <outDir>/checkpoint_last if it exists, or a folder path. */
+  resume?: boolean | string;
+  /** Start afresh even though outDir already holds checkpoint_last (which will be replaced). */
+  overwrite?: boolean;
+  progress?: ProgressMode;
+  progressStream?: NodeJS.WritableStream;
+  /** Writes checkpoint files (injectable to simulate disk faults). */
+  writer?: FileWriter;
+  /** Called after every applied or skipped update. */
+  onStep?: (info: StepInfo) => void;
+}
+
+export interface StepInfo {
+  step: number;
+  epoch: number;
+  /** Mean training loss per token of this update. */
+  loss: number;
+  nll: number;
+  lr: number;
+  gradNorm: number;
+  numTokens: number;
+  skipped: boolean;
+}
+
+export type StopReason = 'maxSteps' | 'maxEpochs' | 'maxTime' | 'earlyStop';
+
+export interface TrainResult {
+  steps: number;
+  epoch: number;
+  stopReason: StopReason;
+  /** Mean loss per token of the last applied update. */
+  lastLoss: number;
+  lastValidation: Record<string, number> | null;
+  bestScore: number | null;
+  bestStep: number | null;
+  elapsedSeconds: number;
+  nanSkips: number;
+  tokensSeen: number;
+}
+
+/** Training stopped because the loss or gradients became NaN/Inf (a UserError: one clean line). */
+export class NonFiniteLossError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+function positiveInt(value: number | undefined, name: string, fallback: number, allowZero = true): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 0 || (!allowZero && v === 0)) {
+    throw new UserError(`${name}: expected an integer ${allowZero ? '>= 0' : '>= 1'}, got ${value}`);
+  }
+  return v;
+}
+
+export class Trainer<B> {
+  readonly model: tf.LayersModel;
+  readonly optimizer: TrainOptimizer;
+  private readonly options: TrainerOptions<B>;
+  private readonly pairs: FactorPair[];
+  private readonly fdPairs: FrobeniusDecayPairs;
+  private readonly variables: tf.Variable[];
+  private schedule: Schedule | null = null;
+  private state: TrainerState;
+  private readonly updateFreq: number;
+  private readonly limits: { maxSteps: number; maxEpochs: number; maxTimeMinutes: number };
+  private readonly every: { valid: number; save: number; log: number; keepLast: number; patience: number };
+
+  constructor(options: TrainerOptions<B>) {
+    this.options = options;
+    const trainable = options.model instanceof tf.LayersModel ? { model: options.model } : options.model;
+    this.model = trainable.model;
+    this.pairs = trainable.factorPairs ? trainable.factorPairs() : collectFactorPairs(this.model.layers);
+    this.fdPairs = { ...ALL_FACTOR_PAIRS, ...(options.fdPairs ?? {}) };
+    this.updateFreq = positiveInt(options.updateFreq, 'updateFreq', 1, false);
+    this.limits = {
+      maxSteps: positiveInt(options.maxSteps, 'maxSteps', 0),
+      maxEpochs: positiveInt(options.maxEpochs, 'maxEpochs', 0),
+      maxTimeMinutes: options.maxTimeMinutes ?? 0,
+    };
+    if (!(this.limits.maxTimeMinutes >= 0)) throw new UserError(`maxTimeMinutes: expected a number >= 0, got ${options.maxTimeMinutes}`);
+    if (!this.limits.maxSteps && !this.limits.maxEpochs && !this.limits.maxTimeMinutes) {
+      throw new UserError('training budget: set at least one of maxSteps, maxEpochs, maxTimeMinutes');
+    }
+    const valid = positiveInt(options.validEvery, 'validEvery', 0);
+    this.every = {
+      valid,
+      save: positiveInt(options.saveEvery, 'saveEvery', valid),
+      log: positiveInt(options.logEvery, 'logEvery', 10, false),
+      keepLast: positiveInt(options.keepLast, 'keepLast', 1, false),
+      patience: positiveInt(options.earlyStopPatience, 'earlyStopPatience', 0),
+    };
+    if (options.nanPolicy && !['stop', 'skip'].includes(options.nanPolicy)) {
+      throw new UserError(`nanPolicy: expected 'stop' or 'skip', got '${options.nanPolicy}'`);
+    }
+    if (options.bestMode && !['min', 'max'].includes(options.bestMode)) {
+      throw new UserError(`bestMode: expected 'min' or 'max', got '${options.bestMode}'`);
+    }
+    for (const key of ['weightDecay', 'frobeniusDecay', 'clipNorm'] as const) {
+      const v = options[key];
+      if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new UserError(`${key}: expected a number >= 0, got ${v}`);
+    }
+
+    // Factor weights of pairs under Frobenius decay are excluded from plain weight decay.
+    const fdNames = factorVariableNames(this.pairs.filter((p) => this.fdPairs[p.kind]));
+    const weights = this.model.trainableWeights;
+    this.variables = weights.map((w) => w.read() as tf.Variable);
+    this.optimizer = new TrainOptimizer(
+      { name: options.optimizer ?? 'adamw', betas: options.betas, eps: options.adamEps, momentum: options.momentum, weightDecay: options.weightDecay },
+      weights.map((w) => ({ name: w.originalName, variable: w.read() as tf.Variable, decay: !fdNames.has(w.name) })),
+    );
+    this.state = {
+      format: 'factorized-transformer/trainer-state@1',
+      step: 0,
+      epoch: 0,
+      batchIndex: 0,
+      rng: globalRandom.getState(),
+      seed: options.seed ?? 1,
+      elapsedSeconds: 0,
+      tokensSeen: 0,
+      lrScale: 1,
+      nanSkips: 0,
+      consecutiveNanSkips: 0,
+      bestMetric: options.bestMetric ?? 'loss',
+      bestScore: null,
+      bestStep: null,
+      validationsWithoutImprovement: 0,
+      lastValidation: null,
+    };
+  }
+
+  /** Updates done so far. */
+  get step(): number {
+    return this.state.step;
+  }
+
+  /** A copy of the resumable state. */
+  get trainerState(): TrainerState {
+    return structuredClone(this.state);
+  }
+
+  /** Total updates the budget allows, when it can be known in advance (for the schedule and ETA). */
+  private plannedUpdates(): number | null {
+    const { maxSteps, maxEpochs } = this.limits;
+    let fromEpochs: number | null = null;
+    if (maxEpochs) {
+      fromEpochs = 0;
+      for (let e = 0; e < maxEpochs; e++) fromEpochs += Math.ceil(this.options.data.numBatches(e) / this.updateFreq);
+    }
+    if (maxSteps && fromEpochs !== null) return Math.min(maxSteps, fromEpochs);
+    return maxSteps || fromEpochs;
+  }
+
+  private makeSchedule(): Schedule {
+    const o = this.options;
+    const kind = o.schedule ?? 'inverse_sqrt';
+    const warmupUpdates = o.warmupUpdates ?? 0;
+    let config: ScheduleConfig;
+    if (kind === 'linear') {
+      const total = this.plannedUpdates();
+      if (!total) throw new UserError("schedule 'linear': needs maxSteps or maxEpochs to know where the decay ends");
+      config = { kind, lr: o.lr, warmupUpdates, totalUpdates: total };
+    } else if (kind === 'inverse_sqrt') {
+      config = { kind, lr: o.lr, warmupUpdates, warmupInitLr: o.warmupInitLr };
+    } else if (kind === 'constant') {
+      config = { kind, lr: o.lr, warmupUpdates };
+    } else {
+      throw new UserError(`schedule: unknown '${kind}'; expected inverse_sqrt, linear or constant`);
+    }
+    return makeSchedule(config);
+  }
+
+  /** Learning rate of the next update. */
+  currentLr(): number {
+    this.schedule ??= this.makeSchedule();
+    return this.schedule(this.state.step) * this.state.lrScale;
+  }
+
+  private async restore(dir: string, removeTemporaries: boolean): Promise<void> {
+    recoverCheckpoint(dir, removeTemporaries);
+    const ckpt = await loadCheckpoint(dir);
+    if (!ckpt.trainerState || !ckpt.optimizerState) {
+      throw new UserError(`--resume ${dir}: not a training checkpoint (no trainer-state.json / optimizer.json)`);
+    }
+    ckpt.restoreWeightsInto(this.model);
+    this.optimizer.setState(ckpt.optimizerState, path.join(dir, 'optimizer.json'));
+    this.state = { ...ckpt.trainerState };
+    globalRandom.setState(this.state.rng);
+  }
+
+  async train(): Promise<TrainResult> {
+    const o = this.options;
+    const outDir = o.outDir;
+    let lock: OutputLock | null = null;
+    let metrics: MetricsWriter | null = null;
+    const progress = new ProgressReporter(o.progress ?? 'auto', (o.progressStream ?? process.stderr) as NodeJS.WriteStream);
+    try {
+      if (outDir) lock = acquireOutputLock(outDir);
+      const resumeDir =
+        typeof o.resume === 'string' ? o.resume : o.resume && outDir ? path.join(outDir, 'checkpoint_last') : null;
+      if (outDir) recoverCheckpoint(path.join(outDir, 'checkpoint_last'), true);
+      if (resumeDir && (typeof o.resume === 'string' || existsSync(resumeDir))) {
+        await this.restore(resumeDir, outDir !== undefined && path.dirname(path.resolve(resumeDir)) === path.resolve(outDir));
+        progress.message(`resumed from ${resumeDir} at step ${this.state.step} (epoch ${this.state.epoch}, batch ${this.state.batchIndex})`);
+      } else {
+        if (outDir && !o.overwrite && existsSync(path.join(outDir, 'checkpoint_last'))) {
+          throw new UserError(`--out ${outDir}: already holds checkpoint_last; pass --resume to continue it, or choose another folder`);
+        }
+        setGlobalSeed(this.state.seed);
+      }
+      if (outDir) {
+        metrics = new MetricsWriter(path.join(outDir, 'metrics.jsonl'));
+        if (this.state.step > 0) metrics.truncateAfter(this.state.step);
+        else if (!resumeDir || !existsSync(resumeDir)) rmSync(metrics.file, { force: true });
+      }
+      return await this.loop(progress, metrics);
+    } finally {
+      progress.stop();
+      lock?.release();
+    }
+  }
+
+  private async loop(progress: ProgressReporter, metrics: MetricsWriter | null): Promise<TrainResult> {
+    const o = this.options;
+    const sessionStart = performance.now();
+    const elapsedAtStart = this.state.elapsedSeconds;
+    const stepAtStart = this.state.step;
+    const elapsed = (): number => elapsedAtStart + (performance.now() - sessionStart) / 1000;
+    const planned = this.plannedUpdates();
+    let window = { loss: 0, nll: 0, tokens: 0, updates: 0, start: performance.now() };
+    let lastLoss = NaN;
+    // A resumed run whose budget is already spent does nothing.
+    let stopReason: StopReason | null = this.budgetReason(elapsed());
+
+    while (stopReason === null) {
+      const epoch = this.state.epoch;
+      const n = o.data.numBatches(epoch);
+      if (!(n > 0)) throw new UserError(`training data: epoch ${epoch} has no batches (empty corpus?)`);
+      const iterator = o.data.batches(epoch, this.state.batchIndex)[Symbol.iterator]();
+      try {
+        while (this.state.batchIndex < n && stopReason === null) {
+          const update = this.accumulate(iterator, n);
+          if (this.state.batchIndex >= n) {
+            this.state.epoch++;
+            this.state.batchIndex = 0;
+          }
+          const info = this.applyUpdate(update);
+          this.state.elapsedSeconds = elapsed();
+          o.onStep?.(info);
+          if (info.skipped) {
+            progress.message(`step ${this.state.step + 1}: non-finite loss or gradients, update skipped; lr scale now ${this.state.lrScale}`);
+            if (this.state.consecutiveNanSkips >= (o.maxConsecutiveNanSkips ?? 5)) {
+              throw new NonFiniteLossError(
+                `training stopped at step ${this.state.step + 1}: ${this.state.consecutiveNanSkips} consecutive updates with NaN/Inf loss or gradients (nanPolicy 'skip'); the last good checkpoint is kept`,
+              );
+            }
+            continue;
+          }
+          lastLoss = info.loss;
+          window.loss += update.lossSum;
+          window.nll += update.nllSum;
+          window.tokens += update.tokens;
+          window.updates++;
+          const step = this.state.step;
+
+          if (step % this.every.log === 0) {
+            const seconds = (performance.now() - window.start) / 1000;
+            const tokensPerSecond = window.tokens / Math.max(seconds, 1e-9);
+            const meanLoss = window.loss / Math.max(window.tokens, 1);
+            const perStep = (elapsed() - elapsedAtStart) / Math.max(step - stepAtStart, 1);
+            const etaSeconds = planned ? Math.max(0, planned - step) * perStep : null;
+            metrics?.append({
+              type: 'train',
+              step,
+              epoch: this.state.epoch,
+              time: elapsed(),
+              loss: meanLoss,
+              nll: window.nll / Math.max(window.tokens, 1),
+              lr: info.lr,
+              gradNorm: info.gradNorm,
+              tokensPerSecond,
+            });
+            progress.update({ step, total: planned, loss: meanLoss, lr: info.lr, tokensPerSecond, etaSeconds });
+            window = { loss: 0, nll: 0, tokens: 0, updates: 0, start: performance.now() };
+          }
+
+          stopReason = this.budgetReason(elapsed());
+          const validateNow = o.validate && ((this.every.valid > 0 && step % this.every.valid === 0) || stopReason !== null);
+          if (validateNow) {
+            const improved = await this.runValidation(progress, metrics, elapsed());
+            if (improved && o.outDir) await this.save(path.join(o.outDir, 'checkpoint_best'));
+            if (this.every.patience > 0 && this.state.validationsWithoutImprovement >= this.every.patience) {
+              stopReason ??= 'earlyStop';
+              progress.message(`early stop at step ${step}: no improvement of ${this.state.bestMetric} in ${this.every.patience} validations`);
+            }
+          }
+          const saveNow = (this.every.save > 0 && step % this.every.save === 0) || validateNow || stopReason !== null;
+          if (saveNow && o.outDir) await this.saveLast(o.outDir);
+        }
+      } finally {
+        iterator.return?.();
+      }
+    }
+    progress.stop();
+    return {
+      steps: this.state.step,
+      epoch: this.state.epoch,
+      stopReason,
+      lastLoss,
+      lastValidation: this.state.lastValidation,
+      bestScore: this.state.bestScore,
+      bestStep: this.state.bestStep,
+      elapsedSeconds: this.state.elapsedSeconds,
+      nanSkips: this.state.nanSkips,
+      tokensSeen: this.state.tokensSeen,
+    };
+  }
+
+  private budgetReason(elapsedSeconds: number): StopReason | null {
+    const { maxSteps, maxEpochs, maxTimeMinutes } = this.limits;
+    if (maxSteps && this.state.step >= maxSteps) return 'maxSteps';
+    if (maxEpochs && this.state.epoch >= maxEpochs) return 'maxEpochs';
+    if (maxTimeMinutes && elapsedSeconds >= maxTimeMinutes * 60) return 'maxTime';
+    return null;
+  }
+
+  /** Reads up to updateFreq micro-batches (not past the epoch's end) and sums their gradients. */
+  private accumulate(iterator: Iterator<B>, numBatches: number): { grads: GradMap; lossSum: number; nllSum: number; tokens: number } {
+    const grads: GradMap = {};
+    let lossSum = 0;
+    let nllSum = 0;
+    let tokens = 0;
+    for (let micro = 0; micro < this.updateFreq && this.state.batchIndex < numBatches; micro++) {
+      const next = iterator.next();
+      if (next.done) {
+        throw new Error(`training data: epoch ${this.state.epoch} ended after ${this.state.batchIndex} batches, numBatches said ${numBatches}`);
+      }
+      let numTokens = 0;
+      let nll: tf.Scalar | undefined;
+      const { value, grads: g } = tf.variableGrads(() => {
+        const out = this.options.lossFn(next.value, { training: true });
+        numTokens = out.numTokens;
+        // variableGrads disposes everything but its return value; keep the extra output.
+        if (out.nllLoss) nll = tf.keep(out.nllLoss);
+        return out.loss;
+      }, this.variables);
+      lossSum += value.dataSync()[0];
+      value.dispose();
+      if (nll) {
+        nllSum += nll.dataSync()[0];
+        nll.dispose();
+      }
+      tokens += numTokens;
+      accumulateInto(grads, g);
+      this.state.batchIndex++;
+    }
+    return { grads, lossSum, nllSum, tokens };
+  }
+
+  /** Scales, adds Frobenius decay, clips and applies one update; or skips it on NaN/Inf. */
+  private applyUpdate(update: { grads: GradMap; lossSum: number; nllSum: number; tokens: number }): StepInfo {
+    const o = this.options;
+    const lr = this.currentLr();
+    const tokens = Math.max(update.tokens, 1);
+    let grads = update.grads;
+    let gradNorm = NaN;
+    let finite = Number.isFinite(update.lossSum);
+    if (finite) {
+      scaleGrads(grads, 1 / tokens);
+      // FD gradients join the loss gradient before clipping (ARCHITECTURE §1).
+      grads = addFrobeniusDecayGrads(grads, this.pairs, o.frobeniusDecay ?? 0, this.fdPairs);
+      gradNorm = globalNorm(grads);
+      finite = Number.isFinite(gradNorm);
+    }
+    const info: StepInfo = {
+      step: this.state.step,
+      epoch: this.state.epoch,
+      loss: update.lossSum / tokens,
+      nll: update.nllSum / tokens,
+      lr,
+      gradNorm,
+      numTokens: update.tokens,
+      skipped: false,
+    };
+    if (!finite) {
+      disposeGrads(grads);
+      if ((o.nanPolicy ?? 'stop') === 'stop') {
+        throw new NonFiniteLossError(
+          `training stopped at step ${this.state.step + 1}: ${Number.isFinite(update.lossSum) ? 'gradients are' : 'loss is'} NaN/Inf (nanPolicy 'stop'); the last good checkpoint is kept`,
+        );
+      }
+      this.state.nanSkips++;
+      this.state.consecutiveNanSkips++;
+      this.state.lrScale /= 2;
+      info.skipped = true;
+      return info;
+    }
+    clipByGlobalNorm(grads, gradNorm, o.clipNorm ?? 0);
+    this.optimizer.step(grads, lr);
+    disposeGrads(grads);
+    this.state.step++;
+    this.state.consecutiveNanSkips = 0;
+    this.state.tokensSeen += update.tokens;
+    info.step = this.state.step;
+    return info;
+  }
+
+  /** Runs the task's validation, logs it and updates the best score. Returns whether it improved. */
+  private async runValidation(progress: ProgressReporter, metrics: MetricsWriter | null, time: number): Promise<boolean> {
+    const results = await this.options.validate!();
+    const metric = this.state.bestMetric;
+    if (!(metric in results)) {
+      throw new UserError(`bestMetric '${metric}': not among the validation results (${Object.keys(results).join(', ')})`);
+    }
+    const score = results[metric];
+    const step = this.state.step;
+    this.state.lastValidation = { ...results, step };
+    const mode = this.options.bestMode ?? 'min';
+    const best = this.state.bestScore;
+    const improved = Number.isFinite(score) && (best === null || (mode === 'min' ? score < best : score > best));
+    if (improved) {
+      this.state.bestScore = score;
+      this.state.bestStep = step;
+      this.state.validationsWithoutImprovement = 0;
+    } else {
+      this.state.validationsWithoutImprovement++;
+    }
+    const record: MetricsRecord = { type: 'valid', step, epoch: this.state.epoch, time, loss: results.loss ?? NaN, ...results };
+    metrics?.append(record);
+    const shown = Object.entries(results)
+      .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toPrecision(5)}`)
+      .join(' ');
+    progress.message(`valid step ${step}: ${shown}${improved ? ' (best)' : ''}`);
+    return improved;
+  }
+
+  private async save(dir: string): Promise<void> {
+    this.state.rng = globalRandom.getState();
+    await saveCheckpoint(dir, {
+      model: this.model,
+      optimizer: this.optimizer,
+      trainerState: this.state,
+      config: this.options.config,
+      tokenizerFiles: this.options.tokenizerFiles,
+      writer: this.options.writer,
+    });
+  }
+
+  /** checkpoint_last, plus checkpoint_<step> copies pruned to the last keepLast. */
+  private async saveLast(outDir: string): Promise<void> {
+    const last = path.join(outDir, 'checkpoint_last');
+    await this.save(last);
+    if (this.every.keepLast <= 1) return;
+    const stepDir = path.join(outDir, `checkpoint_${this.state.step}`);
+    // A copy of the complete folder under a hidden name, then a rename: never half-visible.
+    const tmp = path.join(outDir, `.checkpoint_${this.state.step}.tmp-${process.pid}`);
+    try {
+      rmSync(tmp, { recursive: true, force: true });
+      await cp(last, tmp, { recursive: true });
+      rmSync(stepDir, { recursive: true, force: true });
+      await rename(tmp, stepDir);
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code) throw new UserError(`cannot write checkpoint ${stepDir}: ${code}; checkpoint_last is complete`);
+      throw err;
+    }
+    const all = listStepCheckpoints(outDir);
+    for (const old of all.slice(0, Math.max(0, all.length - this.every.keepLast))) rmSync(old.dir, { recursive: true, force: true });
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The translation task's data: a split of a fairseq-layout corpus encoded with the run's
+ * tokenizer, filtered by the length rule of the config, and served as token-bounded batches by
+ * (epoch, index) so the trainer can resume at any batch.
+ */
+import { UserError } from '../src/errors.ts';
+import { encodeParallelCorpus, readParallelCorpus } from '../src/text/corpus.ts';
+import type { Tokenizer } from '../src/text/tokenizer.ts';
+import type { TranslationConfig } from './translation-config.ts';
+
+export interface EncodedSplit {
+  /** Token ids per sentence, without BOS/EOS. */
+  source: Int32Array[];
+  target: Int32Array[];
+  /** The raw lines (only for splits that are decoded and scored; empty arrays for train). */
+  sourceText: string[];
+  targetText: string[];
+}
+
+/** The raw text pairs of a split, in order. */
+export async function readSplitText(dir: string, split: string, sourceLang: string, targetLang: string): Promise<{ source: string[]; target: string[] }> {
+  const source: string[] = [];
+  const target: string[] = [];
+  for await (const pair of readParallelCorpus(dir, split, sourceLang, targetLang)) {
+    source.push(pair.source);
+    target.push(pair.target);
+  }
+  return { source, target };
+}
+
+/**
+ * Encodes `dir/split.{S,T}`. Pairs longer than data.maxLength tokens (either side) are dropped
+ * with a count in the log (longLines 'skip') or stop the run naming file and line ('error').
+ * `cutTo` (evaluation) instead cuts nothing and keeps every pair.
+ */
+export async function encodeSplit(
+  dir: string,
+  split: string,
+  config: TranslationConfig,
+  tokenizer: Tokenizer,
+  log: (line: string) => void,
+  keepAll = false,
+): Promise<EncodedSplit> {
+  const corpus = await encodeParallelCorpus(dir, split, config.sourceLang, config.targetLang, tokenizer);
+  const withText = split !== 'train';
+  const text = withText ? await readSplitText(dir, split, config.sourceLang, config.targetLang) : { source: [], target: [] };
+  const out: EncodedSplit = { source: [], target: [], sourceText: [], targetText: [] };
+  const maxLength = config.data.maxLength;
+  let skipped = 0;
+  for (let i = 0; i < corpus.source.length; i++) {
+    const src = corpus.source[i];
+    const tgt = corpus.target[i];
+    if (!keepAll && (src.length > maxLength || tgt.length > maxLength)) {
+      if (config.data.longLines === 'error') {
+        const [file, n] = src.length > maxLength ? [corpus.sourcePath, src.length] : [corpus.targetPath, tgt.length];
+        throw new UserError(
+          `${file}:${i + 1}: ${n} tokens, longer than data.maxLength ${maxLength} (raise --max-length, or --long-lines skip to drop such pairs)`,
+        );
+      }
+      skipped++;
+      continue;
+    }
+    out.source.push(src);
+    out.target.push(tgt);
+    if (withText) {
+      out.sourceText.push(text.source[i]);
+      out.targetText.push(text.target[i]);
+    }
+  }
+  if (skipped > 0) log(`${split}: skipped ${skipped} of ${corpus.source.length} pairs longer than data.maxLength ${maxLength} tokens`);
+  if (out.source.length === 0) {
+    throw new UserError(`${corpus.sourcePath}: no usable sentence pairs (all ${corpus.source.length} longer than data.maxLength ${maxLength}?)`);
+  }
+  return out;
+}

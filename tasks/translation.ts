@@ -1,0 +1,503 @@
+/**
+ * The translation task: wires config → tokenizer → corpus and batches → model → trainer →
+ * validation (loss, perplexity, BLEU on a sample) → checkpoints, and evaluation / translation
+ * from a checkpoint. No math of its own: every computation is a src/ library call.
+ *
+ * Source sequences are `tokens + EOS`; decoder input is `BOS + tokens`, decoder output
+ * `tokens + EOS` (fairseq's convention), the same at training, evaluation and translation.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../src/errors.ts';
+import { setGlobalSeed } from '../src/random.ts';
+import { beamSearch } from '../src/decode/beam-search.ts';
+import { greedyDecode } from '../src/decode/greedy.ts';
+import { corpusBleu } from '../src/metrics/bleu.ts';
+import { corpusChrf } from '../src/metrics/chrf.ts';
+import { perplexity } from '../src/metrics/perplexity.ts';
+import { TransformerSeq2Seq } from '../src/models/seq2seq.ts';
+import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
+import { trainSentencePiece } from '../src/text/train-sentencepiece.ts';
+import { CONFIG_JSON, loadCheckpoint, MODEL_JSON } from '../src/train/checkpoint.ts';
+import { acquireOutputLock } from '../src/train/lock.ts';
+import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
+import type { ProgressMode } from '../src/train/progress.ts';
+import { Trainer, type BatchSource } from '../src/train/trainer.ts';
+import { mergeConfig, pruneUndefined, validateConfig } from './config.ts';
+import {
+  checkTranslationConfig,
+  parseStoredTranslationConfig,
+  resolveTranslationConfig,
+  seq2seqModelConfig,
+  translationConfigFileSchema,
+  type TranslationConfig,
+  type TranslationConfigOverrides,
+} from './translation-config.ts';
+import { encodeSplit, readSplitText, TranslationBatches, type EncodedSplit, type TranslationBatch } from './translation-data.ts';
+
+export interface TranslationTrainOptions {
+  /** Corpus folder in fairseq layout: {train,valid,test}.{sourceLang,targetLang}. */
+  data: string;
+  /** Output folder: checkpoint_last, checkpoint_best, metrics.jsonl. */
+  out: string;
+  sourceLang?: string;
+  targetLang?: string;
+  /** Task preset (default transformer_small). */
+  preset?: string;
+  /** JSON config file: any subset of the config keys. */
+  configFile?: string;
+  /** SentencePiece .model or tokenizer.json; default: the data folder's, else one trained on train. */
+  tokenizer?: string;
+  /** Config values from flags / code, applied last. */
+  overrides?: TranslationConfigOverrides;
+  /** `key=value` overrides (the CLI's --set). */
+  set?: string[];
+  /** Continue the run in `out` from checkpoint_last. */
+  resume?: boolean;
+  progress?: ProgressMode;
+  /** Status lines (tokenizer, corpus sizes, skipped lines); default: none. */
+  log?: (line: string) => void;
+}
+
+export interface TrainSummary {
+  outDir: string;
+  steps: number;
+  /** Mean NLL per target token on valid at the last validation (NaN without validation). */
+  finalValidLoss: number;
+  bestScore?: number;
+  wallSeconds: number;
+  numParameters: number;
+  /** Final validation results (loss, perplexity, bleu when sampled). */
+  lastValidation: Record<string, number> | null;
+  /** Mean training loss per token of the last update. */
+  lastTrainLoss: number;
+  stopReason: string;
+  config: TranslationConfig;
+}
+
+/** The config keys `--resume` may change: budgets and intervals, never the model or the recipe. */
+const RESUMABLE_TRAIN_KEYS = new Set(['maxSteps', 'maxEpochs', 'maxTimeMinutes', 'validEvery', 'saveEvery', 'logEvery']);
+
+function checkDataFolder(data: string): void {
+  if (!existsSync(data)) throw new UserError(`--data: folder '${data}' does not exist`);
+  if (!statSync(data).isDirectory()) throw new UserError(`--data: '${data}' is not a folder`);
+}
+
+/** True when the folder holds a tokenizer loadTokenizer can pick (tokenizer.json or *.model). */
+function folderHasTokenizer(dir: string): boolean {
+  return readdirSync(dir).some((f) => f === 'tokenizer.json' || f.endsWith('.model'));
+}
+
+/** The config of a resumed run: the stored one, with only budgets/intervals changeable. */
+function resumeConfig(out: string, opts: TranslationTrainOptions): TranslationConfig {
+  const last = join(out, 'checkpoint_last');
+  const file = join(last, CONFIG_JSON);
+  if (!existsSync(file)) throw new UserError(`--resume: '${out}' holds no checkpoint_last/${CONFIG_JSON} to continue from`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UserError(`${file}: not valid JSON (${String((err as Error).message).split('\n')[0]})`);
+  }
+  const stored = parseStoredTranslationConfig(raw, file);
+  if (opts.configFile) throw new UserError('--resume: --config cannot be combined with --resume (the run keeps its stored config)');
+  if (opts.preset && opts.preset !== stored.preset) throw new UserError(`--resume: the run in '${out}' uses preset '${stored.preset}', not '${opts.preset}'`);
+  for (const [flag, value, storedValue] of [
+    ['--source-lang', opts.sourceLang, stored.sourceLang],
+    ['--target-lang', opts.targetLang, stored.targetLang],
+  ] as const) {
+    if (value !== undefined && value !== storedValue) throw new UserError(`--resume: ${flag} ${value} differs from the run's ${storedValue}`);
+  }
+  const changes = validateConfig(
+    translationConfigFileSchema,
+    pruneUndefined(mergeConfig({}, opts.overrides ?? {}, parseSetOverridesSafe(opts.set))),
+    'command line',
+  );
+  const merged = mergeConfig(stored, changes);
+  for (const section of ['model', 'train', 'data', 'decode'] as const) {
+    const before = stored[section] as Record<string, unknown>;
+    const after = merged[section] as Record<string, unknown>;
+    for (const key of Object.keys(after)) {
+      if (JSON.stringify(before[key]) === JSON.stringify(after[key])) continue;
+      if (section === 'train' && RESUMABLE_TRAIN_KEYS.has(key)) continue;
+      if (section === 'decode') continue;
+      throw new UserError(`--resume: cannot change '${section}.${key}' of an existing run (only budgets and intervals: ${[...RESUMABLE_TRAIN_KEYS].join(', ')})`);
+    }
+  }
+  checkTranslationConfig(merged, 'command line');
+  return merged;
+}
+
+function parseSetOverridesSafe(set: string[] | undefined): Record<string, unknown> {
+  return set && set.length ? (mergeConfig({}, ...set.map((s) => setToObject(s))) as Record<string, unknown>) : {};
+}
+
+function setToObject(assignment: string): Record<string, unknown> {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new UserError(`--set: expected key=value (e.g. train.lr=0.001), got '${assignment}'`);
+  const path = assignment.slice(0, eq).trim().split('.');
+  const raw = assignment.slice(eq + 1).trim();
+  let value: unknown = raw;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    // a bare string
+  }
+  return path.reduceRight<unknown>((acc, key) => ({ [key]: acc }), value) as Record<string, unknown>;
+}
+
+/** The tokenizer for a new run: --tokenizer, else the data folder's, else trained on the train split. */
+async function chooseTokenizer(
+  opts: TranslationTrainOptions,
+  config: TranslationConfig,
+  scratch: string,
+  log: (line: string) => void,
+): Promise<Tokenizer> {
+  if (opts.tokenizer) {
+    if (!existsSync(opts.tokenizer)) throw new UserError(`--tokenizer: '${opts.tokenizer}' does not exist`);
+    return loadTokenizer(opts.tokenizer);
+  }
+  if (folderHasTokenizer(opts.data)) return loadTokenizer(opts.data);
+  const inputs = [config.sourceLang, config.targetLang].map((lang) => join(opts.data, `train.${lang}`));
+  for (const f of inputs) if (!existsSync(f)) throw new UserError(`--data: '${f}' does not exist (expected train.${config.sourceLang} and train.${config.targetLang})`);
+  log(`training a ${config.data.vocabSize}-piece ${config.data.tokenizerModelType} SentencePiece model on ${inputs.join(' + ')}`);
+  mkdirSync(scratch, { recursive: true });
+  const modelPath = await trainSentencePiece({
+    input: inputs,
+    modelPrefix: join(scratch, 'spm'),
+    vocabSize: config.data.vocabSize,
+    modelType: config.data.tokenizerModelType,
+    seed: config.train.seed,
+  });
+  return loadTokenizer(modelPath);
+}
+
+/** Mean NLL per target token and perplexity over a whole encoded split (teacher forcing). */
+export function teacherForcedLoss(model: TransformerSeq2Seq, batches: TranslationBatches, padId: number): { loss: number; perplexity: number; tokens: number } {
+  let nll = 0;
+  let tokens = 0;
+  for (const batch of batches.batches(0, 0)) {
+    const sum = tf.tidy(() => {
+      const { source, targetIn, targetOut } = batchTensors(batch);
+      const logits = model.forward(source, targetIn, false);
+      return labelSmoothedCrossEntropy(logits, targetOut, { smoothing: 0, padId }).nllLoss;
+    });
+    nll += sum.dataSync()[0];
+    sum.dispose();
+    tokens += batch.numTokens;
+  }
+  return { loss: tokens > 0 ? nll / tokens : NaN, perplexity: tokens > 0 ? perplexity(nll, tokens) : NaN, tokens };
+}
+
+function batchTensors(batch: TranslationBatch): { source: tf.Tensor2D; targetIn: tf.Tensor2D; targetOut: tf.Tensor2D } {
+  return {
+    source: tf.tensor2d(batch.source, batch.sourceShape, 'int32'),
+    targetIn: tf.tensor2d(batch.targetIn, batch.targetShape, 'int32'),
+    targetOut: tf.tensor2d(batch.targetOut, batch.targetShape, 'int32'),
+  };
+}
+
+/** Source ids as the model sees them: tokens + EOS, cut to the model's positions. */
+export function sourceForModel(tokens: ArrayLike<number>, eosId: number, maxPositions: number): number[] {
+  const ids = Array.from(tokens).slice(0, Math.max(0, maxPositions - 1));
+  ids.push(eosId);
+  return ids;
+}
+
+export interface DecodeOptions {
+  beam: number;
+  lenPenalty: number;
+  maxLenA: number;
+  maxLenB: number;
+  /** Sentences decoded together (default 32). */
+  batchSize?: number;
+}
+
+/** Decodes token sequences (without EOS) into detokenized text, batching sentences of similar length. */
+export async function decodeSentences(model: TransformerSeq2Seq, tokenizer: Tokenizer, sources: ArrayLike<number>[], opts: DecodeOptions): Promise<string[]> {
+  const out: string[] = new Array(sources.length).fill('');
+  const order = sources.map((s, i) => ({ i, n: s.length })).filter((x) => x.n > 0);
+  order.sort((a, b) => a.n - b.n || a.i - b.i);
+  const batchSize = opts.batchSize ?? 32;
+  for (let start = 0; start < order.length; start += batchSize) {
+    const chunk = order.slice(start, start + batchSize);
+    const ids = chunk.map((x) => sourceForModel(sources[x.i], model.eosId, model.config.maxPositions));
+    const lengths = { maxLenA: opts.maxLenA, maxLenB: opts.maxLenB };
+    const best =
+      opts.beam === 1
+        ? await greedyDecode(model, ids, { ...lengths, lenPenalty: opts.lenPenalty })
+        : (await beamSearch(model, ids, { ...lengths, beamSize: opts.beam, lenPenalty: opts.lenPenalty })).map((h) => h[0]);
+    chunk.forEach((x, k) => {
+      out[x.i] = tokenizer.decode(best[k].tokens);
+    });
+  }
+  return out;
+}
+
+/** Trains (or resumes) a translation model; see TranslationTrainOptions. */
+export async function trainTranslation(opts: TranslationTrainOptions): Promise<TrainSummary> {
+  const log = opts.log ?? (() => undefined);
+  checkDataFolder(opts.data);
+  const out = resolve(opts.out);
+  const config = opts.resume
+    ? resumeConfig(out, opts)
+    : resolveTranslationConfig({
+        preset: opts.preset,
+        configFile: opts.configFile,
+        flags: opts.overrides,
+        set: opts.set,
+        sourceLang: opts.sourceLang,
+        targetLang: opts.targetLang,
+      });
+  if (!opts.resume && existsSync(join(out, 'checkpoint_last'))) {
+    throw new UserError(`--out ${opts.out}: already holds checkpoint_last; pass --resume to continue it, or choose another folder`);
+  }
+  // Fail fast (before the tokenizer and corpus work) if another training holds the folder; the
+  // trainer takes the lock for real.
+  acquireOutputLock(out).release();
+
+  const scratch = join(out, `.tokenizer-${process.pid}`);
+  try {
+    const tokenizer = opts.resume ? await loadTokenizerFromCheckpoint(join(out, 'checkpoint_last')) : await chooseTokenizer(opts, config, scratch, log);
+    const train = encodeSplit(opts.data, 'train', config, tokenizer, log);
+    const valid = encodeSplit(opts.data, 'valid', config, tokenizer, log);
+    log(`corpus: ${train.source.length} train pairs, ${valid.source.length} valid pairs; vocabulary ${tokenizer.vocabSize}`);
+
+    setGlobalSeed(config.train.seed);
+    const model = new TransformerSeq2Seq(seq2seqModelConfig(config, tokenizer));
+    const trainBatches = new TranslationBatches(train, tokenizer, { maxTokens: config.train.maxTokens, shuffle: true, seed: config.train.seed });
+    const validBatches = new TranslationBatches(valid, tokenizer, { maxTokens: config.train.maxTokens, shuffle: false, seed: 0 });
+    const bleuSample = valid.source.slice(0, config.decode.validBleuSamples);
+    const bleuRefs = valid.targetText.slice(0, bleuSample.length);
+    const smoothing = config.train.labelSmoothing;
+    const padId = tokenizer.padId;
+    const t = config.train;
+
+    const trainer = new Trainer<TranslationBatch>({
+      model: { model: model.model, factorPairs: () => model.factorPairs() },
+      data: trainBatches as BatchSource<TranslationBatch>,
+      lossFn: (batch, { training }) => {
+        const { source, targetIn, targetOut } = batchTensors(batch);
+        const logits = model.forward(source, targetIn, training);
+        const { loss, nllLoss, numTokens } = labelSmoothedCrossEntropy(logits, targetOut, { smoothing, padId });
+        return { loss, nllLoss, numTokens };
+      },
+      validate: async () => {
+        const { loss, perplexity: ppl } = teacherForcedLoss(model, validBatches, padId);
+        const results: Record<string, number> = { loss, perplexity: ppl };
+        if (bleuSample.length > 0) {
+          const hyps = await decodeSentences(model, tokenizer, bleuSample, { ...config.decode, beam: config.decode.validBeam });
+          results.bleu = corpusBleu(hyps, [bleuRefs]).score;
+        }
+        return results;
+      },
+      outDir: out,
+      config,
+      tokenizerFiles: tokenizer.files(),
+      optimizer: t.optimizer,
+      lr: t.lr,
+      betas: t.betas,
+      schedule: t.schedule,
+      warmupUpdates: t.warmupUpdates,
+      warmupInitLr: t.warmupInitLr,
+      clipNorm: t.clipNorm,
+      updateFreq: t.updateFreq,
+      weightDecay: t.weightDecay,
+      frobeniusDecay: t.frobeniusDecay,
+      maxSteps: t.maxSteps ?? undefined,
+      maxEpochs: t.maxEpochs ?? undefined,
+      maxTimeMinutes: t.maxTimeMinutes ?? undefined,
+      validEvery: t.validEvery,
+      saveEvery: t.saveEvery,
+      logEvery: t.logEvery,
+      earlyStopPatience: t.earlyStopPatience ?? undefined,
+      seed: t.seed,
+      nanPolicy: t.nanPolicy,
+      resume: opts.resume ?? false,
+      progress: opts.progress,
+    });
+    const started = performance.now();
+    try {
+      const result = await trainer.train();
+      return {
+        outDir: out,
+        steps: result.steps,
+        finalValidLoss: result.lastValidation?.loss ?? NaN,
+        bestScore: result.bestScore ?? undefined,
+        wallSeconds: (performance.now() - started) / 1000,
+        numParameters: model.numParameters(),
+        lastValidation: result.lastValidation,
+        lastTrainLoss: result.lastLoss,
+        stopReason: result.stopReason,
+        config,
+      };
+    } finally {
+      trainer.dispose();
+      model.dispose();
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** A checkpoint folder: DIR itself if it holds model.json, else DIR/checkpoint_best, else DIR/checkpoint_last. */
+export function resolveCheckpointDir(dir: string): string {
+  if (!existsSync(dir)) throw new UserError(`--checkpoint: '${dir}' does not exist`);
+  if (existsSync(join(dir, MODEL_JSON))) return dir;
+  for (const name of ['checkpoint_best', 'checkpoint_last']) {
+    if (existsSync(join(dir, name, MODEL_JSON))) return join(dir, name);
+  }
+  throw new UserError(`--checkpoint: '${dir}' holds no ${MODEL_JSON} (nor checkpoint_best/ or checkpoint_last/ with one)`);
+}
+
+async function loadTokenizerFromCheckpoint(dir: string): Promise<Tokenizer> {
+  const candidates = existsSync(dir) ? readdirSync(dir).filter((f) => f === 'tokenizer.json' || f.endsWith('.model')) : [];
+  if (candidates.length === 0) throw new UserError(`checkpoint ${dir}: holds no tokenizer file (*.model or tokenizer.json)`);
+  return loadTokenizer(candidates.includes('tokenizer.json') ? join(dir, 'tokenizer.json') : join(dir, candidates[0]));
+}
+
+/** A trained translation model with its tokenizer and config, ready to decode. */
+export interface LoadedTranslator {
+  dir: string;
+  config: TranslationConfig;
+  tokenizer: Tokenizer;
+  model: TransformerSeq2Seq;
+  dispose(): void;
+}
+
+/** Loads a checkpoint written by trainTranslation (DIR, or DIR/checkpoint_best|last). */
+export async function loadTranslator(checkpoint: string): Promise<LoadedTranslator> {
+  const dir = resolveCheckpointDir(checkpoint);
+  const ckpt = await loadCheckpoint(dir);
+  if (ckpt.config === null) throw new UserError(`checkpoint ${dir}: no ${CONFIG_JSON} (not written by train translation)`);
+  const config = parseStoredTranslationConfig(ckpt.config, join(dir, CONFIG_JSON));
+  const tokenizer = await loadTokenizerFromCheckpoint(dir);
+  const model = new TransformerSeq2Seq(seq2seqModelConfig(config, tokenizer));
+  try {
+    ckpt.restoreWeightsInto(model.model);
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return { dir, config, tokenizer, model, dispose: () => model.dispose() };
+}
+
+export interface TranslateOptions {
+  beam?: number;
+  lenPenalty?: number;
+  batchSize?: number;
+}
+
+/** Translates raw lines (detokenized in, detokenized out). Characters outside the vocabulary become unk. */
+export async function translateLines(checkpoint: string | LoadedTranslator, lines: string[], opts: TranslateOptions = {}): Promise<string[]> {
+  const translator = typeof checkpoint === 'string' ? await loadTranslator(checkpoint) : checkpoint;
+  try {
+    const d = translator.config.decode;
+    const sources = lines.map((line) => translator.tokenizer.encode(line.trim()));
+    return await decodeSentences(translator.model, translator.tokenizer, sources, {
+      beam: opts.beam ?? d.beam,
+      lenPenalty: opts.lenPenalty ?? d.lenPenalty,
+      maxLenA: d.maxLenA,
+      maxLenB: d.maxLenB,
+      batchSize: opts.batchSize,
+    });
+  } finally {
+    if (typeof checkpoint === 'string') translator.dispose();
+  }
+}
+
+export interface EvaluateTranslationOptions {
+  /** Checkpoint folder (DIR, or a run folder with checkpoint_best/last). */
+  checkpoint: string;
+  data: string;
+  split?: string;
+  /** Default: the checkpoint's languages. */
+  sourceLang?: string;
+  targetLang?: string;
+  beam?: number;
+  lenPenalty?: number;
+  /** Only the first N sentences. */
+  limit?: number;
+  log?: (line: string) => void;
+}
+
+export interface TranslationEvaluation {
+  split: string;
+  numSentences: number;
+  beam: number;
+  bleu: number;
+  /** sacreBLEU signature, e.g. nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0. */
+  signature: string;
+  /** sacreBLEU's verbose part: precisions, BP, ratio, lengths. */
+  bleuVerbose: string;
+  chrf: number;
+  chrfSignature: string;
+  /** Token-level perplexity of the references under the model (teacher forcing). */
+  perplexity: number;
+  /** Mean NLL per target token (natural log). */
+  loss: number;
+  sources: string[];
+  references: string[];
+  hypotheses: string[];
+}
+
+/** Translates a split with beam search and scores it against its references. */
+export async function evaluateTranslation(opts: EvaluateTranslationOptions): Promise<TranslationEvaluation> {
+  checkDataFolder(opts.data);
+  const split = opts.split ?? 'test';
+  const translator = await loadTranslator(opts.checkpoint);
+  try {
+    const config: TranslationConfig = {
+      ...translator.config,
+      sourceLang: opts.sourceLang ?? translator.config.sourceLang,
+      targetLang: opts.targetLang ?? translator.config.targetLang,
+      // Evaluation scores every sentence: nothing is skipped for length (long ones are cut to the model's positions).
+      data: { ...translator.config.data, longLines: 'skip', maxLength: Number.MAX_SAFE_INTEGER },
+    };
+    let encoded = encodeSplit(opts.data, split, config, translator.tokenizer, opts.log ?? (() => undefined), translator.model.config.maxPositions);
+    if (opts.limit !== undefined) encoded = limitSplit(encoded, opts.limit);
+    const beam = opts.beam ?? config.decode.beam;
+    const hypotheses = await decodeSentences(translator.model, translator.tokenizer, encoded.source, {
+      ...config.decode,
+      beam,
+      lenPenalty: opts.lenPenalty ?? config.decode.lenPenalty,
+    });
+    const bleu = corpusBleu(hypotheses, [encoded.targetText]);
+    const chrf = corpusChrf(hypotheses, [encoded.targetText]);
+    const batches = new TranslationBatches(encoded, translator.tokenizer, { maxTokens: config.train.maxTokens, shuffle: false, seed: 0 });
+    const { loss, perplexity: ppl } = teacherForcedLoss(translator.model, batches, translator.tokenizer.padId);
+    return {
+      split,
+      numSentences: hypotheses.length,
+      beam,
+      bleu: bleu.score,
+      signature: bleu.signature,
+      bleuVerbose: bleu.verbose,
+      chrf: chrf.score,
+      chrfSignature: chrf.signature,
+      perplexity: ppl,
+      loss,
+      sources: encoded.sourceText,
+      references: encoded.targetText,
+      hypotheses,
+    };
+  } finally {
+    translator.dispose();
+  }
+}
+
+function limitSplit(s: EncodedSplit, n: number): EncodedSplit {
+  return { source: s.source.slice(0, n), target: s.target.slice(0, n), sourceText: s.sourceText.slice(0, n), targetText: s.targetText.slice(0, n) };
+}
+
+/** Human-readable scores, sacreBLEU style. */
+export function formatEvaluation(e: TranslationEvaluation): string {
+  return [
+    `BLEU|${e.signature} = ${e.bleu.toFixed(2)} ${e.bleuVerbose}`,
+    `chrF2|${e.chrfSignature} = ${e.chrf.toFixed(2)}`,
+    `perplexity = ${e.perplexity.toFixed(2)} (token-level, ${e.split} split, ${e.numSentences} sentences, beam ${e.beam})`,
+  ].join('\n');
+}
+
+export { readSplitText };
