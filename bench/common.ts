@@ -31,3 +31,52 @@ export async function timeMedian(fn: () => unknown | Promise<unknown>, reps: num
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];
 }
+
+/** Peak resident set size of this process so far, in MiB. */
+export function peakRssMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+/** Result of a PyTorch reference script: its JSON line, or why it did not run. */
+export type ReferenceResult = { ok: true; value: Record<string, number> } | { ok: false; reason: string };
+
+/**
+ * Runs `bench/reference/<script>` with Debian's python3 + python3-torch (PYTHON env overrides the
+ * interpreter) and parses the last stdout line as JSON. Same environment as ours, so a preset
+ * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (or the one the engine chose) applies to both.
+ */
+export async function runReference(script: string, args: Record<string, string | number>, timeoutMs = 600_000): Promise<ReferenceResult> {
+  const { spawnSync } = await import('node:child_process');
+  const { existsSync } = await import('node:fs');
+  const { dirname, join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const python = process.env.PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+  const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.status !== 0) return { ok: false, reason: `no PyTorch for ${python} (apt-get install python3-torch to compare)` };
+  const path = join(dirname(fileURLToPath(import.meta.url)), 'reference', script);
+  const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
+  const r = spawnSync(python, [path, ...argv], { encoding: 'utf8', timeout: timeoutMs, env: process.env });
+  if (r.status !== 0) {
+    const why = (r.stderr || String(r.error ?? '')).trim().split('\n').pop() ?? 'failed';
+    return { ok: false, reason: `${script} failed: ${why}` };
+  }
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return { ok: true, value: JSON.parse(line) as Record<string, number> };
+  } catch {
+    return { ok: false, reason: `${script} printed no JSON result` };
+  }
+}
+
+/** A benchmark line comparing ours with a reference result field (ratio = ours / reference). */
+export function compared(name: string, value: number, unit: string, ref: ReferenceResult, field: string, extra: Record<string, unknown>): BenchResult {
+  const baseline = ref.ok ? ref.value[field] : null;
+  return {
+    name,
+    value,
+    unit,
+    baseline: baseline ?? null,
+    ratio: baseline ? value / baseline : null,
+    extra: { ...extra, baselineEngine: 'pytorch', ...(ref.ok ? { pytorch: ref.value } : { baselineSkipped: ref.reason }) },
+  };
+}

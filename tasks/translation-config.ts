@@ -218,6 +218,9 @@ export function checkTranslationConfig(config: TranslationConfig, where: string)
       `${where}: 'data.maxLength' ${config.data.maxLength} plus BOS/EOS exceeds 'model.maxPositions' ${config.model.maxPositions}`,
     );
   }
+  if (config.data.maxLength + 1 > config.train.maxTokens) {
+    throw new UserError(`${where}: 'train.maxTokens' ${config.train.maxTokens} cannot hold one sentence of 'data.maxLength' ${config.data.maxLength} tokens plus EOS`);
+  }
   if (config.train.maxSteps === null && config.train.maxEpochs === null && config.train.maxTimeMinutes === null) {
     throw new UserError(`${where}: no stopping rule; set --max-steps, --max-epochs or --max-time`);
   }

@@ -4,8 +4,12 @@
  * (epoch, index) so the trainer can resume at any batch.
  */
 import { UserError } from '../src/errors.ts';
+import { makeTranslationBatch, sentenceSizes, TokenBatcher, type TranslationBatch } from '../src/text/batching.ts';
 import { encodeParallelCorpus, readParallelCorpus } from '../src/text/corpus.ts';
 import type { Tokenizer } from '../src/text/tokenizer.ts';
+import type { BatchSource } from '../src/train/trainer.ts';
+
+export type { TranslationBatch };
 import type { TranslationConfig } from './translation-config.ts';
 
 export interface EncodedSplit {
@@ -72,4 +76,34 @@ export async function encodeSplit(
     throw new UserError(`${corpus.sourcePath}: no usable sentence pairs (all ${corpus.source.length} longer than data.maxLength ${maxLength}?)`);
   }
   return out;
+}
+
+/** An encoded split served as token-bounded batches by (epoch, index): the trainer's BatchSource. */
+export class TranslationBatches implements BatchSource<TranslationBatch> {
+  private readonly batcher: TokenBatcher;
+
+  constructor(
+    private readonly split: EncodedSplit,
+    private readonly specials: { padId: number; bosId: number; eosId: number },
+    opts: { maxTokens: number; shuffle: boolean; seed: number },
+  ) {
+    // Each side takes one special position (source + EOS; BOS + target, or target + EOS).
+    this.batcher = new TokenBatcher({ source: sentenceSizes(split.source), target: sentenceSizes(split.target) }, opts);
+  }
+
+  numBatches(epoch: number): number {
+    return this.batcher.numBatches(epoch);
+  }
+
+  *batches(epoch: number, startIndex: number): Generator<TranslationBatch> {
+    const all = this.batcher.epochBatches(epoch);
+    for (let b = startIndex; b < all.length; b++) {
+      const indices = all[b];
+      yield makeTranslationBatch(
+        indices.map((i) => this.split.source[i]),
+        indices.map((i) => this.split.target[i]),
+        this.specials,
+      );
+    }
+  }
 }

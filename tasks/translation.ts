@@ -260,8 +260,8 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   const scratch = join(out, `.tokenizer-${process.pid}`);
   try {
     const tokenizer = opts.resume ? await loadTokenizerFromCheckpoint(join(out, 'checkpoint_last')) : await chooseTokenizer(opts, config, scratch, log);
-    const train = encodeSplit(opts.data, 'train', config, tokenizer, log);
-    const valid = encodeSplit(opts.data, 'valid', config, tokenizer, log);
+    const train = await encodeSplit(opts.data, 'train', config, tokenizer, log);
+    const valid = await encodeSplit(opts.data, 'valid', config, tokenizer, log);
     log(`corpus: ${train.source.length} train pairs, ${valid.source.length} valid pairs; vocabulary ${tokenizer.vocabSize}`);
 
     setGlobalSeed(config.train.seed);
@@ -452,11 +452,12 @@ export async function evaluateTranslation(opts: EvaluateTranslationOptions): Pro
       ...translator.config,
       sourceLang: opts.sourceLang ?? translator.config.sourceLang,
       targetLang: opts.targetLang ?? translator.config.targetLang,
-      // Evaluation scores every sentence: nothing is skipped for length (long ones are cut to the model's positions).
-      data: { ...translator.config.data, longLines: 'skip', maxLength: Number.MAX_SAFE_INTEGER },
     };
-    let encoded = encodeSplit(opts.data, split, config, translator.tokenizer, opts.log ?? (() => undefined), translator.model.config.maxPositions);
+    let encoded = await encodeSplit(opts.data, split, config, translator.tokenizer, opts.log ?? (() => undefined), true);
     if (opts.limit !== undefined) encoded = limitSplit(encoded, opts.limit);
+    // Perplexity is scored on what fits the model: sentences past its positions are cut.
+    const fit = translator.model.config.maxPositions - 1;
+    const scored: EncodedSplit = { ...encoded, source: encoded.source.map((s) => s.subarray(0, fit)), target: encoded.target.map((t) => t.subarray(0, fit)) };
     const beam = opts.beam ?? config.decode.beam;
     const hypotheses = await decodeSentences(translator.model, translator.tokenizer, encoded.source, {
       ...config.decode,
@@ -465,7 +466,8 @@ export async function evaluateTranslation(opts: EvaluateTranslationOptions): Pro
     });
     const bleu = corpusBleu(hypotheses, [encoded.targetText]);
     const chrf = corpusChrf(hypotheses, [encoded.targetText]);
-    const batches = new TranslationBatches(encoded, translator.tokenizer, { maxTokens: config.train.maxTokens, shuffle: false, seed: 0 });
+    const maxTokens = Math.max(config.train.maxTokens, translator.model.config.maxPositions);
+    const batches = new TranslationBatches(scored, translator.tokenizer, { maxTokens, shuffle: false, seed: 0 });
     const { loss, perplexity: ppl } = teacherForcedLoss(translator.model, batches, translator.tokenizer.padId);
     return {
       split,

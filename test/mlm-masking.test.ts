@@ -208,14 +208,17 @@ describe('makeMaskedLmBatch', () => {
 });
 
 describe('UnigramModel', () => {
-  it('gives add-one smoothed frequencies over non-special tokens', () => {
+  it('gives add-k smoothed frequencies over non-special tokens', () => {
     const isSpecial = (id: number) => id < 5;
-    const model = UnigramModel.fromSequences([Int32Array.from([2, 5, 5, 6, 3]), Int32Array.from([5, 0])], 8, isSpecial);
+    const model = UnigramModel.fromSequences([Int32Array.from([2, 5, 5, 6, 3]), Int32Array.from([5, 0])], 8, isSpecial, 1);
     // Counts over {5, 6, 7}: 3, 1, 0 → smoothed 4, 2, 1 of 7.
     expect(model.logProbs[5]).toBeCloseTo(Math.log(4 / 7), 12);
     expect(model.logProbs[6]).toBeCloseTo(Math.log(2 / 7), 12);
     expect(model.logProbs[7]).toBeCloseTo(Math.log(1 / 7), 12);
     expect(model.logProbs[0]).toBe(-Infinity);
     expect(model.negativeLogLikelihood([5, 7])).toBeCloseTo(-Math.log(4 / 7) - Math.log(1 / 7), 12);
+    // The default k = 0.01 stays close to the relative frequencies 3/4, 1/4.
+    const plain = UnigramModel.fromSequences([Int32Array.from([2, 5, 5, 6, 3]), Int32Array.from([5, 0])], 8, isSpecial);
+    expect(plain.logProbs[5]).toBeCloseTo(Math.log(3.01 / 4.03), 12);
   });
 });

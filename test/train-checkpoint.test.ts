@@ -114,7 +114,7 @@ describe('checkpoints', () => {
     writeFileSync(path.join(parent, 'file'), 'x');
     const err = await saveCheckpoint(path.join(parent, 'file', 'ckpt'), { model: buildToyModel() }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
-    expect((err as Error).message).toMatch(/cannot write checkpoint|ENOTDIR|EEXIST/);
+    expect((err as Error).message).toMatch(/^cannot write checkpoint .*ckpt: a file is in the way of the folder \(EEXIST\); the previous checkpoint is kept$/);
   });
 
   it('recovers a replacement interrupted between its two renames', async () => {

@@ -13,6 +13,8 @@ import { processIo, type CliIo } from './io.ts';
 import { reportError } from './report-error.ts';
 import { registerAverageCommand } from './commands/average.ts';
 import { registerDoctorCommand } from './commands/doctor.ts';
+import { registerQuickstartCommand } from './commands/quickstart.ts';
+import { registerTranslationCommands } from './commands/translation.ts';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -31,6 +33,8 @@ export function buildProgram(io: CliIo): Command {
     await initBackend(backend ? { backend } : {});
   });
 
+  registerQuickstartCommand(program, io);
+  registerTranslationCommands(program, io);
   registerAverageCommand(program, io);
   registerDoctorCommand(program, io);
 

@@ -51,8 +51,9 @@ export function frobeniusPenalty(U: tf.Tensor, V: tf.Tensor): tf.Scalar {
 export function frobeniusDecayGrads(U: tf.Tensor, V: tf.Tensor, coef: number): { dU: tf.Tensor; dV: tf.Tensor } {
   checkPair(U, V, 'frobeniusDecayGrads');
   return tf.tidy(() => {
-    const dU = tf.mul(tf.matMul(U as tf.Tensor3D, gram(V) as tf.Tensor3D), coef);
-    const dV = tf.mul(tf.matMul(V as tf.Tensor3D, gram(U) as tf.Tensor3D), coef);
+    // coef scales the small r × r Gram matrices, not the [m, r] results.
+    const dU = tf.matMul(U as tf.Tensor3D, tf.mul(gram(V), coef) as tf.Tensor3D);
+    const dV = tf.matMul(V as tf.Tensor3D, tf.mul(gram(U), coef) as tf.Tensor3D);
     return { dU, dV };
   });
 }
@@ -66,9 +67,9 @@ export function pairDecayGrads(pair: FactorPair, coef: number): { dU: tf.Tensor;
   return tf.tidy(() => {
     const U = pair.u.read() as tf.Tensor3D;
     const Vs = pair.v.read() as tf.Tensor3D;
-    const vtv = tf.matMul(Vs, Vs, false, true);
-    const utu = gram(U) as tf.Tensor3D;
-    return { dU: tf.mul(tf.matMul(U, vtv), coef), dV: tf.mul(tf.matMul(utu, Vs), coef) };
+    const vtv = tf.mul(tf.matMul(Vs, Vs, false, true), coef) as tf.Tensor3D;
+    const utu = tf.mul(gram(U), coef) as tf.Tensor3D;
+    return { dU: tf.matMul(U, vtv), dV: tf.matMul(utu, Vs) };
   });
 }
 

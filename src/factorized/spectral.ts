@@ -38,7 +38,8 @@ export function spectralInit(U: tf.Tensor, V: tf.Tensor): { U: tf.Tensor; V: tf.
 /**
  * Best rank-`rank` factorization W ≈ U Vᵀ (truncated SVD, balanced: U = A√s, V = B√s), with the
  * relative Frobenius error ‖W − U Vᵀ‖ / ‖W‖ (0 for W = 0). `W [m, n]` → `U [m, rank]`, `V [n, rank]`.
- * Ranks above min(m, n) pad with zero columns. Cost: one Jacobi SVD of W (see linalg.svd).
+ * Ranks above min(m, n) pad with zero columns. Cost: one Jacobi SVD of W, O(min(m, n)³) per sweep
+ * (see linalg.svd for measured times): fine up to a few hundred, slow (minutes) at 1024.
  */
 export function factorize(W: tf.Tensor2D, rank: number): { U: tf.Tensor2D; V: tf.Tensor2D; relativeError: number } {
   if (W.rank !== 2) throw new UserError(`factorize: W must be a matrix [m, n]; got shape [${W.shape}]`);

@@ -35,11 +35,16 @@ export function countWordNgramsOfOrder(tokens: readonly string[], n: number): Ng
 export function countCharNgrams(line: string, maxOrder: number, includeWhitespace: boolean): NgramCounts[] {
   let chars = Array.from(line);
   if (!includeWhitespace) chars = chars.filter((c) => !pyIsSpace(c));
+  // Without astral characters one code point is one UTF-16 unit, and plain string slices are
+  // much faster than joining array slices.
+  const text = chars.join('');
+  const gram =
+    text.length === chars.length ? (i: number, n: number) => text.slice(i, i + n) : (i: number, n: number) => chars.slice(i, i + n).join('');
   const result: NgramCounts[] = [];
   for (let n = 1; n <= maxOrder; n++) {
     const counts: NgramCounts = new Map();
     for (let i = 0; i + n <= chars.length; i++) {
-      const key = n === 1 ? chars[i]! : chars.slice(i, i + n).join('');
+      const key = gram(i, n);
       counts.set(key, (counts.get(key) ?? 0) + 1);
     }
     result.push(counts);

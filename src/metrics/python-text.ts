@@ -9,7 +9,10 @@
 const PY_WHITESPACE = '\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const PY_WHITESPACE_RUN = new RegExp(`[${PY_WHITESPACE}]+`, 'u');
 const PY_TRAILING_WHITESPACE = new RegExp(`[${PY_WHITESPACE}]+$`, 'u');
-const PY_WHITESPACE_CHAR = new RegExp(`^[${PY_WHITESPACE}]$`, 'u');
+const PY_WHITESPACE_CHARS = new Set(
+  [0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004,
+   0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000].map((c) => String.fromCodePoint(c)),
+);
 
 /** Python's `s.split()`: split on runs of whitespace, no empty pieces. */
 export function pySplit(text: string): string[] {
@@ -25,7 +28,7 @@ export function pyRstrip(text: string): string {
 
 /** Whether one code point is whitespace by Python's definition. */
 export function pyIsSpace(char: string): boolean {
-  return PY_WHITESPACE_CHAR.test(char);
+  return PY_WHITESPACE_CHARS.has(char);
 }
 
 /**

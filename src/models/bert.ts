@@ -15,8 +15,47 @@ import { DEFAULT_SPECTRAL_INIT, type SpectralInitChoice } from './config.ts';
 import { MaskedLMHead } from './mlm-head.ts';
 import { TokenEmbedding } from './embedding.ts';
 import { layerNorm } from './sublayers.ts';
-import type { FactorizedMultiHeadAttention } from '../attention/index.ts';
+import { FactorizedMultiHeadAttention } from '../attention/index.ts';
+import { loadCheckpoint } from '../train/checkpoint.ts';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { TransformerEncoderBlock } from './blocks.ts';
+
+// ---------------------------------------------------------------------------------------------
+// A vectorized gradient for Tile.
+//
+// Why: tfjs-layers' LayerNormalization tiles its mean/variance/gamma/beta to the input's shape,
+// and tfjs-core's Tile gradient is a loop of one slice + one add per repetition: for a [B, T, d]
+// input that is thousands of tiny ops per LayerNorm (3 s for one [16, 32, 256] LayerNorm forward
+// + backward on wasm). The gradient of tiling x [s0, …] by reps [r0, …] is dy reshaped to
+// [r0, s0, r1, s1, …] summed over the r axes: one reshape and one sum. Registered once, for every
+// model in the process (the seq2seq models benefit too). TODO(engine): move to src/backend.
+let tileGradientRegistered = false;
+function registerVectorizedTileGradient(): void {
+  if (tileGradientRegistered) return;
+  tileGradientRegistered = true;
+  tf.registerGradient({
+    kernelName: 'Tile',
+    inputsToSave: ['x'],
+    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+      const [x] = saved;
+      const reps = attrs.reps as number[];
+      const grad = dy as tf.Tensor;
+      return {
+        x: () => {
+          const split: number[] = [];
+          const repAxes: number[] = [];
+          x.shape.forEach((size, k) => {
+            repAxes.push(split.length);
+            split.push(reps[k], size);
+          });
+          return tf.sum(tf.reshape(grad, split), repAxes).reshape(x.shape);
+        },
+      };
+    },
+  });
+}
+registerVectorizedTileGradient();
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -255,4 +294,56 @@ export function encoderFromMaskedLM(model: tf.LayersModel): tf.LayersModel {
     throw new UserError(`model '${model.name}' has no '${ENCODER_OUTPUT_LAYER}' layer: not a masked-LM model of this package`);
   }
   return tf.model({ inputs, outputs: output, name: 'bert_encoder' });
+}
+
+/** A run folder (with checkpoint_best / checkpoint_last) or a checkpoint folder → the folder holding model.json. */
+function checkpointFolder(dir: string): string {
+  if (existsSync(join(dir, 'model.json'))) return dir;
+  for (const name of ['checkpoint_best', 'checkpoint_last']) if (existsSync(join(dir, name, 'model.json'))) return join(dir, name);
+  throw new UserError(`${dir}: no model.json, checkpoint_best or checkpoint_last inside (expected a folder written by train mlm)`);
+}
+
+/**
+ * Loads the encoder of a masked-LM checkpoint as a feature extractor: a tf.LayersModel from
+ * `token_ids [B, T]` (int32; plus `segment_ids` when the model has segments) to the final hidden
+ * states `[B, T, d]`. Padding (the tokenizer's pad id) is masked as attention keys.
+ * `dir` is a checkpoint folder or a run folder (its checkpoint_best, else checkpoint_last).
+ */
+export async function loadEncoder(dir: string): Promise<tf.LayersModel> {
+  const model = await (await loadCheckpoint(checkpointFolder(dir))).loadModel();
+  return encoderFromMaskedLM(model);
+}
+
+/**
+ * The self-attention layers of a masked-LM checkpoint, one per encoder block, as fresh standalone
+ * `FactorizedMultiHeadAttention` layers holding the pretrained factors: use `attend(x, null, {
+ * keyPaddingMask })` directly or `apply([x])` in your own functional model (they share no weights
+ * with the checkpoint's model, which is disposed).
+ */
+export async function loadPretrainedAttention(dir: string): Promise<FactorizedMultiHeadAttention[]> {
+  const model = await (await loadCheckpoint(checkpointFolder(dir))).loadModel();
+  try {
+    const blocks = model.layers.filter((l): l is TransformerEncoderBlock => l instanceof TransformerEncoderBlock);
+    if (blocks.length === 0) throw new UserError(`${dir}: the model has no encoder blocks`);
+    return blocks.map((block, i) => {
+      const source = block.selfAttention;
+      const config = source.getConfig();
+      const layer = new FactorizedMultiHeadAttention({
+        numHeads: source.numHeads,
+        modelDim: source.modelDim,
+        headDim: source.rank,
+        useBias: source.useBias,
+        dropout: source.dropout,
+        causal: source.causal,
+        spectralInit: false, // the weights are overwritten with the pretrained ones below
+        name: `pretrained_self_attn_${i}`,
+        trainable: config.trainable as boolean | undefined,
+      });
+      layer.build([[null, null, source.modelDim!]]);
+      layer.setWeights(source.getWeights());
+      return layer;
+    });
+  } finally {
+    model.dispose();
+  }
 }

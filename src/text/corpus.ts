@@ -110,15 +110,8 @@ function lineCountError(shortPath: string, shortCount: number, longPath: string)
   );
 }
 
-/** Streams the text pairs of `DIR/split.{src,tgt}` in lockstep (e.g. references for BLEU). */
-export async function* readParallelCorpus(
-  dir: string,
-  split: SplitName,
-  sourceLang: string,
-  targetLang: string,
-): AsyncGenerator<ParallelLine> {
-  const sourcePath = parallelCorpusPath(dir, split, sourceLang);
-  const targetPath = parallelCorpusPath(dir, split, targetLang);
+/** Streams two line-aligned files in lockstep; UserError when one ends before the other. */
+export async function* readLinePairs(sourcePath: string, targetPath: string): AsyncGenerator<ParallelLine> {
   const src = readLines(sourcePath);
   const tgt = readLines(targetPath);
   for (let n = 0; ; n++) {
@@ -128,6 +121,16 @@ export async function* readParallelCorpus(
     if (t.done) throw lineCountError(targetPath, n, sourcePath);
     yield { lineNumber: s.value.lineNumber, source: s.value.text, target: t.value.text };
   }
+}
+
+/** Streams the text pairs of `DIR/split.{src,tgt}` in lockstep (e.g. references for BLEU). */
+export async function* readParallelCorpus(
+  dir: string,
+  split: SplitName,
+  sourceLang: string,
+  targetLang: string,
+): AsyncGenerator<ParallelLine> {
+  yield* readLinePairs(parallelCorpusPath(dir, split, sourceLang), parallelCorpusPath(dir, split, targetLang));
 }
 
 export interface EncodedParallelCorpus {

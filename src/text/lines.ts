@@ -21,11 +21,12 @@ export function checkTextFile(path: string, expected = 'UTF-8 text, one sentence
 
 /**
  * Yields the lines of `path` (without their `\n` or `\r\n`; a leading BOM is dropped).
- * Throws UserError `path:line: invalid UTF-8 ...` on the first malformed line.
+ * Throws UserError `path:line: invalid UTF-8 ...` on the first malformed line, unless
+ * `invalid: 'replace'` (for raw downloads), which turns bad bytes into U+FFFD.
  */
-export async function* readLines(path: string): AsyncGenerator<Line> {
+export async function* readLines(path: string, opts: { invalid?: 'error' | 'replace' } = {}): AsyncGenerator<Line> {
   checkTextFile(path);
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const decoder = new TextDecoder('utf-8', { fatal: (opts.invalid ?? 'error') === 'error' });
   let lineNumber = 0;
   let carry: Buffer = Buffer.alloc(0);
   const decode = (bytes: Buffer): string => {

@@ -268,32 +268,35 @@ export function makeMaskedLmBatch(sequences: readonly MaskedSequence[], padId: n
 }
 
 /**
- * Token frequencies of a corpus (the train split) over the non-special vocabulary, add-one
- * smoothed so every token that can be masked has a finite probability.
+ * Token frequencies of a corpus (the train split) over the non-special vocabulary: the best
+ * context-free predictor of a masked token. Add-k smoothed (k = 0.01 by default) only so that a
+ * token unseen in training keeps a finite probability; k is small so that the baseline stays close
+ * to the plain relative frequencies even for small corpora and large vocabularies.
  */
 export class UnigramModel {
   readonly logProbs: Float64Array;
 
-  constructor(counts: Float64Array, isSpecial: (id: number) => boolean) {
+  constructor(counts: Float64Array, isSpecial: (id: number) => boolean, smoothing = 0.01) {
+    if (!(smoothing > 0)) throw new Error(`UnigramModel: smoothing must be > 0, got ${smoothing}`);
     let total = 0;
     let support = 0;
     for (let id = 0; id < counts.length; id++) {
       if (isSpecial(id)) continue;
-      total += counts[id] + 1;
+      total += counts[id] + smoothing;
       support++;
     }
     if (support === 0) throw new UserError('unigram baseline: the vocabulary has no non-special tokens');
     this.logProbs = new Float64Array(counts.length).fill(-Infinity);
     for (let id = 0; id < counts.length; id++) {
-      if (!isSpecial(id)) this.logProbs[id] = Math.log((counts[id] + 1) / total);
+      if (!isSpecial(id)) this.logProbs[id] = Math.log((counts[id] + smoothing) / total);
     }
   }
 
   /** Counts the tokens of `sequences` (ids outside [0, vocabSize) are a caller bug). */
-  static fromSequences(sequences: Iterable<Int32Array>, vocabSize: number, isSpecial: (id: number) => boolean): UnigramModel {
+  static fromSequences(sequences: Iterable<Int32Array>, vocabSize: number, isSpecial: (id: number) => boolean, smoothing?: number): UnigramModel {
     const counts = new Float64Array(vocabSize);
     for (const seq of sequences) for (const id of seq) if (id >= 0 && id < vocabSize) counts[id]++;
-    return new UnigramModel(counts, isSpecial);
+    return new UnigramModel(counts, isSpecial, smoothing);
   }
 
   /** Sum of −log p(token) over `labels` (the masked tokens). */

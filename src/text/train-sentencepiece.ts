@@ -28,6 +28,11 @@ export interface TrainSentencePieceOptions {
   characterCoverage?: number;
   /** Pieces that are never split, after `<mask>` (id 4). */
   userDefinedSymbols?: string[];
+  /**
+   * Train on a seeded random sample of this many sentences (for corpora too large to load whole);
+   * default: every sentence, in file order.
+   */
+  sampleSentences?: number;
   /** Seed of spm_train's random generator (training is single-threaded and unshuffled, so deterministic). */
   seed?: number;
   /** Extra `--flag=value` arguments passed to spm_train as they are. */
@@ -68,9 +73,10 @@ export function sentencePieceTrainArgs(
     '--bos_id=2',
     '--eos_id=3',
     `--user_defined_symbols=${symbols.join(',')}`,
-    // Determinism: every sentence is used (no sampling), in file order, on one thread.
-    '--input_sentence_size=0',
-    '--shuffle_input_sentence=false',
+    // Determinism: every sentence in file order (or a sample drawn with the fixed seed), on one thread.
+    ...(opts.sampleSentences
+      ? [`--input_sentence_size=${opts.sampleSentences}`, '--shuffle_input_sentence=true']
+      : ['--input_sentence_size=0', '--shuffle_input_sentence=false']),
     '--num_threads=1',
     `--random_seed=${opts.seed ?? 1}`,
     ...(opts.extraArgs ?? []),
@@ -94,8 +100,10 @@ export async function trainSentencePiece(opts: TrainSentencePieceOptions): Promi
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
           return reject(new UserError(`${trainer} not found on PATH; ${SPM_INSTALL_HINT}`));
         }
-        const lastLine = stderr.trim().split('\n').filter((l) => !l.includes('LOG(INFO)')).pop() ?? String(err);
-        reject(new UserError(`${trainer} failed for ${opts.modelPrefix}: ${lastLine.trim()}`));
+        // spm_train's reason is on the line with the failed check, e.g. "... Vocabulary size too high (5000). Please set it to a value <= 6."
+        const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.includes('LOG(INFO)'));
+        const reason = lines.find((l) => /_status\.ok\(\)|Check failed|ERROR|FATAL/.test(l)) ?? lines.pop() ?? String(err);
+        reject(new UserError(`${trainer} failed for ${opts.modelPrefix}: ${reason.replace(/^.*\] /, '')}`));
       });
     });
     renameSync(`${tmpPrefix}.vocab`, `${opts.modelPrefix}.vocab`);

@@ -46,6 +46,8 @@ const DISK_ERRORS: Record<string, string> = {
   EPERM: 'operation not permitted',
   EROFS: 'read-only file system',
   EIO: 'I/O error',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  EEXIST: 'a file is in the way of the folder',
 };
 
 function diskError(err: unknown, target: string): Error {

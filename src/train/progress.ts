@@ -87,11 +87,11 @@ export class ProgressReporter {
       loss: u.loss.toFixed(3),
       lr: u.lr.toExponential(1),
       tps: Math.round(u.tokensPerSecond),
-      eta: u.etaSeconds === null ? '?' : formatDuration(u.etaSeconds),
+      remaining: u.etaSeconds === null ? '?' : formatDuration(u.etaSeconds),
     };
     if (!this.bar) {
       this.bar = new SingleBar({
-        format: 'step {value}/{total} [{bar}] loss {loss} lr {lr} tok/s {tps} eta {eta}',
+        format: 'step {value}/{total} [{bar}] loss {loss} lr {lr} tok/s {tps} eta {remaining}',
         stream: this.stream as NodeJS.WritableStream,
         hideCursor: true,
       });

@@ -24,4 +24,6 @@ export interface TrainerState {
   bestStep: number | null;
   validationsWithoutImprovement: number;
   lastValidation: Record<string, number> | null;
+  /** Sums since the last logged train record (loss, nll, target tokens). */
+  logWindow: { loss: number; nll: number; tokens: number };
 }

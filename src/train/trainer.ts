@@ -154,6 +154,16 @@ export interface TrainResult {
   tokensSeen: number;
 }
 
+/** Sums over the micro-batches of one update. */
+interface MicroBatchSums {
+  grads: GradMap;
+  lossSum: number;
+  nllSum: number;
+  tokens: number;
+  /** Whether the lossFn reported nllLoss (else nll/perplexity are not logged). */
+  hasNll: boolean;
+}
+
 /** Training stopped because the loss or gradients became NaN/Inf (a UserError: one clean line). */
 export class NonFiniteLossError extends UserError {
   constructor(message: string) {
@@ -243,6 +253,7 @@ export class Trainer<B> {
       bestStep: null,
       validationsWithoutImprovement: 0,
       lastValidation: null,
+      logWindow: { loss: 0, nll: 0, tokens: 0 },
     };
   }
 
@@ -301,7 +312,7 @@ export class Trainer<B> {
     }
     ckpt.restoreWeightsInto(this.model);
     this.optimizer.setState(ckpt.optimizerState, path.join(dir, 'optimizer.json'));
-    this.state = { ...ckpt.trainerState };
+    this.state = structuredClone(ckpt.trainerState);
     globalRandom.setState(this.state.rng);
   }
 
@@ -344,7 +355,9 @@ export class Trainer<B> {
     const stepAtStart = this.state.step;
     const elapsed = (): number => elapsedAtStart + (performance.now() - sessionStart) / 1000;
     const planned = this.plannedUpdates();
-    let window = { loss: 0, nll: 0, tokens: 0, updates: 0, start: performance.now() };
+    // The logging window's sums live in the state, so a resumed run logs the same means.
+    const window = this.state.logWindow;
+    let windowStart = performance.now();
     let lastLoss = NaN;
     // A resumed run whose budget is already spent does nothing.
     let stopReason: StopReason | null = this.budgetReason(elapsed());
@@ -355,11 +368,14 @@ export class Trainer<B> {
       if (!(n > 0)) throw new UserError(`training data: epoch ${epoch} has no batches (empty corpus?)`);
       const iterator = o.data.batches(epoch, this.state.batchIndex)[Symbol.iterator]();
       try {
-        while (this.state.batchIndex < n && stopReason === null) {
+        let epochDone = false;
+        while (!epochDone && stopReason === null) {
           const update = this.accumulate(iterator, n);
+          // The saved data position is always the next batch to read: roll over at the epoch's end.
           if (this.state.batchIndex >= n) {
             this.state.epoch++;
             this.state.batchIndex = 0;
+            epochDone = true;
           }
           const info = this.applyUpdate(update);
           this.state.elapsedSeconds = elapsed();
@@ -377,28 +393,24 @@ export class Trainer<B> {
           window.loss += update.lossSum;
           window.nll += update.nllSum;
           window.tokens += update.tokens;
-          window.updates++;
           const step = this.state.step;
 
           if (step % this.every.log === 0) {
-            const seconds = (performance.now() - window.start) / 1000;
+            const seconds = (performance.now() - windowStart) / 1000;
             const tokensPerSecond = window.tokens / Math.max(seconds, 1e-9);
             const meanLoss = window.loss / Math.max(window.tokens, 1);
             const perStep = (elapsed() - elapsedAtStart) / Math.max(step - stepAtStart, 1);
             const etaSeconds = planned ? Math.max(0, planned - step) * perStep : null;
-            metrics?.append({
-              type: 'train',
-              step,
-              epoch: this.state.epoch,
-              time: elapsed(),
-              loss: meanLoss,
-              nll: window.nll / Math.max(window.tokens, 1),
-              lr: info.lr,
-              gradNorm: info.gradNorm,
-              tokensPerSecond,
-            });
+            const record: MetricsRecord = { type: 'train', step, epoch: this.state.epoch, time: elapsed(), loss: meanLoss };
+            if (update.hasNll) {
+              record.nll = window.nll / Math.max(window.tokens, 1);
+              record.perplexity = Math.exp(record.nll);
+            }
+            Object.assign(record, { lr: info.lr, gradNorm: info.gradNorm, tokensPerSecond });
+            metrics?.append(record);
             progress.update({ step, total: planned, loss: meanLoss, lr: info.lr, tokensPerSecond, etaSeconds });
-            window = { loss: 0, nll: 0, tokens: 0, updates: 0, start: performance.now() };
+            Object.assign(window, { loss: 0, nll: 0, tokens: 0 });
+            windowStart = performance.now();
           }
 
           stopReason = this.budgetReason(elapsed());
@@ -442,11 +454,12 @@ export class Trainer<B> {
   }
 
   /** Reads up to updateFreq micro-batches (not past the epoch's end) and sums their gradients. */
-  private accumulate(iterator: Iterator<B>, numBatches: number): { grads: GradMap; lossSum: number; nllSum: number; tokens: number } {
+  private accumulate(iterator: Iterator<B>, numBatches: number): MicroBatchSums {
     const grads: GradMap = {};
     let lossSum = 0;
     let nllSum = 0;
     let tokens = 0;
+    let hasNll = false;
     for (let micro = 0; micro < this.updateFreq && this.state.batchIndex < numBatches; micro++) {
       const next = iterator.next();
       if (next.done) {
@@ -464,6 +477,7 @@ export class Trainer<B> {
       lossSum += value.dataSync()[0];
       value.dispose();
       if (nll) {
+        hasNll = true;
         nllSum += nll.dataSync()[0];
         nll.dispose();
       }
@@ -471,11 +485,11 @@ export class Trainer<B> {
       accumulateInto(grads, g);
       this.state.batchIndex++;
     }
-    return { grads, lossSum, nllSum, tokens };
+    return { grads, lossSum, nllSum, tokens, hasNll };
   }
 
   /** Scales, adds Frobenius decay, clips and applies one update; or skips it on NaN/Inf. */
-  private applyUpdate(update: { grads: GradMap; lossSum: number; nllSum: number; tokens: number }): StepInfo {
+  private applyUpdate(update: MicroBatchSums): StepInfo {
     const o = this.options;
     const lr = this.currentLr();
     const tokens = Math.max(update.tokens, 1);

@@ -141,7 +141,8 @@ async function runBleuCommand(refPaths: string[], opts: BleuCommandOptions, io: 
   const scores: FormattableScore[] = metrics.map((m) =>
     m === 'bleu' ? corpusBleu(hyps, refStreams, bleuOptions) : corpusChrf(hyps, refStreams, chrfOptions),
   );
-  if (opts.json) {
+  // As sacreBLEU: --score-only wins over the JSON format.
+  if (opts.json && !opts.scoreOnly) {
     const objects = scores.map((s) => formatScoreJson(s, opts.width));
     io.stdout(`${objects.length > 1 ? `[\n${objects.join(',\n')}\n]` : objects[0]}\n`);
     return;
