@@ -10,7 +10,7 @@ import type { Benchmark, BenchResult } from './common.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const available = readdirSync(here)
-  .filter((f) => f.endsWith('.ts') && !['run.ts', 'common.ts'].includes(f))
+  .filter((f) => f.endsWith('.ts') && !['run.ts', 'common.ts', 'train-step.ts'].includes(f))
   .map((f) => f.replace(/\.ts$/, ''))
   .sort();
 

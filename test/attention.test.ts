@@ -299,6 +299,10 @@ describe('FactorizedMultiHeadAttention', () => {
     const fullPerm = causal.attend(tf.slice(xPerm, [0, 0, 0], [B, 4, d]) as tf.Tensor3D, null);
     expect(maxAbsDiff(stepOut, tf.slice(fullPerm, [0, 3, 0], [B, 1, d]))).toBeLessThan(1e-5);
 
+    // A static cache of another batch size is a clear error, not a shape crash deep in matMul.
+    const wrongBatch = randn([2, 1, d], 17) as tf.Tensor3D;
+    expect(() => layer.attend(wrongBatch, null, { cache })).toThrow(/cache batch 3 != query batch 2/);
+    wrongBatch.dispose();
     disposeAttentionCache(cache);
     disposeAttentionCache(selfCache);
     expect(cache.key).toBeUndefined();
@@ -340,6 +344,15 @@ describe('FactorizedMultiHeadAttention', () => {
       spectralInit: true,
       modelDim: d,
     });
+    // The causal config flag holds in the functional path: changing later tokens leaves earlier
+    // outputs of the self-attention layer unchanged.
+    const selfOnly = tf.model({ inputs: loaded.inputs[0], outputs: loaded.getLayer('self_attn').output as tf.SymbolicTensor });
+    const x2 = tf.tidy(() => tf.concat([tf.slice(x, [0, 0, 0], [2, 2, d]), randn([2, 3, d], 15, 5)], 1));
+    const s1 = selfOnly.predict(x) as tf.Tensor;
+    const s2 = selfOnly.predict(x2) as tf.Tensor;
+    expect(maxAbsDiff(tf.slice(s1, [0, 0, 0], [2, 2, d]), tf.slice(s2, [0, 0, 0], [2, 2, d]))).toBe(0);
+    expect(maxAbsDiff(s1, s2)).toBeGreaterThan(1e-3);
+    tf.dispose([x2, s1, s2]);
     // collectFactorPairs finds both layers' QK and OV pairs through the model.
     expect(collectFactorPairs([loaded]).map((p) => p.name)).toEqual(['self_attn/qk', 'self_attn/ov', 'cross_attn/qk', 'cross_attn/ov']);
     tf.dispose([x, mem, a, b]);

@@ -343,3 +343,27 @@ describe('serialization of FactorizedDense / FactorizedEmbedding', () => {
     loaded.dispose();
   });
 });
+
+describe('no leaks in the factorized layers', () => {
+  it('keeps tf.memory().numTensors constant over 5 forward + backward passes', () => {
+    const emb = new FactorizedEmbedding({ inputDim: 30, outputDim: 8, rank: 4 });
+    const ffn = new FactorizedDense({ units: 8, rankScale: 0.5, activation: 'gelu' });
+    const ids = tf.tensor2d([
+      [1, 2, 3],
+      [4, 5, 29],
+    ], [2, 3], 'int32');
+    const step = () => {
+      const { value, grads } = tf.variableGrads(() => {
+        const h = ffn.apply(emb.apply(ids) as tf.Tensor) as tf.Tensor;
+        return tf.sum(emb.projectToVocab(h)) as tf.Scalar;
+      }, [...emb.trainableWeights, ...ffn.trainableWeights].map((w) => w.read() as tf.Variable));
+      tf.dispose([value, ...Object.values(grads)]);
+    };
+    tf.dispose(tf.tidy(() => ffn.apply(emb.apply(ids) as tf.Tensor) as tf.Tensor)); // builds both
+    step();
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) step();
+    expect(tf.memory().numTensors).toBe(before);
+    ids.dispose();
+  });
+});

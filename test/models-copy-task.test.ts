@@ -23,7 +23,7 @@ interface CopyBatch {
 }
 
 function randomSequence(rng: SeededRandom): number[] {
-  const length = 2 + rng.nextInt(4); // 2..5 symbols
+  const length = 2 + rng.nextInt(3); // 2..4 symbols
   return Array.from({ length }, () => FIRST_SYMBOL + rng.nextInt(VOCAB - FIRST_SYMBOL));
 }
 
@@ -63,6 +63,7 @@ describe('copy task', () => {
       shareEmbeddings: true,
       attentionRankScale: 0.5,
     });
+    const losses: number[] = [];
     const trainer = new Trainer<CopyBatch>({
       model,
       data: copyData,
@@ -73,15 +74,18 @@ describe('copy task', () => {
       },
       optimizer: 'adam',
       lr: 0.01,
-      schedule: 'constant',
+      schedule: 'linear',
+      warmupUpdates: 10,
       clipNorm: 1,
-      maxSteps: 100,
+      maxSteps: 150,
       progress: 'none',
       seed: 17,
-      onStep: (info) => { if (info.step % 10 === 0) console.log(info.step, info.loss.toFixed(3)); },
+      onStep: (info) => losses.push(info.loss),
     });
     const result = await trainer.train();
-    expect(result.lastLoss).toBeLessThan(0.2);
+    expect(result.steps).toBe(150);
+    const lastTen = losses.slice(-10).reduce((a, b) => a + b, 0) / 10;
+    expect(lastTen).toBeLessThan(0.2); // from ln(7) ≈ 1.95 for a uniform guess over the symbols
 
     const rng = new SeededRandom(987654);
     const tests = Array.from({ length: 24 }, () => randomSequence(rng));
@@ -89,10 +93,9 @@ describe('copy task', () => {
     const greedy = await greedyDecode(model, sources, { maxLenA: 1, maxLenB: 2 });
     const beam = await beamSearch(model, sources, { beamSize: 3, maxLenA: 1, maxLenB: 2 });
     const greedyExact = greedy.filter((h, i) => h.tokens.join() === tests[i].join()).length;
-    console.log(greedyExact, beam.filter(([h], i) => h.tokens.join() === tests[i].join()).length);
     const beamExact = beam.filter(([h], i) => h.tokens.join() === tests[i].join()).length;
-    expect(greedyExact).toBeGreaterThanOrEqual(21);
-    expect(beamExact).toBeGreaterThanOrEqual(21);
+    expect(greedyExact).toBeGreaterThanOrEqual(22);
+    expect(beamExact).toBeGreaterThanOrEqual(22);
     model.dispose();
   });
 });

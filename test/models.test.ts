@@ -10,6 +10,10 @@ import type { Seq2SeqOverrides } from '../src/models/index.ts';
 import { beamSearch, greedyDecode } from '../src/decode/index.ts';
 import { UserError } from '../src/errors.ts';
 import { setGlobalSeed } from '../src/random.ts';
+import { fileIOHandler } from '../src/train/checkpoint.ts';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const TINY: Seq2SeqOverrides = {
   srcVocabSize: 13,
@@ -165,6 +169,37 @@ describe('TransformerSeq2Seq save and load', () => {
     });
   }
 
+  it('round-trips through model.json + weights.bin on disk', async () => {
+    setGlobalSeed(14);
+    const config = VARIANTS['pre-norm, learned, gelu, untied factorized output, factorized FFN + embeddings'];
+    const model = new TransformerSeq2Seq(config);
+    const dir = join(mkdtempSync(join(tmpdir(), 'ft-models-')), 'model');
+    try {
+      await model.model.save(fileIOHandler(dir));
+      const topology = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
+      const text = JSON.stringify(topology);
+      for (const className of ['TokenEmbedding', 'TransformerEncoderBlock', 'TransformerDecoderBlock', 'TransformerLayerNorm', 'FactorizedDense']) {
+        expect(text).toContain(`"class_name":"${className}"`);
+      }
+      const restored = TransformerSeq2Seq.fromModel(await tf.loadLayersModel(fileIOHandler(dir)), config);
+      tf.tidy(() => {
+        const src = ids(SOURCES);
+        const tgt = ids(TARGETS_IN);
+        expect(maxAbsDiff(model.forward(src, tgt, false), restored.forward(src, tgt, false))).toBe(0);
+      });
+      restored.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      model.dispose();
+    }
+  });
+
+  it('creating and disposing a model leaves no tensors behind', () => {
+    const before = tf.memory().numTensors;
+    for (const config of Object.values(VARIANTS)) new TransformerSeq2Seq(config).dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('refuses a checkpoint that does not match the config', async () => {
     setGlobalSeed(6);
     const model = new TransformerSeq2Seq(TINY);
@@ -242,19 +277,22 @@ describe('decoding with the model', () => {
       expect(h.score).toBeCloseTo(greedy[i].score, 4);
     });
     const nbest = await beamSearch(model, SOURCES, { ...opts, beamSize: 4, nBest: 3 });
-    nbest.forEach((hyps, i) => {
+    // Each hypothesis' scores are what the teacher-forced model gives its tokens + EOS
+    // (all hypotheses rescored in one padded batch).
+    const flat = nbest.flatMap((hyps, i) => hyps.map((h) => ({ h, source: SOURCES[i] })));
+    const rescored = tf.tidy(() => {
+      const logProbs = tf.logSoftmax(model.forward(ids(flat.map((f) => f.source)), ids(flat.map((f) => [model.bosId, ...f.h.tokens])), false));
+      return logProbs.arraySync() as number[][][];
+    });
+    flat.forEach(({ h }, n) => {
+      const sequence = [...h.tokens, model.eosId];
+      const expected = sequence.map((token, t) => rescored[n][t][token]);
+      h.positionalScores.forEach((s, t) => expect(s).toBeCloseTo(expected[t], 4));
+      expect(h.score).toBeCloseTo(expected.reduce((a, b) => a + b, 0) / sequence.length, 4);
+    });
+    nbest.forEach((hyps) => {
       expect(hyps).toHaveLength(3);
       for (let k = 1; k < hyps.length; k++) expect(hyps[k - 1].score).toBeGreaterThanOrEqual(hyps[k].score);
-      // Each hypothesis' scores are what the teacher-forced model gives its tokens + EOS.
-      for (const h of hyps) {
-        const sequence = [...h.tokens, model.eosId];
-        const rescored = tf.tidy(() => {
-          const logProbs = tf.logSoftmax(model.forward(ids([SOURCES[i]]), ids([[model.bosId, ...h.tokens]]), false));
-          return Array.from(logProbs.reshape([sequence.length, 11]).arraySync() as number[][], (row, t) => row[sequence[t]]);
-        });
-        h.positionalScores.forEach((s, t) => expect(s).toBeCloseTo(rescored[t], 4));
-        expect(h.score).toBeCloseTo(rescored.reduce((a, b) => a + b, 0) / sequence.length, 4);
-      }
     });
     const before = tf.memory().numTensors;
     for (let i = 0; i < 2; i++) {
@@ -308,7 +346,7 @@ describe('factor pairs and configuration', () => {
     const model = new TransformerSeq2Seq({ ...TINY, attentionRankScale: 0.5, spectralInit: { qk: true, ov: false } });
     const gramOffDiagonal = (x: tf.Tensor) => tf.tidy(() => {
       const g = tf.matMul(x as tf.Tensor3D, x as tf.Tensor3D, true, false); // [H, r, r]
-      const eye = tf.eye(g.shape[1]).expandDims(0);
+      const eye = tf.eye(g.shape[1] as number).expandDims(0);
       return tf.max(tf.abs(tf.mul(g, tf.sub(1, eye)))).dataSync()[0];
     });
     const pairs = Object.fromEntries(model.factorPairs().map((p) => [p.name, p]));

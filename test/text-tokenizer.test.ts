@@ -91,6 +91,14 @@ describe('SentencePiece tokenizers shipped in data/', () => {
     expect(bible.decode([])).toBe('');
   });
 
+  it('leave no process-wide handlers behind (the wasm runtime installs some on every load)', async () => {
+    const count = () => process.listenerCount('uncaughtException') + process.listenerCount('unhandledRejection');
+    const before = count();
+    await loadTokenizer(MOBY_TOKENIZER);
+    await loadTokenizer(MOBY_TOKENIZER);
+    expect(count()).toBe(before);
+  });
+
   it('reject ids outside the vocabulary', () => {
     expect(() => bible.decode([5, 8000])).toThrow(RangeError);
   });

@@ -125,6 +125,19 @@ describe('Trainer', () => {
     resumed.dispose();
   });
 
+  it('is a function of the seed: same seed, same run; another seed, other dropout masks', async () => {
+    const losses = async (seed: number) => {
+      const model = buildToyModel();
+      const out: number[] = [];
+      await new Trainer(baseOptions(model, { maxSteps: 3, seed, onStep: (s) => out.push(s.loss) })).train();
+      return out;
+    };
+    const a = await losses(42);
+    expect(await losses(42)).toEqual(a);
+    const c = await losses(43);
+    expect(c[0]).not.toBe(a[0]);
+  });
+
   it('keeps tf.memory().numTensors flat across steps', async () => {
     const model = buildToyModel();
     const counts: number[] = [];
@@ -232,6 +245,15 @@ describe('Trainer', () => {
     expect(infos.map((i) => i.skipped)).toEqual([false, false, true, true, false, false, false]);
     expect(infos[6].lr).toBeCloseTo(0.05 / 4, 12);
     expect(weightValues(model).every((w) => w.every(Number.isFinite))).toBe(true);
+
+    // The last update of the last epoch skipped: the run still ends at the epoch budget and saves.
+    const out = tmpDir();
+    calls = 0;
+    const lastBad: LossFn<ToyBatch> = (b, ctx) => (++calls === 5 ? nanGrad(good(b, ctx)) : good(b, ctx));
+    const ended = await new Trainer(baseOptions(model, { lossFn: lastBad, outDir: out, maxEpochs: 1, nanPolicy: 'skip' })).train();
+    expect([ended.steps, ended.epoch, ended.stopReason, ended.nanSkips]).toEqual([2, 1, 'maxEpochs', 1]);
+    const saved = (await loadCheckpoint(path.join(out, 'checkpoint_last'))).trainerState!;
+    expect([saved.step, saved.epoch, saved.batchIndex, saved.lrScale]).toEqual([2, 1, 0, 0.5]);
 
     calls = 0;
     const always: LossFn<ToyBatch> = (b, ctx) => nanGrad(good(b, ctx));

@@ -9,7 +9,7 @@ export class LineWriter {
   }
   async write(line: string): Promise<void> {
     this.count++;
-    if (!this.stream.write(line + '\n')) await new Promise((r) => this.stream.once('drain', r));
+    if (!this.stream.write(line + '\n')) await new Promise<void>((r) => this.stream.once('drain', () => r()));
   }
   close(): Promise<void> {
     return new Promise((resolve, reject) => this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));

@@ -241,7 +241,12 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   }
 
   private keysAndValues(query: tf.Tensor3D, memory: tf.Tensor3D | null, cache?: AttentionCache): { key: tf.Tensor; value: tf.Tensor } {
-    if (cache?.static && cache.key && cache.value) return { key: cache.key, value: cache.value };
+    if (cache?.static && cache.key && cache.value) {
+      if (cache.key.shape[0] !== query.shape[0]) {
+        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': cache batch ${cache.key.shape[0]} != query batch ${query.shape[0]}`);
+      }
+      return { key: cache.key, value: cache.value };
+    }
     const source = memory ?? query;
     let key: tf.Tensor = this.projectHeads(source, this.keyFactor, this.keyBias);
     let value: tf.Tensor = this.projectHeads(source, this.valueFactor, this.valueBias);

@@ -50,6 +50,13 @@ export function sinusoidalTable(numPositions: number, dim: number): tf.Tensor2D 
   return tf.tensor2d(data, [numPositions, dim]);
 }
 
+/** fairseq zeroes the padding row of its embeddings. */
+function zeroPadRow(weight: tf.LayerVariable, padRow: tf.Tensor): void {
+  const zeroed = tf.tidy(() => tf.mul(weight.read(), tf.sub(1, padRow)));
+  weight.write(zeroed);
+  zeroed.dispose(); // write() adopts the data, not the tensor object
+}
+
 export class TokenEmbedding extends tf.layers.Layer {
   static className = 'TokenEmbedding';
 
@@ -101,7 +108,7 @@ export class TokenEmbedding extends tf.layers.Layer {
     const padRow = tf.tidy(() => tf.oneHot(tf.tensor1d([this.padId], 'int32'), V).reshape([V, 1]));
     if (this.rankScale == null) {
       this.embeddings = this.addWeight('embeddings', [V, d], 'float32', tf.initializers.randomNormal({ stddev: std, seed: globalRandom.nextSeed() }));
-      this.embeddings.write(tf.tidy(() => tf.mul(this.embeddings!.read(), tf.sub(1, padRow))));
+      zeroPadRow(this.embeddings, padRow);
     } else {
       // Random factors whose product has the dense init's entry variance 1/d: each factor N(0, (r·d)^-1/2).
       const r = this.rank;
@@ -109,7 +116,7 @@ export class TokenEmbedding extends tf.layers.Layer {
       const init = () => tf.initializers.randomNormal({ stddev: factorStd, seed: globalRandom.nextSeed() });
       this.embeddingU = this.addWeight('embeddingU', [V, r], 'float32', init());
       this.embeddingV = this.addWeight('embeddingV', [d, r], 'float32', init());
-      this.embeddingU.write(tf.tidy(() => tf.mul(this.embeddingU!.read(), tf.sub(1, padRow))));
+      zeroPadRow(this.embeddingU, padRow);
       if (this.spectralInit) {
         const { U, V: Vf } = balanceFactors(this.embeddingU.read(), this.embeddingV.read());
         this.embeddingU.write(U);

@@ -10,3 +10,5 @@ export type { Seq2SeqConfig, Seq2SeqArchitecture, SpectralInitChoice, PositionKi
 export { presets, transformer_small, transformer_base, seq2seqConfigFromPreset } from './presets.ts';
 export type { Seq2SeqOverrides } from './presets.ts';
 export { activate, paddingMask, buildSublayer, layerNorm, projection } from './sublayers.ts';
+export { LayerNorm } from './layer-norm.ts';
+export type { LayerNormConfig } from './layer-norm.ts';

@@ -324,8 +324,15 @@ export class TransformerSeq2Seq implements DecoderStepModel<DecoderState> {
     return total;
   }
 
+  /** Frees every weight (the model is unusable afterwards). */
   dispose(): void {
     this.model.dispose();
+    // tfjs counts one reference per application of a layer and the model releases one; the
+    // target embedding (input + tied output, and the source side when shared) has more.
+    for (const layer of new Set([this.sourceEmbedding, this.targetEmbedding])) {
+      let refs = (layer as unknown as { _refCount: number | null })._refCount ?? 0;
+      while (refs > 0) refs = layer.dispose().refCountAfterDispose;
+    }
   }
 }
 

@@ -12,6 +12,7 @@ import { UserError } from '../errors.ts';
 import { FactorizedDense } from '../factorized/index.ts';
 import { globalRandom } from '../random.ts';
 import type { Activation } from './config.ts';
+import { LayerNorm } from './layer-norm.ts';
 
 /** Builds `layer` for inputs of the given per-example shapes (batch axis excluded). */
 export function buildSublayer(layer: tf.layers.Layer, exampleShapes: (number | null)[][]): void {
@@ -28,8 +29,7 @@ export function sublayerWeights(layers: tf.layers.Layer[], trainable: boolean): 
 }
 
 export function layerNorm(name: string): tf.layers.Layer {
-  // fairseq / PyTorch LayerNorm epsilon.
-  return tf.layers.layerNormalization({ axis: -1, epsilon: 1e-5, name });
+  return new LayerNorm({ epsilon: 1e-5, name });
 }
 
 /**

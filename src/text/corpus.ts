@@ -111,9 +111,13 @@ function lineCountError(shortPath: string, shortCount: number, longPath: string)
 }
 
 /** Streams two line-aligned files in lockstep; UserError when one ends before the other. */
-export async function* readLinePairs(sourcePath: string, targetPath: string): AsyncGenerator<ParallelLine> {
-  const src = readLines(sourcePath);
-  const tgt = readLines(targetPath);
+export async function* readLinePairs(
+  sourcePath: string,
+  targetPath: string,
+  opts: { invalid?: 'error' | 'replace' } = {},
+): AsyncGenerator<ParallelLine> {
+  const src = readLines(sourcePath, opts);
+  const tgt = readLines(targetPath, opts);
   for (let n = 0; ; n++) {
     const [s, t] = await Promise.all([src.next(), tgt.next()]);
     if (s.done && t.done) return;

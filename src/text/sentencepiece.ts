@@ -53,7 +53,17 @@ export class SentencePieceTokenizer implements Tokenizer {
       throw new UserError(`${modelPath} is not a SentencePiece model (${(e as Error).message}); expected a .model file written by spm_train`);
     }
     const processor = new spm.SentencePieceProcessor();
-    await processor.load(modelPath);
+    // Each load starts an emscripten runtime that adds process-wide 'uncaughtException' and
+    // 'unhandledRejection' handlers (which rethrow, printing the whole minified bundle). Remove
+    // them: they change nothing we want and pile up with every tokenizer loaded.
+    const exceptionHandlers = new Set(process.listeners('uncaughtException'));
+    const rejectionHandlers = new Set(process.listeners('unhandledRejection'));
+    try {
+      await processor.load(modelPath);
+    } finally {
+      for (const l of process.listeners('uncaughtException')) if (!exceptionHandlers.has(l)) process.off('uncaughtException', l);
+      for (const l of process.listeners('unhandledRejection')) if (!rejectionHandlers.has(l)) process.off('unhandledRejection', l);
+    }
     const status = processor.processor.status();
     const message = status.ToString();
     status.delete();

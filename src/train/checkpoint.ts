@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors.ts';
 import type { OptimizerState, OptimizerStateMeta, TrainOptimizer } from './optimizers.ts';
 import type { TrainerState } from './state.ts';
+import { isOutputLocked } from './lock.ts';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';
@@ -307,7 +308,8 @@ export interface LoadedCheckpoint {
 
 /** Reads and validates a checkpoint folder. Every problem is a UserError naming the file. */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
-  recoverCheckpoint(dir);
+  // A live training may be between its two renames right now: only repair folders nobody writes.
+  if (!isOutputLocked(path.dirname(dir))) recoverCheckpoint(dir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`checkpoint ${dir}: no such folder`);
   const artifacts = await readModelArtifacts(dir);
   const weightSpecs = artifacts.weightSpecs!;

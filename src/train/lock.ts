@@ -39,6 +39,12 @@ function readLock(file: string): LockInfo | null {
   }
 }
 
+/** Whether a live process on this host holds the lock of `outDir` (i.e. is training into it). */
+export function isOutputLocked(outDir: string): boolean {
+  const holder = readLock(path.join(outDir, LOCK_FILE));
+  return holder !== null && (holder.host !== os.hostname() || isAlive(holder.pid));
+}
+
 /** Takes the lock on `outDir` (created if needed) or throws a UserError naming the holder. */
 export function acquireOutputLock(outDir: string): OutputLock {
   mkdirSync(outDir, { recursive: true });

@@ -362,7 +362,12 @@ export class Trainer<B> {
     // A resumed run whose budget is already spent does nothing.
     let stopReason: StopReason | null = this.budgetReason(elapsed());
 
+    let savedAtStep = this.state.step;
+
     while (stopReason === null) {
+      // Also reached after a skipped (non-finite) last update of an epoch.
+      stopReason = this.budgetReason(elapsed());
+      if (stopReason !== null) break;
       const epoch = this.state.epoch;
       const n = o.data.numBatches(epoch);
       if (!(n > 0)) throw new UserError(`training data: epoch ${epoch} has no batches (empty corpus?)`);
@@ -424,11 +429,21 @@ export class Trainer<B> {
             }
           }
           const saveNow = (this.every.save > 0 && step % this.every.save === 0) || validateNow || stopReason !== null;
-          if (saveNow && o.outDir) await this.saveLast(o.outDir);
+          if (saveNow && o.outDir) {
+            await this.saveLast(o.outDir);
+            savedAtStep = step;
+          }
         }
       } finally {
         iterator.return?.();
       }
+    }
+    // Stopped at the top of the loop with unsaved progress (the last update of an epoch was skipped).
+    if (o.outDir && this.state.step !== savedAtStep) {
+      if (o.validate && this.state.lastValidation?.step !== this.state.step) {
+        if (await this.runValidation(progress, metrics, elapsed())) await this.save(path.join(o.outDir, 'checkpoint_best'));
+      }
+      await this.saveLast(o.outDir);
     }
     progress.stop();
     return {

@@ -1,0 +1,51 @@
+/**
+ * `npm run bench -- train-mlm`: training tokens/s (input tokens) of bert_small (d 256, 4 heads,
+ * FFN 1024, 4 layers, vocab 8000) with the masked-LM head on the default engine; one step =
+ * forward, cross-entropy over 20 masked positions per sequence, backward and Adam, on 32 x 128
+ * tokens (4k). PyTorch runs the same model and batch in the same run (bench/reference/train_mlm.py).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { describeBackend } from '../src/backend/index.ts';
+import { bertConfigFromPreset } from '../src/models/bert-presets.ts';
+import { buildBertForMaskedLM } from '../src/models/bert.ts';
+import { labelSmoothedCrossEntropy, TrainOptimizer } from '../src/train/index.ts';
+import { compared, peakRssMiB, runReference, timeMedian, type Benchmark } from './common.ts';
+import { engineSummary } from './train-translation.ts';
+import { makeTrainStep, randomIds } from './train-step.ts';
+
+export const run: Benchmark = async ({ quick }) => {
+  const vocab = 8000;
+  const batch = quick ? 8 : 32;
+  const seqLen = 128;
+  const masked = 20;
+  const steps = quick ? 2 : 5;
+  const config = bertConfigFromPreset('bert_small', { vocabSize: vocab, padId: 0 });
+  const { model } = buildBertForMaskedLM(config);
+  const ids = tf.tensor2d(randomIds(batch * seqLen, vocab, 3), [batch, seqLen], 'int32');
+  const positionValues = new Int32Array(batch * masked);
+  for (let b = 0; b < batch; b++) for (let j = 0; j < masked; j++) positionValues[b * masked + j] = (b * 7 + j * 6) % seqLen;
+  const positions = tf.tensor2d(positionValues, [batch, masked], 'int32');
+  const labels = tf.tensor2d(randomIds(batch * masked, vocab, 4), [batch, masked], 'int32');
+  const optimizer = new TrainOptimizer(
+    { name: 'adam' },
+    model.trainableWeights.map((w) => ({ name: w.originalName, variable: w.read() as tf.Variable, decay: true })),
+  );
+  const step = makeTrainStep(model.trainableWeights, optimizer, () =>
+    labelSmoothedCrossEntropy(model.apply([ids, positions], { training: true }) as tf.Tensor, labels, { smoothing: 0, padId: 0 }),
+  );
+  const ms = await timeMedian(step, steps, 2);
+  const ours = (batch * seqLen) / (ms / 1000);
+  const extra = {
+    model: 'bert_small',
+    batch: `${batch}x${seqLen} tokens, ${masked} masked per sequence`,
+    msPerStep: ms,
+    peakRssMiB: peakRssMiB(),
+    numTensors: tf.memory().numTensors,
+    engine: engineSummary(),
+  };
+  tf.dispose([ids, positions, labels]);
+  optimizer.dispose();
+  model.dispose();
+  const ref = await runReference('train_mlm.py', { batch, 'seq-len': seqLen, masked, steps, warmup: 2, threads: describeBackend().threads });
+  return [compared('train-mlm', ours, 'tokens/s', ref, 'tokens_per_s', extra)];
+};

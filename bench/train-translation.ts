@@ -1,0 +1,55 @@
+/**
+ * `npm run bench -- train-translation`: training tokens/s (target tokens) of transformer_small
+ * (d 256, 4 heads, FFN 1024, 2+2 layers, vocab 8000) on the default engine, one step = forward,
+ * label-smoothed cross-entropy, backward and Adam on a batch of 128 x 32 target tokens (~4k);
+ * PyTorch runs the same model and batch in the same run (bench/reference/train_translation.py).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { describeBackend } from '../src/backend/index.ts';
+import { seq2seqConfigFromPreset, TransformerSeq2Seq } from '../src/models/index.ts';
+import { labelSmoothedCrossEntropy, TrainOptimizer } from '../src/train/index.ts';
+import { compared, peakRssMiB, runReference, timeMedian, type Benchmark } from './common.ts';
+import { makeTrainStep, randomIds } from './train-step.ts';
+
+export const run: Benchmark = async ({ quick }) => {
+  const vocab = 8000;
+  const batch = quick ? 16 : 128;
+  const srcLen = 32;
+  const tgtLen = 32;
+  const steps = quick ? 2 : 5;
+  const config = seq2seqConfigFromPreset('transformer_small', { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
+  const model = new TransformerSeq2Seq(config);
+  const source = tf.tensor2d(randomIds(batch * srcLen, vocab, 1), [batch, srcLen], 'int32');
+  const target = randomIds(batch * (tgtLen + 1), vocab, 2);
+  const targetIn = tf.tensor2d(target.filter((_, i) => i % (tgtLen + 1) !== tgtLen), [batch, tgtLen], 'int32');
+  const targetOut = tf.tensor2d(target.filter((_, i) => i % (tgtLen + 1) !== 0), [batch, tgtLen], 'int32');
+  const optimizer = new TrainOptimizer(
+    { name: 'adam', betas: [0.9, 0.98] },
+    model.trainableWeights.map((w) => ({ name: w.originalName, variable: w.read() as tf.Variable, decay: true })),
+  );
+  const step = makeTrainStep(model.trainableWeights, optimizer, () =>
+    labelSmoothedCrossEntropy(model.forward(source, targetIn, true), targetOut, { smoothing: 0.1, padId: 0 }),
+  );
+  const rssBefore = peakRssMiB();
+  const ms = await timeMedian(step, steps, 2);
+  const ours = (batch * tgtLen) / (ms / 1000);
+  const extra = {
+    model: 'transformer_small',
+    batch: `${batch}x${tgtLen} target tokens (+${batch}x${srcLen} source)`,
+    msPerStep: ms,
+    peakRssMiB: peakRssMiB(),
+    peakRssBeforeStepsMiB: rssBefore,
+    numTensors: tf.memory().numTensors,
+    engine: engineSummary(),
+  };
+  tf.dispose([source, targetIn, targetOut]);
+  optimizer.dispose();
+  model.dispose();
+  const ref = await runReference('train_translation.py', { batch, 'src-len': srcLen, 'tgt-len': tgtLen, steps, warmup: 2, threads: describeBackend().threads });
+  return [compared('train-translation', ours, 'tokens/s', ref, 'tokens_per_s', extra)];
+};
+
+export function engineSummary(): string {
+  const d = describeBackend();
+  return `${d.active}, ${d.threads} threads, matMul ${d.matMul}${d.nativeBlas.available ? ` (${d.nativeBlas.config})` : ''}`;
+}

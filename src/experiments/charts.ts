@@ -1,0 +1,120 @@
+/**
+ * The report's figures, as Vega-Lite specs rendered to SVG headless (vega's View renders SVG in
+ * Node without a canvas): validation loss per configuration (one line per seed), per rank scale
+ * (one colour per variant, one dash per seed), and a summary of final scores against rank scale.
+ */
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import { VARIANTS } from './spec.ts';
+import { runValidLoss, testScoreOf, type ExperimentResults, type RunRecord } from './results.ts';
+
+/** Renders a Vega-Lite spec to an SVG string. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+interface CurveRow {
+  run: string;
+  variant: string;
+  seed: string;
+  step: number;
+  loss: number;
+}
+
+function curveRows(runs: RunRecord[]): CurveRow[] {
+  return runs.flatMap((r) =>
+    r.valid
+      .filter((p) => Number.isFinite(p.loss))
+      .map((p) => ({ run: r.name, variant: r.variant ?? r.configuration, seed: r.seed === null ? r.name : `seed ${r.seed}`, step: p.step, loss: p.loss })),
+  );
+}
+
+const variantDomain = [...VARIANTS] as string[];
+
+/** Validation loss against step for one configuration, one line per seed. */
+export function configurationCurveSpec(configuration: string, runs: RunRecord[]): TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `${configuration}: validation loss`, fontSize: 13 },
+    width: 360,
+    height: 220,
+    background: 'white',
+    data: { values: curveRows(runs) },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'update' },
+      y: { field: 'loss', type: 'quantitative', title: 'valid loss (nats/token)', scale: { zero: false } },
+      color: { field: 'seed', type: 'nominal', title: 'run' },
+      tooltip: [{ field: 'run' }, { field: 'step' }, { field: 'loss', format: '.4f' }],
+    },
+  };
+}
+
+/** Validation loss against step for every run at one rank scale: colour = variant, dash = seed. */
+export function rankScaleCurveSpec(rankScale: number, runs: RunRecord[]): TopLevelSpec {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `rank scale ${rankScale}: validation loss by variant`, fontSize: 13 },
+    width: 420,
+    height: 260,
+    background: 'white',
+    data: { values: curveRows(runs) },
+    mark: { type: 'line' },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'update' },
+      y: { field: 'loss', type: 'quantitative', title: 'valid loss (nats/token)', scale: { zero: false } },
+      color: { field: 'variant', type: 'nominal', title: 'variant', scale: { domain: variantDomain } },
+      strokeDash: { field: 'seed', type: 'nominal', title: 'seed' },
+      detail: { field: 'run' },
+    },
+  };
+}
+
+/** Final valid loss and the test score of every finished run against rank scale, mean line per variant. */
+export function summarySpec(results: ExperimentResults): TopLevelSpec {
+  const score = testScoreOf(results.task);
+  const rows = results.runs
+    .filter((r) => r.done && r.rankScale !== null)
+    .map((r) => ({
+      run: r.name,
+      variant: r.variant ?? r.configuration,
+      rankScale: r.rankScale,
+      validLoss: runValidLoss(r),
+      test: r.done!.test?.[score.key] ?? null,
+    }));
+  const panel = (field: string, title: string) => ({
+    width: 300,
+    height: 220,
+    layer: [
+      {
+        mark: { type: 'point' as const, filled: true, opacity: 0.5 },
+        encoding: {
+          x: { field: 'rankScale', type: 'quantitative' as const, title: 'rank scale', scale: { type: 'log' as const, base: 2 } },
+          y: { field, type: 'quantitative' as const, title, scale: { zero: false } },
+          color: { field: 'variant', type: 'nominal' as const, scale: { domain: variantDomain } },
+          tooltip: [{ field: 'run' }, { field, format: '.3f' }],
+        },
+      },
+      {
+        mark: { type: 'line' as const, point: false },
+        encoding: {
+          x: { field: 'rankScale', type: 'quantitative' as const, scale: { type: 'log' as const, base: 2 } },
+          y: { field, type: 'quantitative' as const, aggregate: 'mean' as const },
+          color: { field: 'variant', type: 'nominal' as const, scale: { domain: variantDomain } },
+        },
+      },
+    ],
+  });
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `${results.name}: final scores by rank scale (points = runs, lines = mean over seeds)`, fontSize: 13 },
+    background: 'white',
+    data: { values: rows },
+    hconcat: [panel('validLoss', 'final valid loss (nats/token)'), panel('test', score.label)],
+  } as TopLevelSpec;
+}

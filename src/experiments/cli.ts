@@ -1,0 +1,75 @@
+/**
+ * CLI: `experiment --spec FILE.json [--out DIR]` runs a grid (sequential, resumable) and writes its
+ * report; `experiment report DIR` (re)builds the report of an experiment folder.
+ */
+import { Option, type Command } from 'commander';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { processIo, type CliIo } from '../cli/io.ts';
+import type { ProgressMode } from '../train/progress.ts';
+import { writeReport } from './report.ts';
+import { runExperiment, type RunFunction } from './runner.ts';
+import { expandGrid, loadExperimentSpec } from './spec.ts';
+import { checkSpecAgainstTask, makeTaskRunFunction } from './task-runs.ts';
+
+/** Default experiment folder of a spec: experiments/results/<name>. */
+export function defaultExperimentDir(name: string): string {
+  return join('experiments', 'results', name);
+}
+
+interface ExperimentFlags {
+  spec?: string;
+  out?: string;
+  only?: string[];
+  dryRun?: boolean;
+  report: boolean;
+  progress?: ProgressMode;
+}
+
+export interface ExperimentCommandDeps {
+  /** The run function (tests inject one); default: the real tasks. */
+  runFn?: (progress: ProgressMode | undefined) => RunFunction;
+}
+
+export function registerExperimentCommands(program: Command, io: CliIo = processIo(), deps: ExperimentCommandDeps = {}): void {
+  const experiment = program
+    .command('experiment')
+    .description(
+      'run a grid of trainings from a spec (rank scale × {baseline, si, fd, si-fd} × seeds), one after another, ' +
+        'each in its own folder; finished runs are skipped and interrupted ones resume; then write the report',
+    )
+    .option('--spec <file>', 'experiment spec (JSON), e.g. experiments/quick.json')
+    .option('--out <dir>', 'experiment folder (default experiments/results/<spec name>)')
+    .option('--only <names...>', 'run only these runs of the grid (e.g. rs0.5-si-fd-seed1)')
+    .option('--dry-run', 'list the runs and their state, train nothing')
+    .option('--no-report', 'do not write the report at the end')
+    .addOption(new Option('--progress <mode>', 'progress display of each training').choices(['auto', 'bar', 'lines', 'none']))
+    .action(async (flags: ExperimentFlags) => {
+      if (!flags.spec) throw new UserError('experiment: --spec FILE.json is required (or use `experiment report DIR`)');
+      const spec = loadExperimentSpec(flags.spec);
+      checkSpecAgainstTask(spec, flags.spec);
+      const out = flags.out ?? defaultExperimentDir(spec.name);
+      const runs = expandGrid(spec);
+      io.stderr(`experiment ${spec.name}: ${runs.length} runs (${spec.task}) in ${out}\n`);
+      if (flags.dryRun) {
+        for (const r of runs) io.stdout(`${r.name}\n`);
+        return;
+      }
+      const runFn = deps.runFn ? deps.runFn(flags.progress) : makeTaskRunFunction({ progress: flags.progress ?? 'lines' });
+      const outcome = await runExperiment(spec, { out, runFn, only: flags.only, log: (line) => io.stderr(`${line}\n`) });
+      io.stdout(`ran ${outcome.ran.length}, resumed ${outcome.resumed.length}, skipped ${outcome.skipped.length} (finished earlier)\n`);
+      if (flags.report) {
+        const files = await writeReport(out);
+        io.stdout(`report: ${files.markdown}\n        ${files.html}\n`);
+      }
+    });
+
+  experiment
+    .command('report')
+    .description('write report.md (tables), figures/*.svg (validation curves) and report.html (both) for an experiment folder')
+    .argument('<dir>', 'experiment folder (with runs/), or a folder of run folders holding metrics.jsonl')
+    .action(async (dir: string) => {
+      const files = await writeReport(dir);
+      io.stdout(`report: ${files.markdown}\n        ${files.html}\n        ${files.figures.length} figures in ${join(dir, 'figures')}\n`);
+    });
+}

@@ -1,0 +1,248 @@
+/**
+ * `experiment report DIR`: the Markdown table (report.md), the figures (figures/*.svg) and one
+ * HTML page with both (report.html, the SVGs inlined so the page stands alone in a browser).
+ */
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { configurationCurveSpec, rankScaleCurveSpec, renderSvg, summarySpec } from './charts.ts';
+import {
+  readExperiment,
+  runValidLoss,
+  summarize,
+  testScoreOf,
+  type ConfigurationSummary,
+  type ExperimentResults,
+  type MeanStd,
+  type RunRecord,
+} from './results.ts';
+
+export const REPORT_MD = 'report.md';
+export const REPORT_HTML = 'report.html';
+export const FIGURES_DIR = 'figures';
+
+function fixed(x: number, digits: number): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '—';
+}
+
+/** `2.345 ± 0.012` (n > 1), `2.345` (n = 1), `—` (no value). */
+export function formatMeanStd(m: MeanStd, digits: number): string {
+  if (m.n === 0) return '—';
+  return m.n > 1 ? `${fixed(m.mean, digits)} ± ${fixed(m.std, digits)}` : fixed(m.mean, digits);
+}
+
+function formatCount(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—';
+}
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return '—';
+  return s >= 120 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`;
+}
+
+/** The test score's difference to the baseline at the same rank scale, signed so + = better. */
+function versusBaseline(row: ConfigurationSummary, rows: ConfigurationSummary[], higherIsBetter: boolean): string {
+  if (row.variant === 'baseline' || row.rankScale === null) return '';
+  const base = rows.find((r) => r.variant === 'baseline' && r.rankScale === row.rankScale);
+  if (!base || base.testScore.n === 0 || row.testScore.n === 0) return '';
+  const diff = row.testScore.mean - base.testScore.mean;
+  const better = higherIsBetter ? diff : -diff;
+  return `${diff >= 0 ? '+' : ''}${diff.toFixed(2)} (${better > 0 ? 'better' : better < 0 ? 'worse' : 'same'})`;
+}
+
+interface Table {
+  header: string[];
+  rows: string[][];
+}
+
+export function summaryTable(results: ExperimentResults, summaries: ConfigurationSummary[]): Table {
+  const score = testScoreOf(results.task);
+  return {
+    header: ['rank scale', 'variant', 'seeds done', 'parameters', 'compression', 'final valid loss', score.label, 'Δ vs baseline', 'steps', 'wall time / run'],
+    rows: summaries.map((s) => [
+      s.rankScale === null ? '—' : String(s.rankScale),
+      s.variant ?? s.configuration,
+      `${s.finished}/${s.runs}`,
+      formatCount(s.parameters),
+      fixed(s.compressionRatio, 3),
+      formatMeanStd(s.finalValidLoss, 3),
+      formatMeanStd(s.testScore, 2),
+      versusBaseline(s, summaries, score.higherIsBetter),
+      s.steps.n ? formatCount(s.steps.mean) : '—',
+      formatSeconds(s.wallSeconds.mean),
+    ]),
+  };
+}
+
+export function runsTable(results: ExperimentResults): Table {
+  const score = testScoreOf(results.task);
+  return {
+    header: ['run', 'status', 'steps', 'parameters', 'final valid loss', score.label, 'train time', 'eval time'],
+    rows: results.runs.map((r) => {
+      const d = r.done;
+      const lastStep = r.valid.length ? r.valid[r.valid.length - 1].step : r.train.length ? r.train[r.train.length - 1].step : NaN;
+      return [
+        r.name,
+        d ? 'done' : 'unfinished',
+        formatCount(d ? d.steps : lastStep),
+        formatCount(d?.numParameters ?? NaN),
+        fixed(runValidLoss(r), 3),
+        fixed(d?.test?.[score.key] ?? NaN, 2),
+        formatSeconds(d?.trainWallSeconds ?? NaN),
+        formatSeconds(d?.evalWallSeconds ?? NaN),
+      ];
+    }),
+  };
+}
+
+export function markdownTable(t: Table): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|');
+  const lines = [`| ${t.header.map(esc).join(' | ')} |`, `|${t.header.map(() => '---').join('|')}|`];
+  for (const row of t.rows) lines.push(`| ${row.map(esc).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function htmlTable(t: Table): string {
+  const head = `<tr>${t.header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>`;
+  const body = t.rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
+  return `<table>\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>`;
+}
+
+function figureFileName(key: string): string {
+  return `${key.replace(/[^A-Za-z0-9._-]/g, '_')}.svg`;
+}
+
+export interface Figure {
+  /** Path relative to the experiment folder. */
+  file: string;
+  title: string;
+  svg: string;
+}
+
+/** Renders every figure: the summary, one per rank scale, one per configuration. */
+export async function renderFigures(results: ExperimentResults): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  const finished = results.runs.filter((r) => r.done && r.rankScale !== null);
+  if (finished.length > 0) {
+    figures.push({ file: `${FIGURES_DIR}/summary.svg`, title: 'Final scores by rank scale', svg: await renderSvg(summarySpec(results)) });
+  }
+  const rankScales = [...new Set(results.runs.map((r) => r.rankScale).filter((x): x is number => x !== null))].sort((a, b) => a - b);
+  for (const rs of rankScales) {
+    const runs = results.runs.filter((r) => r.rankScale === rs);
+    figures.push({ file: `${FIGURES_DIR}/${figureFileName(`curves-rs${rs}`)}`, title: `Rank scale ${rs}: all variants`, svg: await renderSvg(rankScaleCurveSpec(rs, runs)) });
+  }
+  const groups = new Map<string, RunRecord[]>();
+  for (const run of results.runs) groups.set(run.configuration, [...(groups.get(run.configuration) ?? []), run]);
+  for (const [configuration, runs] of groups) {
+    figures.push({
+      file: `${FIGURES_DIR}/${figureFileName(`curve-${configuration}`)}`,
+      title: `${configuration}: validation loss per seed`,
+      svg: await renderSvg(configurationCurveSpec(configuration, runs)),
+    });
+  }
+  return figures;
+}
+
+function describe(results: ExperimentResults): string[] {
+  const s = results.spec;
+  const lines: string[] = [];
+  if (s?.description) lines.push(s.description, '');
+  if (s) {
+    const budget = [s.budget.maxSteps !== undefined ? `${s.budget.maxSteps} updates` : null, s.budget.maxTimeMinutes !== undefined ? `${s.budget.maxTimeMinutes} min` : null]
+      .filter(Boolean)
+      .join(', at most ');
+    lines.push(
+      `Task **${s.task}**, preset \`${s.preset ?? (s.task === 'translation' ? 'transformer_small' : 'bert_small')}\`, ` +
+        `data ${s.data ? `\`${s.data.dir}\`` : 'the embedded default corpus'}; budget ${budget} per run; ` +
+        `weight decay ${s.regularization.weightDecay}, Frobenius decay ${s.regularization.frobeniusDecay} (fd, si-fd).`,
+      '',
+    );
+  }
+  lines.push(
+    'Variants: **baseline** = default init + weight decay on all weights; **si** = spectral init; ' +
+      '**fd** = Frobenius decay on the factor products instead of weight decay on the factors; **si-fd** = both. ' +
+      'Compression = parameters / parameters of the same model at full rank. Mean ± sample std over the finished seeds; ' +
+      `Δ vs baseline compares the mean ${testScoreOf(results.task).label} with the baseline at the same rank scale.`,
+  );
+  return lines;
+}
+
+export interface ReportFiles {
+  markdown: string;
+  html: string;
+  figures: string[];
+}
+
+/** Builds report.md, report.html and figures/ in the experiment folder `dir`. */
+export async function writeReport(dir: string): Promise<ReportFiles> {
+  const results = readExperiment(dir);
+  const summaries = summarize(results);
+  const summary = summaryTable(results, summaries);
+  const perRun = runsTable(results);
+  const figures = await renderFigures(results);
+
+  rmSync(join(dir, FIGURES_DIR), { recursive: true, force: true });
+  mkdirSync(join(dir, FIGURES_DIR), { recursive: true });
+  for (const f of figures) writeFileSync(join(dir, f.file), f.svg);
+
+  const unfinished = results.runs.filter((r) => !r.done).length;
+  const status = `${results.runs.length - unfinished} of ${results.runs.length} runs finished${unfinished ? ` (${unfinished} unfinished: shown in the curves and the per-run table, left out of the means)` : ''}.`;
+  const md = [
+    `# Experiment: ${results.name}`,
+    '',
+    ...describe(results),
+    '',
+    status,
+    '',
+    '## Results by configuration',
+    '',
+    markdownTable(summary),
+    '',
+    '## Every run',
+    '',
+    markdownTable(perRun),
+    '',
+    '## Figures',
+    '',
+    ...figures.map((f) => `![${f.title}](${f.file})`),
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, REPORT_MD), md);
+
+  const html = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${escapeHtml(`Experiment: ${results.name}`)}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child, td:nth-child(2) { text-align: left; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figcaption { font-size: 0.85em; color: #555; }
+</style>
+</head>
+<body>
+<h1>${escapeHtml(`Experiment: ${results.name}`)}</h1>
+${describe(results)
+  .filter((l) => l)
+  .map((l) => `<p>${escapeHtml(l).replace(/\*\*(.+?)\*\*/g, '<b>$1</b>').replace(/`(.+?)`/g, '<code>$1</code>')}</p>`)
+  .join('\n')}
+<p>${escapeHtml(status)}</p>
+<h2>Results by configuration</h2>
+${htmlTable(summary)}
+<h2>Every run</h2>
+${htmlTable(perRun)}
+<h2>Figures</h2>
+${figures.map((f) => `<figure>${f.svg}<figcaption>${escapeHtml(f.title)}</figcaption></figure>`).join('\n')}
+</body>
+</html>
+`;
+  writeFileSync(join(dir, REPORT_HTML), html);
+  return { markdown: join(dir, REPORT_MD), html: join(dir, REPORT_HTML), figures: figures.map((f) => join(dir, f.file)) };
+}

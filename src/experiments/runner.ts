@@ -1,0 +1,172 @@
+/**
+ * The sequential, resumable experiment runner. Each run lives in `<out>/runs/<name>/`:
+ * - `run.json`  — what the run is (name, rank scale, variant, seed), written when it starts;
+ * - the task's own files (checkpoint_last/, checkpoint_best/, metrics.jsonl);
+ * - `done.json` — written (atomically) once training and evaluation are over, with the summary.
+ *
+ * A run with done.json is never re-run. A run with a checkpoint_last but no done.json was
+ * interrupted: it resumes from that checkpoint (the task's resume option). A run folder with
+ * neither is leftover from a run killed before its first checkpoint: it is cleared and started over,
+ * so its metrics.jsonl never mixes two attempts.
+ */
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { expandGrid, type ExperimentSpec, type PlannedRun } from './spec.ts';
+
+export const RUNS_DIR = 'runs';
+export const RUN_JSON = 'run.json';
+export const DONE_JSON = 'done.json';
+export const SPEC_JSON = 'experiment.json';
+export const METRICS_JSONL = 'metrics.jsonl';
+
+/** What a finished run reports; done.json holds it (plus the run's identity). */
+export interface RunResult {
+  steps: number;
+  /** Mean NLL per token on valid at the last validation. */
+  finalValidLoss: number;
+  numParameters: number;
+  /** Parameters of the same model with full-rank (dense-equivalent) factors. */
+  fullRankParameters: number;
+  trainWallSeconds: number;
+  evalWallSeconds: number;
+  /** Test-set scores: translation {bleu, chrf, perplexity, loss}; mlm {perplexity, accuracy, loss}. */
+  test: Record<string, number> | null;
+  /** Extra text facts (e.g. the BLEU signature, the stop reason). */
+  notes?: Record<string, string>;
+}
+
+export interface DoneRecord extends RunResult {
+  format: 'factorized-transformer/experiment-run@1';
+  task: ExperimentSpec['task'];
+  run: PlannedRun;
+  compressionRatio: number;
+  finishedAt: string;
+}
+
+export interface RunContext {
+  /** The run's folder (exists). */
+  dir: string;
+  /** True when the folder holds an interrupted run to continue from its checkpoint. */
+  resume: boolean;
+  log: (line: string) => void;
+}
+
+/** Trains and evaluates one run; the real one is in task-runs.ts, tests inject their own. */
+export type RunFunction = (spec: ExperimentSpec, run: PlannedRun, ctx: RunContext) => Promise<RunResult>;
+
+export interface RunExperimentOptions {
+  /** Experiment folder (created). */
+  out: string;
+  runFn: RunFunction;
+  log?: (line: string) => void;
+  /** Only the runs whose names are listed (default all). */
+  only?: string[];
+}
+
+export interface ExperimentOutcome {
+  ran: string[];
+  resumed: string[];
+  skipped: string[];
+}
+
+/** The checkpoint folder whose presence means "interrupted, resumable". */
+export const RESUME_MARKER = 'checkpoint_last';
+
+export function runDir(out: string, name: string): string {
+  return join(out, RUNS_DIR, name);
+}
+
+/** Writes JSON through a temporary file and a rename, so a crash never leaves half a file. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
+  renameSync(tmp, path);
+}
+
+export function readDoneRecord(dir: string): DoneRecord | null {
+  const file = join(dir, DONE_JSON);
+  if (!existsSync(file)) return null;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as DoneRecord;
+  } catch (err) {
+    throw new UserError(`${file}: not valid JSON (${String((err as Error).message).split('\n')[0]}); delete it to re-run the run`);
+  }
+}
+
+/**
+ * Keeps the experiment folder tied to one spec: the first run stores it in experiment.json; a
+ * later run with a spec whose task, data or recipe differ refuses (its numbers would not compare),
+ * while a grown grid (more seeds, rank scales or variants) or a larger budget is accepted.
+ */
+function checkOrStoreSpec(out: string, spec: ExperimentSpec): void {
+  const file = join(out, SPEC_JSON);
+  if (existsSync(file)) {
+    let stored: ExperimentSpec;
+    try {
+      stored = JSON.parse(readFileSync(file, 'utf8')) as ExperimentSpec;
+    } catch {
+      throw new UserError(`${file}: not valid JSON; delete it or choose another --out`);
+    }
+    const recipe = (s: ExperimentSpec) => JSON.stringify([s.task, s.data ?? null, s.preset ?? null, s.config ?? null, s.regularization, s.grid.factorizeLinear ?? false]);
+    if (recipe(stored) !== recipe(spec)) {
+      throw new UserError(
+        `--out ${out}: holds experiment '${stored.name}' with a different task, data, preset, config or regularization; choose another --out`,
+      );
+    }
+  }
+  writeJsonAtomic(file, spec);
+}
+
+/** Runs the grid in order, one run at a time, skipping finished runs and resuming interrupted ones. */
+export async function runExperiment(spec: ExperimentSpec, opts: RunExperimentOptions): Promise<ExperimentOutcome> {
+  const log = opts.log ?? (() => undefined);
+  mkdirSync(join(opts.out, RUNS_DIR), { recursive: true });
+  checkOrStoreSpec(opts.out, spec);
+  let runs = expandGrid(spec);
+  if (opts.only) {
+    const known = new Set(runs.map((r) => r.name));
+    for (const name of opts.only) if (!known.has(name)) throw new UserError(`--only: '${name}' is not a run of this spec (e.g. ${runs[0].name})`);
+    runs = runs.filter((r) => opts.only!.includes(r.name));
+  }
+  const outcome: ExperimentOutcome = { ran: [], resumed: [], skipped: [] };
+  for (const [i, run] of runs.entries()) {
+    const dir = runDir(opts.out, run.name);
+    const tag = `[${i + 1}/${runs.length}] ${run.name}`;
+    if (readDoneRecord(dir)) {
+      log(`${tag}: finished earlier, skipped`);
+      outcome.skipped.push(run.name);
+      continue;
+    }
+    const resume = existsSync(join(dir, RESUME_MARKER));
+    if (!resume && existsSync(dir)) {
+      // Killed before its first checkpoint: nothing to resume, and stale metrics would mix in.
+      for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
+    }
+    mkdirSync(dir, { recursive: true });
+    writeJsonAtomic(join(dir, RUN_JSON), run);
+    log(`${tag}: ${resume ? 'resuming from its checkpoint' : 'starting'}`);
+    const result = await opts.runFn(spec, run, { dir, resume, log: (line) => log(`${tag}: ${line}`) });
+    const done: DoneRecord = {
+      format: 'factorized-transformer/experiment-run@1',
+      task: spec.task,
+      run,
+      ...result,
+      compressionRatio: result.fullRankParameters > 0 ? result.numParameters / result.fullRankParameters : NaN,
+      finishedAt: new Date().toISOString(),
+    };
+    writeJsonAtomic(join(dir, DONE_JSON), done);
+    log(
+      `${tag}: done in ${(result.trainWallSeconds + result.evalWallSeconds).toFixed(0)} s; ` +
+        `valid loss ${result.finalValidLoss.toFixed(3)}${formatTest(result.test)}`,
+    );
+    (resume ? outcome.resumed : outcome.ran).push(run.name);
+  }
+  return outcome;
+}
+
+function formatTest(test: Record<string, number> | null): string {
+  if (!test) return '';
+  const parts = Object.entries(test).map(([k, v]) => `${k} ${Number.isFinite(v) ? v.toFixed(2) : String(v)}`);
+  return `; test ${parts.join(', ')}`;
+}

@@ -1,0 +1,53 @@
+/**
+ * LayerNorm over the last axis: (x − mean) / √(var + ε) · gamma + beta.
+ *
+ * Why not tf.layers.layerNormalization: it tiles gamma/beta to the input's shape, and tfjs
+ * differentiates Tile with one slice + add per repeated row, which made its backward pass
+ * thousands of kernels per step. Plain broadcasting here reduces the gradient in one sum.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import { UserError } from '../errors.ts';
+
+export interface LayerNormConfig {
+  /** Default 1e-5 (PyTorch / fairseq). */
+  epsilon?: number;
+}
+
+export class LayerNorm extends tf.layers.Layer {
+  static className = 'TransformerLayerNorm';
+  readonly epsilon: number;
+  gamma!: tf.LayerVariable;
+  beta!: tf.LayerVariable;
+
+  constructor(config: LayerNormConfig & LayerArgs = {}) {
+    super(config);
+    this.epsilon = config.epsilon ?? 1e-5;
+    if (!(this.epsilon > 0)) throw new UserError(`LayerNorm '${this.name}': 'epsilon' must be > 0; got ${this.epsilon}`);
+  }
+
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    const d = shape[shape.length - 1];
+    if (d == null) throw new UserError(`LayerNorm '${this.name}': the input's last dimension must be known`);
+    this.gamma = this.addWeight('gamma', [d], 'float32', tf.initializers.ones());
+    this.beta = this.addWeight('beta', [d], 'float32', tf.initializers.zeros());
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const centered = tf.sub(x, tf.mean(x, -1, true));
+      const variance = tf.mean(tf.square(centered), -1, true);
+      const normed = tf.mul(centered, tf.rsqrt(tf.add(variance, this.epsilon)));
+      return tf.add(tf.mul(normed, this.gamma.read()), this.beta.read());
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), epsilon: this.epsilon };
+  }
+}
+
+tf.serialization.registerClass(LayerNorm);

@@ -1,0 +1,346 @@
+// Experiments: spec validation and grid expansion, the resumable runner (with an injected run
+// function), the report from synthetic metrics.jsonl folders, and a two-run spec end to end on
+// the tiny copy-task fixture with the real translation task.
+import { Command } from 'commander';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { captureIo } from '../src/cli/io.ts';
+import { UserError } from '../src/errors.ts';
+import { registerExperimentCommands } from '../src/experiments/cli.ts';
+import { writeReport } from '../src/experiments/report.ts';
+import { meanStd, readExperiment, summarize } from '../src/experiments/results.ts';
+import { DONE_JSON, runDir, runExperiment, type RunFunction, type RunResult } from '../src/experiments/runner.ts';
+import { expandGrid, loadExperimentSpec, parseExperimentSpec, parseRunName, runName, type ExperimentSpec } from '../src/experiments/spec.ts';
+import { checkSpecAgainstTask, runOverrides } from '../src/experiments/task-runs.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'ft-experiment-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const baseSpec = {
+  name: 'unit',
+  task: 'translation',
+  grid: { rankScale: [0.25, 0.5, 1], variants: ['baseline', 'si', 'fd', 'si-fd'], seeds: [1, 2] },
+  regularization: { weightDecay: 1e-4, frobeniusDecay: 3e-4 },
+  budget: { maxSteps: 10 },
+};
+
+function spec(over: Record<string, unknown> = {}): ExperimentSpec {
+  return parseExperimentSpec({ ...baseSpec, ...over }, 'spec.json');
+}
+
+function errorOf(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected an error');
+}
+
+describe('spec and grid', () => {
+  it('expands rank scale × variant × seed into stable, readable, distinct names', () => {
+    const runs = expandGrid(spec());
+    expect(runs).toHaveLength(3 * 4 * 2);
+    expect(new Set(runs.map((r) => r.name)).size).toBe(runs.length);
+    expect(runs.slice(0, 5).map((r) => r.name)).toEqual([
+      'rs0.25-baseline-seed1',
+      'rs0.25-si-seed1',
+      'rs0.25-fd-seed1',
+      'rs0.25-si-fd-seed1',
+      'rs0.5-baseline-seed1',
+    ]);
+    expect(runs[runs.length - 1]).toEqual({ name: 'rs1-si-fd-seed2', rankScale: 1, variant: 'si-fd', seed: 2 });
+    // every combination is there exactly once
+    for (const rs of [0.25, 0.5, 1]) for (const v of ['baseline', 'si', 'fd', 'si-fd']) for (const s of [1, 2]) {
+      expect(runs.filter((r) => r.rankScale === rs && r.variant === v && r.seed === s)).toHaveLength(1);
+    }
+  });
+
+  it('round-trips run names', () => {
+    expect(runName({ rankScale: 0.5, variant: 'si-fd', seed: 1 })).toBe('rs0.5-si-fd-seed1');
+    expect(parseRunName('rs0.5-si-fd-seed1')).toEqual({ rankScale: 0.5, variant: 'si-fd', seed: 1 });
+    expect(parseRunName('rs1-si-seed12')).toEqual({ rankScale: 1, variant: 'si', seed: 12 });
+    expect(parseRunName('something-else')).toBeNull();
+  });
+
+  it('rejects bad specs with one line naming the file and the key', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ grid: { ...baseSpec.grid, rankscale: [1] } }, /^spec\.json: unknown key 'grid\.rankscale'/],
+      [{ grid: { ...baseSpec.grid, variants: ['baseline', 'wd'] } }, /^spec\.json: 'grid\.variants\.1'/],
+      [{ grid: { ...baseSpec.grid, seeds: [1, 1] } }, /^spec\.json: 'grid\.seeds': seed values must be distinct/],
+      [{ grid: { ...baseSpec.grid, rankScale: [] } }, /^spec\.json: 'grid\.rankScale'/],
+      [{ budget: {} }, /^spec\.json: 'budget': set maxSteps or maxTimeMinutes/],
+      [{ task: 'lm' }, /^spec\.json: 'task'/],
+      [{ name: '../x' }, /^spec\.json: 'name'/],
+    ];
+    for (const [over, message] of cases) {
+      const err = errorOf(() => spec(over));
+      expect(err).toBeInstanceOf(UserError);
+      expect(err.message).toMatch(message);
+      expect(err.message).not.toContain('\n');
+    }
+    const file = join(root, 'broken.json');
+    writeFileSync(file, '{ "name": ');
+    expect(errorOf(() => loadExperimentSpec(file)).message).toMatch(/broken\.json: not valid JSON/);
+    expect(errorOf(() => loadExperimentSpec(join(root, 'missing.json'))).message).toMatch(/--spec: file .* does not exist/);
+  });
+
+  it('maps variants to the task config knobs', () => {
+    const s = spec({ config: { train: { lr: 0.002 }, model: { attentionRank: 3 } } });
+    expect(runOverrides(s, { rankScale: 0.25, variant: 'baseline', seed: 3 })).toEqual({
+      model: { attentionRankScale: 0.25, attentionRank: null, spectralInit: false },
+      train: { lr: 0.002, seed: 3, weightDecay: 1e-4, frobeniusDecay: 0, maxSteps: 10 },
+    });
+    expect(runOverrides(s, { rankScale: 0.5, variant: 'si', seed: 1 })).toMatchObject({ model: { spectralInit: true }, train: { frobeniusDecay: 0 } });
+    expect(runOverrides(s, { rankScale: 0.5, variant: 'fd', seed: 1 })).toMatchObject({ model: { spectralInit: false }, train: { frobeniusDecay: 3e-4, weightDecay: 1e-4 } });
+    expect(runOverrides(s, { rankScale: 1, variant: 'si-fd', seed: 1 })).toMatchObject({ model: { spectralInit: true, attentionRankScale: 1 }, train: { frobeniusDecay: 3e-4 } });
+    const withLinear = spec({ grid: { ...baseSpec.grid, factorizeLinear: true } });
+    expect(runOverrides(withLinear, { rankScale: 0.5, variant: 'fd', seed: 1 })).toMatchObject({ model: { linearRankScale: 0.5 } });
+  });
+
+  it('checks the spec against the task before anything runs', () => {
+    expect(() => checkSpecAgainstTask(spec(), 'spec.json')).not.toThrow();
+    expect(errorOf(() => checkSpecAgainstTask(spec({ config: { train: { lr_rate: 1 } } }), 'spec.json')).message).toMatch(/spec\.json: 'config'.*unknown key 'train\.lr_rate'/);
+    expect(errorOf(() => checkSpecAgainstTask(spec({ task: 'mlm', config: { decode: { beam: 2 } } }), 'spec.json')).message).toMatch(/unknown key 'decode'/);
+    expect(() => checkSpecAgainstTask(spec({ task: 'mlm' }), 'spec.json')).not.toThrow();
+  });
+
+  it('ships valid specs', () => {
+    for (const file of readdirSync('experiments').filter((f) => f.endsWith('.json'))) {
+      const s = loadExperimentSpec(join('experiments', file));
+      checkSpecAgainstTask(s, file);
+      expect(expandGrid(s).length).toBeGreaterThan(1);
+    }
+  });
+});
+
+/** A fake run: writes a metrics.jsonl whose loss depends on the grid point, and a checkpoint marker. */
+function fakeRunFunction(calls: { name: string; resume: boolean }[], failOn?: string): RunFunction {
+  return async (_spec, run, ctx) => {
+    calls.push({ name: run.name, resume: ctx.resume });
+    const lines = [];
+    for (let step = 10; step <= 30; step += 10) {
+      lines.push(JSON.stringify({ type: 'valid', step, epoch: 0, time: step, loss: 5 - step / 10 + run.rankScale + run.seed / 10 }));
+    }
+    writeFileSync(join(ctx.dir, 'metrics.jsonl'), lines.join('\n') + '\n');
+    mkdirSync(join(ctx.dir, 'checkpoint_last'), { recursive: true });
+    if (run.name === failOn) throw new Error('killed');
+    const result: RunResult = {
+      steps: 30,
+      finalValidLoss: 2 + run.rankScale + run.seed / 10,
+      numParameters: Math.round(1000 * (0.5 + run.rankScale / 2)),
+      fullRankParameters: 1000,
+      trainWallSeconds: 12,
+      evalWallSeconds: 3,
+      test: { bleu: 10 * run.rankScale + run.seed, perplexity: 5 },
+    };
+    return result;
+  };
+}
+
+describe('resumable runner', () => {
+  const small = () => spec({ grid: { rankScale: [0.5, 1], variants: ['baseline', 'si-fd'], seeds: [1] } });
+
+  it('runs every run once; a second call skips finished runs and resumes an interrupted one', async () => {
+    const out = join(root, 'resume');
+    const calls: { name: string; resume: boolean }[] = [];
+    // First attempt: killed during the third run (after it wrote a checkpoint).
+    await expect(runExperiment(small(), { out, runFn: fakeRunFunction(calls, 'rs1-baseline-seed1') })).rejects.toThrow('killed');
+    expect(calls.map((c) => c.name)).toEqual(['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1', 'rs1-baseline-seed1']);
+    expect(existsSync(join(runDir(out, 'rs0.5-si-fd-seed1'), DONE_JSON))).toBe(true);
+    expect(existsSync(join(runDir(out, 'rs1-baseline-seed1'), DONE_JSON))).toBe(false);
+
+    calls.length = 0;
+    const outcome = await runExperiment(small(), { out, runFn: fakeRunFunction(calls) });
+    expect(outcome).toEqual({ ran: ['rs1-si-fd-seed1'], resumed: ['rs1-baseline-seed1'], skipped: ['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1'] });
+    expect(calls).toEqual([
+      { name: 'rs1-baseline-seed1', resume: true },
+      { name: 'rs1-si-fd-seed1', resume: false },
+    ]);
+    const done = JSON.parse(readFileSync(join(runDir(out, 'rs0.5-baseline-seed1'), DONE_JSON), 'utf8'));
+    expect(done).toMatchObject({ task: 'translation', run: { name: 'rs0.5-baseline-seed1', rankScale: 0.5, variant: 'baseline', seed: 1 }, compressionRatio: 0.75 });
+
+    calls.length = 0;
+    const again = await runExperiment(small(), { out, runFn: fakeRunFunction(calls) });
+    expect(calls).toEqual([]);
+    expect(again.skipped).toHaveLength(4);
+  });
+
+  it('clears a run killed before its first checkpoint and starts it afresh', async () => {
+    const out = join(root, 'fresh');
+    const dir = runDir(out, 'rs0.5-baseline-seed1');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'metrics.jsonl'), '{"type":"valid","step":999,"loss":9}\n');
+    const calls: { name: string; resume: boolean }[] = [];
+    await runExperiment(small(), { out, runFn: fakeRunFunction(calls), only: ['rs0.5-baseline-seed1'] });
+    expect(calls).toEqual([{ name: 'rs0.5-baseline-seed1', resume: false }]);
+    expect(readFileSync(join(dir, 'metrics.jsonl'), 'utf8')).not.toContain('999');
+  });
+
+  it('refuses a folder that holds a different experiment recipe, accepts a grown grid', async () => {
+    const out = join(root, 'recipe');
+    await runExperiment(small(), { out, runFn: fakeRunFunction([]), only: ['rs1-si-fd-seed1'] });
+    const grown = spec({ grid: { rankScale: [0.5, 1], variants: ['baseline', 'si-fd'], seeds: [1, 2] } });
+    await expect(runExperiment(grown, { out, runFn: fakeRunFunction([]), only: ['rs1-si-fd-seed2'] })).resolves.toBeDefined();
+    const other = spec({ grid: small().grid, regularization: { weightDecay: 0, frobeniusDecay: 1e-3 } });
+    await expect(runExperiment(other, { out, runFn: fakeRunFunction([]) })).rejects.toThrow(/different task, data, preset, config or regularization/);
+    await expect(runExperiment(small(), { out, runFn: fakeRunFunction([]), only: ['nope'] })).rejects.toThrow(/--only: 'nope' is not a run/);
+  });
+});
+
+describe('report', () => {
+  it('builds from a folder of synthetic metrics.jsonl files and contains every run', async () => {
+    const dir = join(root, 'synthetic');
+    const runs: { name: string; losses: number[]; done?: { bleu: number; params: number } }[] = [
+      { name: 'rs0.25-baseline-seed1', losses: [6, 5, 4.5], done: { bleu: 10, params: 800 } },
+      { name: 'rs0.25-baseline-seed2', losses: [6, 5, 4.1], done: { bleu: 12, params: 800 } },
+      { name: 'rs0.25-si-fd-seed1', losses: [5.5, 4.4, 4.0], done: { bleu: 15, params: 800 } },
+      { name: 'rs0.25-si-fd-seed2', losses: [5.6, 4.5, 3.9], done: { bleu: 17, params: 800 } },
+      { name: 'rs1-baseline-seed1', losses: [6, 4.9], done: { bleu: 14, params: 1000 } },
+      { name: 'rs1-si-fd-seed1', losses: [5.9] }, // unfinished: no done.json
+    ];
+    for (const r of runs) {
+      const folder = join(dir, r.name);
+      mkdirSync(folder, { recursive: true });
+      const lines = r.losses.flatMap((loss, i) => [
+        JSON.stringify({ type: 'train', step: 100 * (i + 1), epoch: 0, time: 10 * (i + 1), loss: loss + 0.3, lr: 1e-3 }),
+        JSON.stringify({ type: 'valid', step: 100 * (i + 1), epoch: 0, time: 10 * (i + 1), loss, perplexity: Math.exp(loss), bleu: i }),
+      ]);
+      writeFileSync(join(folder, 'metrics.jsonl'), lines.join('\n') + '\n');
+      if (r.done) {
+        const id = parseRunName(r.name)!;
+        writeFileSync(
+          join(folder, DONE_JSON),
+          JSON.stringify({
+            format: 'factorized-transformer/experiment-run@1',
+            task: 'translation',
+            run: { name: r.name, ...id },
+            steps: 100 * r.losses.length,
+            finalValidLoss: r.losses[r.losses.length - 1],
+            numParameters: r.done.params,
+            fullRankParameters: 1000,
+            compressionRatio: r.done.params / 1000,
+            trainWallSeconds: 60,
+            evalWallSeconds: 6,
+            test: { bleu: r.done.bleu },
+          }),
+        );
+      }
+    }
+
+    const results = readExperiment(dir);
+    expect(results.task).toBe('translation');
+    expect(results.runs.map((r) => r.name)).toEqual(runs.map((r) => r.name));
+    const summaries = summarize(results);
+    expect(summaries.map((s) => s.configuration)).toEqual(['rs0.25-baseline', 'rs0.25-si-fd', 'rs1-baseline', 'rs1-si-fd']);
+    const base = summaries[0];
+    expect(base.finalValidLoss.mean).toBeCloseTo(4.3, 10);
+    expect(base.finalValidLoss.std).toBeCloseTo(Math.sqrt(0.08), 10);
+    expect(base.testScore).toMatchObject({ mean: 11, n: 2 });
+    expect(base.compressionRatio).toBeCloseTo(0.8, 10);
+    expect(summaries[3]).toMatchObject({ runs: 1, finished: 0 });
+
+    const io = captureIo();
+    const program = new Command().exitOverride();
+    registerExperimentCommands(program, io);
+    await program.parseAsync(['experiment', 'report', dir], { from: 'user' });
+    expect(io.out).toContain('report.html');
+
+    const md = readFileSync(join(dir, 'report.md'), 'utf8');
+    for (const r of runs) expect(md).toContain(`| ${r.name} |`);
+    expect(md).toContain('| 0.25 | baseline | 2/2 | 800 | 0.800 | 4.300 ± 0.283 | 11.00 ± 1.41 |');
+    expect(md).toContain('| 0.25 | si-fd | 2/2 | 800 | 0.800 | 3.950 ± 0.071 | 16.00 ± 1.41 | +5.00 (better) |');
+    expect(md).toContain('| rs1-si-fd-seed1 | unfinished |');
+    const figures = readdirSync(join(dir, 'figures')).sort();
+    expect(figures).toEqual(
+      ['curve-rs0.25-baseline.svg', 'curve-rs0.25-si-fd.svg', 'curve-rs1-baseline.svg', 'curve-rs1-si-fd.svg', 'curves-rs0.25.svg', 'curves-rs1.svg', 'summary.svg'].sort(),
+    );
+    for (const f of figures) {
+      const svg = readFileSync(join(dir, 'figures', f), 'utf8');
+      expect(svg.startsWith('<svg')).toBe(true);
+      expect(svg).toMatch(/<path/); // the plotted lines / points
+    }
+    // each configuration's figure has one line per seed: vega names the series in the legend
+    expect(readFileSync(join(dir, 'figures', 'curve-rs0.25-baseline.svg'), 'utf8')).toContain('seed 2');
+    const html = readFileSync(join(dir, 'report.html'), 'utf8');
+    expect(html).toContain('<table>');
+    expect((html.match(/<svg /g) ?? []).length).toBe(figures.length);
+    for (const r of runs) expect(html).toContain(`<td>${r.name}</td>`);
+  });
+
+  it('names the file and line of a corrupt metrics.jsonl', () => {
+    const dir = join(root, 'corrupt', 'rs1-fd-seed1');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'metrics.jsonl'), '{"type":"valid","step":1,"loss":2}\nnot json\n{"type":"valid","step":2,"loss":1}\n');
+    expect(errorOf(() => readExperiment(join(root, 'corrupt'))).message).toMatch(/metrics\.jsonl:2: expected one JSON object per line/);
+    expect(errorOf(() => readExperiment(join(root, 'nothing-here'))).message).toMatch(/does not exist/);
+  });
+
+  it('computes mean and sample std', () => {
+    expect(meanStd([1, 2, 3])).toEqual({ mean: 2, std: 1, n: 3 });
+    expect(meanStd([4, NaN])).toMatchObject({ mean: 4, n: 1 });
+    expect(meanStd([]).n).toBe(0);
+  });
+});
+
+describe('a two-run spec end to end (tiny copy task, real training)', () => {
+  it('trains, evaluates, reports, and resumes without retraining', async () => {
+    const specFile = join(root, 'two-run.json');
+    writeFileSync(
+      specFile,
+      JSON.stringify({
+        name: 'two-run',
+        task: 'translation',
+        data: { dir: 'test/fixtures/tasks/copy', sourceLang: 'xx', targetLang: 'yy' },
+        preset: 'transformer_tiny',
+        config: { train: { validEvery: 2, saveEvery: 2, logEvery: 1 }, decode: { validBleuSamples: 0 } },
+        grid: { rankScale: [0.5], variants: ['baseline', 'si-fd'], seeds: [1] },
+        regularization: { weightDecay: 1e-4, frobeniusDecay: 1e-4 },
+        budget: { maxSteps: 4 },
+        evaluate: { split: 'test', beam: 2, limit: 3 },
+      }),
+    );
+    const out = join(root, 'two-run-out');
+    const io = captureIo();
+    const program = new Command().exitOverride();
+    registerExperimentCommands(program, io);
+    await program.parseAsync(['experiment', '--spec', specFile, '--out', out, '--progress', 'none'], { from: 'user' });
+    expect(io.out).toContain('ran 2, resumed 0, skipped 0');
+
+    const names = ['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1'];
+    for (const name of names) {
+      const done = JSON.parse(readFileSync(join(runDir(out, name), DONE_JSON), 'utf8'));
+      expect(done.steps).toBe(4);
+      expect(Number.isFinite(done.finalValidLoss)).toBe(true);
+      expect(done.test.sentences).toBe(3);
+      expect(done.test.bleu).toBeGreaterThanOrEqual(0);
+      // d 32, 2 heads: rank 8 of 16 per head, so the attention has half its parameters
+      expect(done.compressionRatio).toBeGreaterThan(0.5);
+      expect(done.compressionRatio).toBeLessThan(1);
+      const config = JSON.parse(readFileSync(join(runDir(out, name), 'checkpoint_last', 'config.json'), 'utf8'));
+      expect(config.model.attentionRankScale).toBe(0.5);
+      expect(config.train.weightDecay).toBe(1e-4);
+      expect(config.model.spectralInit).toBe(name.includes('si-fd'));
+      expect(config.train.frobeniusDecay).toBe(name.includes('si-fd') ? 1e-4 : 0);
+    }
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    for (const name of names) expect(md).toContain(`| ${name} | done |`);
+    expect(existsSync(join(out, 'report.html'))).toBe(true);
+    expect(existsSync(join(out, 'figures', 'curve-rs0.5-si-fd.svg'))).toBe(true);
+
+    // An interrupted run (no done.json, checkpoint there) resumes: its budget is spent, so it only re-evaluates.
+    const first = JSON.parse(readFileSync(join(runDir(out, names[0]), DONE_JSON), 'utf8'));
+    rmSync(join(runDir(out, names[0]), DONE_JSON));
+    const io2 = captureIo();
+    const program2 = new Command().exitOverride();
+    registerExperimentCommands(program2, io2);
+    await program2.parseAsync(['experiment', '--spec', specFile, '--out', out, '--progress', 'none', '--no-report'], { from: 'user' });
+    expect(io2.out).toContain('ran 0, resumed 1, skipped 1');
+    const again = JSON.parse(readFileSync(join(runDir(out, names[0]), DONE_JSON), 'utf8'));
+    expect(again.steps).toBe(4);
+    expect(again.test.bleu).toBeCloseTo(first.test.bleu, 6);
+    expect(again.finalValidLoss).toBeCloseTo(first.finalValidLoss, 6);
+  });
+});
