@@ -117,7 +117,7 @@ export const run: Benchmark = async ({ quick }) => {
     low.dispose();
   }
 
-  const shape = { d, H, r: layer.rank, batch: B, tokens: T, backend: tf.getBackend() };
+  const shape = { d, H, r: layer.rank, batch: B, tokens: T, backend: tf.getBackend(), FT_THREADS: process.env.FT_THREADS ?? 'default' };
   const results: BenchResult[] = [
     {
       name: 'attention/forward_backward_ms',

@@ -473,6 +473,13 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
   if (t.maxSteps === null && t.maxEpochs === null && t.maxTimeMinutes === null) {
     throw new UserError('no stopping rule; set --max-steps, --max-epochs or --max-time');
   }
+  // A linear decay must know where it ends; a time budget alone does not say. Rather than refuse
+  // `--max-time` alone, decay as 1/√step after the warm-up (and say so).
+  let schedule = t.schedule;
+  if (schedule === 'linear' && t.maxSteps === null && t.maxEpochs === null) {
+    schedule = 'inverse_sqrt';
+    log('mlm: linear decay needs --max-steps or --max-epochs; with --max-time alone the rate decays as 1/sqrt(step) after warm-up');
+  }
   const tokenizer = await loadTokenizer(tokenizerPath);
   const masker = maskerFor(tokenizer, config.data, `--tokenizer ${tokenizerPath}`);
   const train = loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
@@ -510,7 +517,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     optimizer: t.optimizer,
     lr: t.lr,
     betas: t.betas,
-    schedule: t.schedule,
+    schedule,
     warmupUpdates: t.warmupUpdates,
     warmupInitLr: t.warmupInitLr,
     clipNorm: t.clipNorm,

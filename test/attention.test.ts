@@ -249,8 +249,26 @@ describe('FactorizedMultiHeadAttention', () => {
     const incremental = tf.concat(steps, 1);
     expect(maxAbsDiff(full, incremental)).toBeLessThan(1e-5);
     disposeAttentionCache(cache);
-    tf.dispose([x, full, incremental, ...steps]);
-    layer.dispose();
+
+    // Decoding reuses laid-out weights between steps; after the weights change (an optimizer
+    // step, setWeights) it must use the new ones.
+    layer.setWeights(layer.getWeights().map((w, i) => randn(w.shape, 300 + i, 0.5)));
+    const fullNew = layer.attend(x, null);
+    const cache2 = createAttentionCache(false);
+    const steps2: tf.Tensor[] = [];
+    for (let t = 0; t < T; t++) {
+      const step = tf.slice(x, [0, t, 0], [B, 1, d]) as tf.Tensor3D;
+      steps2.push(layer.attend(step, null, { cache: cache2 }));
+      step.dispose();
+    }
+    const incremental2 = tf.concat(steps2, 1);
+    expect(maxAbsDiff(fullNew, incremental2)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(full, fullNew)).toBeGreaterThan(1e-2);
+    disposeAttentionCache(cache2);
+    tf.dispose([x, full, incremental, ...steps, fullNew, incremental2, ...steps2]);
+    const beforeDispose = tf.memory().numTensors;
+    layer.dispose(); // frees the weights and the decoding layouts
+    expect(tf.memory().numTensors).toBe(beforeDispose - 8 /* weights */ - 4 /* decoding layouts */);
   });
 
   it('cross-attention with a static cache equals the full pass; reorderAttentionCache follows beams', () => {

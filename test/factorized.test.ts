@@ -4,6 +4,8 @@ import {
   FactorizedDense,
   FactorizedEmbedding,
   addFrobeniusDecayGrads,
+  fromDenseEmbedding,
+  fromDenseKernel,
   collectFactorPairs,
   factorVariableNames,
   factorize,
@@ -365,5 +367,34 @@ describe('no leaks in the factorized layers', () => {
     for (let i = 0; i < 5; i++) step();
     expect(tf.memory().numTensors).toBe(before);
     ids.dispose();
+  });
+});
+
+describe('fromDenseKernel / fromDenseEmbedding', () => {
+  it('convert dense weights exactly at full rank and report the truncation error below', () => {
+    const kernel = randn([6, 5], 40) as tf.Tensor2D;
+    const bias = randn([5], 41) as tf.Tensor1D;
+    const x = randn([3, 6], 42);
+    const { layer, relativeError } = fromDenseKernel({ kernel, bias, activation: 'tanh' });
+    expect(layer.rank).toBe(5);
+    expect(relativeError).toBeLessThan(1e-7);
+    const y = layer.apply(x) as tf.Tensor;
+    const ref = tf.tanh(tf.add(tf.matMul(x as tf.Tensor2D, kernel), bias));
+    expect(maxAbsDiff(y, ref)).toBeLessThan(1e-5);
+    const low = fromDenseKernel({ kernel, rankScale: 0.4 });
+    expect(low.layer.rank).toBe(2);
+    const [U, Vs] = low.layer.getWeights();
+    const err = tf.tidy(() => Math.sqrt(tf.sum(tf.square(tf.sub(kernel, tf.matMul(U, Vs)))).dataSync()[0] / tf.sum(tf.square(kernel)).dataSync()[0]));
+    expect(Math.abs(err - low.relativeError)).toBeLessThan(1e-5);
+
+    const table = randn([9, 4], 43) as tf.Tensor2D;
+    const emb = fromDenseEmbedding({ embeddings: table });
+    expect(emb.relativeError).toBeLessThan(1e-7);
+    const ids = tf.tensor1d([0, 8, 3], 'int32');
+    const e = emb.layer.apply(ids) as tf.Tensor;
+    const eRef = tf.gather(table, ids);
+    expect(maxAbsDiff(e, eRef)).toBeLessThan(1e-5);
+    expect(() => fromDenseKernel({ kernel, bias: randn([4], 1) as tf.Tensor1D })).toThrow(/bias must be \[5\]/);
+    tf.dispose([kernel, bias, x, y, ref, table, ids, e, eRef]);
   });
 });

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { TransformerSeq2Seq, resolveSeq2SeqConfig, seq2seqConfigFromPreset, transformer_small, transformer_base } from '../src/models/index.ts';
+import { TransformerEncoderBlock, TransformerSeq2Seq, activate, resolveSeq2SeqConfig, seq2seqConfigFromPreset, transformer_small, transformer_base } from '../src/models/index.ts';
 import type { Seq2SeqOverrides } from '../src/models/index.ts';
 import { beamSearch, greedyDecode } from '../src/decode/index.ts';
 import { UserError } from '../src/errors.ts';
@@ -142,6 +142,37 @@ describe('TransformerSeq2Seq forward', () => {
     for (const v of vars) expect(tf.tidy(() => tf.sum(tf.abs(grads[v.name])).dataSync()[0])).toBeGreaterThan(0);
     tf.dispose([value, src, tgt, ...Object.values(grads)]);
     model.dispose();
+  });
+});
+
+describe('building blocks', () => {
+  it('the encoder block masks padding keys given by the ids input', () => {
+    setGlobalSeed(15);
+    const block = new TransformerEncoderBlock({ modelDim: 8, numHeads: 2, ffnDim: 16, padId: 0, normFirst: true, activation: 'gelu', linearRankScale: 0.5 });
+    tf.tidy(() => {
+      const x = tf.randomNormal([1, 4, 8], 0, 1, 'float32', 3);
+      const tokenIds = tf.tensor2d([[5, 6, 0, 0]], [1, 4], 'int32');
+      // Different vectors at the two padded positions.
+      const noise = tf.concat([tf.zeros([1, 2, 8]), tf.randomNormal([1, 2, 8], 0, 5, 'float32', 4)], 1);
+      const a = block.apply([x, tokenIds]) as tf.Tensor;
+      const b = block.apply([tf.add(x, noise), tokenIds]) as tf.Tensor;
+      expect(maxAbsDiff(a.slice([0, 0, 0], [1, 2, 8]), b.slice([0, 0, 0], [1, 2, 8]))).toBeLessThan(1e-5);
+      // Without ids nothing is masked, so the padded positions matter.
+      const c = block.apply([x]) as tf.Tensor;
+      const d = block.apply([tf.add(x, noise)]) as tf.Tensor;
+      expect(maxAbsDiff(c.slice([0, 0, 0], [1, 2, 8]), d.slice([0, 0, 0], [1, 2, 8]))).toBeGreaterThan(1e-3);
+    });
+    expect(block.factorPairs('bert/0').map((p) => p.name)).toEqual(['bert/0/self_attn/qk', 'bert/0/self_attn/ov', 'bert/0/ffn_in', 'bert/0/ffn_out']);
+    block.dispose();
+  });
+
+  it('gelu is the exact erf form and relu is relu', () => {
+    tf.tidy(() => {
+      const x = tf.tensor1d([-2, -1, 0, 1, 2]);
+      const gelu = Array.from(activate(x, 'gelu').dataSync());
+      [-0.0455003, -0.1586553, 0, 0.8413447, 1.9544997].forEach((v, i) => expect(gelu[i]).toBeCloseTo(v, 5));
+      expect(Array.from(activate(x, 'relu').dataSync())).toEqual([0, 0, 0, 1, 2]);
+    });
   });
 });
 

@@ -46,6 +46,27 @@ describe('readLines', () => {
     expect(await collect(path)).toEqual(lines);
   });
 
+  it('streams: stopping early never reads the rest of a large file', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'large.txt');
+    // 7 MB of good lines, then a bad byte: only a reader that loads the whole file would see it.
+    const block = Buffer.from('a line of ordinary text\n'.repeat(30_000));
+    writeFileSync(path, Buffer.concat([...Array(10).fill(block), Buffer.from([0xff, 0x0a])]));
+    const first: string[] = [];
+    for await (const { text, lineNumber } of readLines(path)) {
+      first.push(text);
+      if (lineNumber === 3) break;
+    }
+    expect(first).toEqual(Array(3).fill('a line of ordinary text'));
+    let count = 0;
+    await expect(
+      (async () => {
+        for await (const _ of readLines(path)) count++;
+      })(),
+    ).rejects.toThrow(`${path}:300001: invalid UTF-8`);
+    expect(count).toBe(300_000);
+  });
+
   it('names file and line of invalid UTF-8', async () => {
     const dir = tempDir();
     const path = join(dir, 'bad.en');
@@ -88,6 +109,8 @@ describe('encodeParallelCorpus (fairseq layout)', () => {
     await encodeParallelCorpus(dir, 'train', 'en', 'es', tokenizer);
     appendFileSync(join(dir, 'train.en'), 'More.\n');
     appendFileSync(join(dir, 'train.es'), 'Más.\n');
+    utimesSync(join(dir, 'train.en'), new Date(), new Date(Date.now() + 2000));
+    utimesSync(join(dir, 'train.es'), new Date(), new Date(Date.now() + 2000));
     const again = await encodeParallelCorpus(dir, 'train', 'en', 'es', tokenizer);
     expect(again.fromCache).toBe(false);
     expect(again.source.length).toBe(5);
@@ -114,6 +137,9 @@ describe('encodeParallelCorpus (fairseq layout)', () => {
     expect(b.fromCache).toBe(false);
     expect(b.cachePath).not.toBe(a.cachePath);
     expect([...b.ids[0]]).toEqual(bpe.encode('Call me Ishmael.'));
+    // Both stay: switching between two tokenizers does not re-encode each time.
+    expect((await encodeTextFile(join(dir, 'train.en'), tokenizer)).fromCache).toBe(true);
+    expect((await encodeTextFile(join(dir, 'train.en'), bpe)).fromCache).toBe(true);
   });
 
   it('re-encodes when the cache file is corrupt', async () => {

@@ -12,6 +12,7 @@ import {
   NonFiniteLossError,
   acquireOutputLock,
   loadCheckpoint,
+  ProgressReporter,
   labelSmoothedCrossEntropy,
   type StepInfo,
   type TrainerOptions,
@@ -343,6 +344,26 @@ describe('Trainer', () => {
     expect(readdirSync(out).sort()).toEqual(['checkpoint_last', 'metrics.jsonl']);
   });
 
+  it('refuses to resume into a model of another shape, and bad options, with one clear line', async () => {
+    const out = tmpDir();
+    await new Trainer(baseOptions(buildToyModel(), { outDir: out, maxSteps: 1 })).train();
+    const wider = buildToyModel({ ...TOY, dim: 12 });
+    await expect(new Trainer(baseOptions(wider, { outDir: out, maxSteps: 2, resume: true })).train()).rejects.toThrow(
+      /checkpoint_last\/weights.bin: weight .* has shape \[11,8\], the model built from the config expects \[11,12\]/,
+    );
+    await expect(new Trainer(baseOptions(buildToyModel(), { outDir: out, maxSteps: 2, resume: true, optimizer: 'nag' })).train()).rejects.toThrow(
+      /optimizer.json: optimizer is 'adamw' but the run is configured with 'nag'/,
+    );
+    const model = buildToyModel();
+    const bad = (extra: Partial<TrainerOptions<ToyBatch>>) => () => new Trainer(baseOptions(model, { maxSteps: 1, ...extra })).currentLr();
+    expect(bad({ schedule: 'cosine' as 'linear' })).toThrow(/schedule: unknown 'cosine'/);
+    expect(bad({ updateFreq: 0 })).toThrow(/updateFreq: expected an integer >= 1, got 0/);
+    expect(bad({ nanPolicy: 'ignore' as 'skip' })).toThrow(/nanPolicy: expected 'stop' or 'skip'/);
+    expect(bad({ clipNorm: -1 })).toThrow(/clipNorm: expected a number >= 0/);
+    expect(bad({ schedule: 'linear', maxSteps: undefined, maxTimeMinutes: 5 })).toThrow(/schedule 'linear': needs maxSteps or maxEpochs/);
+    expect(bad({ updateFreq: 0 })).toThrow(UserError);
+  });
+
   it('refuses to start afresh over an existing checkpoint without resume or overwrite', async () => {
     const out = tmpDir();
     const model = buildToyModel();
@@ -378,6 +399,13 @@ describe('Trainer', () => {
     const model = buildToyModel();
     await new Trainer(baseOptions(model, { maxSteps: 4, logEvery: 2, progress: 'auto', progressStream: tty })).train();
     expect(text).toMatch(/step 4\/4 \[=+\] loss \d+\.\d{3} lr \d\.\de-\d+ tok\/s \d+ eta \d+s/);
+    // Only a time budget: no total, so no bar and no ETA.
+    text = '';
+    const reporter = new ProgressReporter('bar', tty);
+    reporter.update({ step: 7, total: null, loss: 1.5, lr: 1e-3, tokensPerSecond: 12, etaSeconds: null });
+    reporter.stop();
+    expect(text).toContain('step 7 loss 1.500 lr 1.0e-3 tok/s 12');
+    expect(text).not.toContain('eta');
   });
 
   it('labelSmoothedCrossEntropy is what toyLoss trains on (sanity: training lowers the loss)', async () => {

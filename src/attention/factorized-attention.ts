@@ -84,6 +84,13 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   keyBias: tf.LayerVariable | null = null;
   valueBias: tf.LayerVariable | null = null;
   outputBias: tf.LayerVariable | null = null;
+  /**
+   * Projection weights in their [d, H·r] matmul layout, reused across incremental-decoding steps
+   * (where re-laying out the weights each step would cost as much as the step's own matmuls).
+   * Keyed by the variables' data ids, which change whenever a weight is assigned.
+   */
+  private decodeLayouts: { ids: unknown[]; query: tf.Tensor2D; key: tf.Tensor2D; value: tf.Tensor2D; queryBias: tf.Tensor | null } | null =
+    null;
 
   constructor(config: FactorizedMultiHeadAttentionConfig & LayerArgs) {
     super(config);
@@ -184,16 +191,52 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     return this.attend(list[0] as tf.Tensor3D, (list[1] as tf.Tensor3D | undefined) ?? null, { training });
   }
 
-  /** [B, T, d] → [B, H, T, r] via one matmul against the factor laid out as [d, H·r]. */
-  private projectHeads(x: tf.Tensor3D, factor: tf.LayerVariable, bias: tf.LayerVariable | null, scale = 1): tf.Tensor4D {
+  /** A factor [H, d, r] laid out as [d, H·r] (one matmul projects all heads), times `scale`. */
+  private headLayout(factor: tf.LayerVariable, scale = 1): tf.Tensor2D {
+    const [H, d, r] = factor.shape as number[];
+    const w = tf.reshape(tf.transpose(factor.read(), [1, 0, 2]), [d, H * r]) as tf.Tensor2D;
+    return scale === 1 ? w : tf.mul(w, scale);
+  }
+
+  private biasLayout(bias: tf.LayerVariable | null, scale = 1): tf.Tensor | null {
+    if (!bias) return null;
+    const flat = tf.reshape(bias.read(), [this.numHeads * this.rank]);
+    return scale === 1 ? flat : tf.mul(flat, scale);
+  }
+
+  /** [B, T, d] → [B, H, T, r] given the weight in its [d, H·r] layout. */
+  private projectHeads(x: tf.Tensor3D, w: tf.Tensor2D, bias: tf.Tensor | null): tf.Tensor4D {
     const [B, T, d] = x.shape;
-    const H = this.numHeads;
-    const r = this.rank;
-    let w: tf.Tensor2D = tf.reshape(tf.transpose(factor.read(), [1, 0, 2]), [d, H * r]);
-    if (scale !== 1) w = tf.mul(w, scale);
     let y: tf.Tensor2D = tf.matMul(tf.reshape(x, [B * T, d]), w);
-    if (bias) y = tf.add(y, scale === 1 ? tf.reshape(bias.read(), [H * r]) : tf.mul(tf.reshape(bias.read(), [H * r]), scale));
-    return tf.transpose(tf.reshape(y, [B, T, H, r]), [0, 2, 1, 3]);
+    if (bias) y = tf.add(y, bias);
+    return tf.transpose(tf.reshape(y, [B, T, this.numHeads, this.rank]), [0, 2, 1, 3]);
+  }
+
+  /** The projection layouts for incremental decoding, rebuilt only after a weight changed. */
+  private layoutsForDecoding(): NonNullable<FactorizedMultiHeadAttention['decodeLayouts']> {
+    const ids = [this.queryFactor, this.keyFactor, this.valueFactor, this.queryBias].map((v) => v?.read().dataId ?? null);
+    const cached = this.decodeLayouts;
+    if (cached && cached.ids.every((id, i) => id === ids[i])) return cached;
+    this.disposeDecodeLayouts();
+    const scale = 1 / Math.sqrt(this.rank);
+    // Kept outside any caller's tf.tidy: they live until the weights change or the layer is disposed.
+    const keep = <T extends tf.Tensor>(make: () => T): T => tf.keep(tf.tidy(make));
+    const queryBias = this.queryBias;
+    const layouts = {
+      ids,
+      query: keep(() => this.headLayout(this.queryFactor, scale)),
+      key: keep(() => this.headLayout(this.keyFactor)),
+      value: keep(() => this.headLayout(this.valueFactor)),
+      queryBias: queryBias ? keep(() => this.biasLayout(queryBias, scale) as tf.Tensor) : null,
+    };
+    this.decodeLayouts = layouts;
+    return layouts;
+  }
+
+  private disposeDecodeLayouts(): void {
+    const c = this.decodeLayouts;
+    if (c) tf.dispose([c.query, c.key, c.value, ...(c.queryBias ? [c.queryBias] : [])]);
+    this.decodeLayouts = null;
   }
 
   private checkInputs(query: tf.Tensor, memory: tf.Tensor | null, opts: AttendOptions): void {
@@ -223,9 +266,17 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
       const [B, T, d] = query.shape;
       const H = this.numHeads;
       const r = this.rank;
+      // With a cache we are decoding (never differentiated): reuse the laid-out weights. Otherwise
+      // lay them out per call, so gradients flow to the variables.
+      const layouts = opts.cache ? this.layoutsForDecoding() : null;
       // 1/√r folded into the (small) query weight instead of the [B, H, T, S] logits.
-      const q = this.projectHeads(query, this.queryFactor, this.queryBias, 1 / Math.sqrt(r));
-      const { key, value } = this.keysAndValues(query, memory, opts.cache);
+      const scale = 1 / Math.sqrt(r);
+      const q = this.projectHeads(
+        query,
+        layouts ? layouts.query : this.headLayout(this.queryFactor, scale),
+        layouts ? layouts.queryBias : this.biasLayout(this.queryBias, scale),
+      );
+      const { key, value } = this.keysAndValues(query, memory, opts.cache, layouts);
       const S = key.shape[2] as number;
       let logits: tf.Tensor4D = tf.matMul(q, key as tf.Tensor4D, false, true); // [B, H, T, S]
       const mask = this.additiveMask(B, T, S, opts);
@@ -240,7 +291,12 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     });
   }
 
-  private keysAndValues(query: tf.Tensor3D, memory: tf.Tensor3D | null, cache?: AttentionCache): { key: tf.Tensor; value: tf.Tensor } {
+  private keysAndValues(
+    query: tf.Tensor3D,
+    memory: tf.Tensor3D | null,
+    cache: AttentionCache | undefined,
+    layouts: { key: tf.Tensor2D; value: tf.Tensor2D } | null,
+  ): { key: tf.Tensor; value: tf.Tensor } {
     if (cache?.static && cache.key && cache.value) {
       if (cache.key.shape[0] !== query.shape[0]) {
         throw new UserError(`FactorizedMultiHeadAttention '${this.name}': cache batch ${cache.key.shape[0]} != query batch ${query.shape[0]}`);
@@ -248,8 +304,8 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
       return { key: cache.key, value: cache.value };
     }
     const source = memory ?? query;
-    let key: tf.Tensor = this.projectHeads(source, this.keyFactor, this.keyBias);
-    let value: tf.Tensor = this.projectHeads(source, this.valueFactor, this.valueBias);
+    let key: tf.Tensor = this.projectHeads(source, layouts ? layouts.key : this.headLayout(this.keyFactor), this.biasLayout(this.keyBias));
+    let value: tf.Tensor = this.projectHeads(source, layouts ? layouts.value : this.headLayout(this.valueFactor), this.biasLayout(this.valueBias));
     if (!cache) return { key, value };
     if (!cache.static && cache.key && cache.value) {
       if (cache.key.shape[0] !== key.shape[0]) {
@@ -298,7 +354,9 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   /** tfjs only lets layers that went through apply() be disposed; attend() users may dispose too. */
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {
     if (this._refCount === null) this._refCount = 1;
-    return super.dispose();
+    const result = super.dispose();
+    if (result.refCountAfterDispose === 0) this.disposeDecodeLayouts();
+    return result;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

@@ -43,6 +43,13 @@ function headColumns(w: Float32Array, b: Float32Array | null, d: number, inner: 
   return m;
 }
 
+/**
+ * Builds a FactorizedMultiHeadAttention (built, spectralInit off: the factors are already
+ * balanced) from dense weights. Per head, QK_h = [wq_h; bq_h][wk_h; bk_h]ᵀ and
+ * OV_h = [wv_h; bv_h] wo_h are factorized by thin QR + small SVD (never forming d × d products)
+ * and truncated to `rank`. `relativeErrors` are ‖P − P_r‖_F / ‖P‖_F over all heads of each kind
+ * (0 when rank ≥ the dense head dim); with biases, P includes the bias row.
+ */
 export function fromDenseAttention(weights: DenseAttentionWeights): {
   layer: FactorizedMultiHeadAttention;
   relativeErrors: { qk: number; ov: number };

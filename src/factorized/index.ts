@@ -15,3 +15,5 @@ export { FactorizedDense } from './dense.ts';
 export type { FactorizedDenseConfig } from './dense.ts';
 export { FactorizedEmbedding } from './embedding.ts';
 export type { FactorizedEmbeddingConfig } from './embedding.ts';
+export { resolveRank } from './rank.ts';
+export { fromDenseKernel, fromDenseEmbedding } from './from-dense.ts';

@@ -71,7 +71,7 @@ export async function encodeTextFile(path: string, tokenizer: Tokenizer, opts: E
   }
   const all = ids.view();
   const lengthArray = Uint32Array.from(lengths);
-  const written = cachePath ? writeIdCache(cachePath, lengthArray, all) : false;
+  const written = cachePath ? writeIdCache(cachePath, lengthArray, all, path) : false;
   opts.log?.(`${path}: encoded ${lengths.length} lines, ${all.length} tokens${written ? ` (cached in ${cachePath})` : ''}`);
   const lines: Int32Array[] = new Array(lengths.length);
   let start = 0;

@@ -5,7 +5,7 @@
  * See data/PROVENANCE.md for sources and licences. The split is defined here, once, and used by
  * both `ensureDefault*Corpus` and `data-scripts/prepare-default.ts`.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,7 +112,7 @@ function ensureLayout(gzPath: string, name: string, write: (gz: string, dir: str
   const hash = createHash('sha256').update(readFileSync(gzPath)).digest('hex').slice(0, 12);
   const dir = join(dataCacheDir(), `${name}-${hash}`);
   if (existsSync(join(dir, 'COMPLETE'))) return dir;
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${dir}.tmp-${randomUUID()}`;
   rmSync(tmp, { recursive: true, force: true });
   write(gzPath, tmp);
   writeFileSync(join(tmp, 'COMPLETE'), `${gzPath}\n`);

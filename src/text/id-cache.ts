@@ -7,7 +7,7 @@
  * Layout (little-endian): "FTIDS" 0 0 1 | u32 numLines | u32 0 | f64 numTokens |
  *   u32 lengths[numLines] | i32 ids[numTokens].
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync, fstatSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
@@ -64,14 +64,15 @@ export function readIdCache(cachePath: string): Int32Array[] | null {
 
 /**
  * Writes `lines` (given as their lengths and the concatenated ids) atomically, and removes caches
- * of the same text made with other keys. Returns false when the folder is not writable.
+ * of this text made before its last change (other tokenizers' caches of the current text stay).
+ * Returns false when the folder is not writable.
  */
-export function writeIdCache(cachePath: string, lengths: Uint32Array, ids: Int32Array): boolean {
+export function writeIdCache(cachePath: string, lengths: Uint32Array, ids: Int32Array, textPath: string): boolean {
   const header = Buffer.alloc(HEADER_BYTES);
   MAGIC.copy(header, 0);
   header.writeUInt32LE(lengths.length, 8);
   header.writeDoubleLE(ids.length, 16);
-  const tmp = `${cachePath}.tmp-${process.pid}`;
+  const tmp = `${cachePath}.tmp-${randomUUID()}`;
   try {
     const fd = openSync(tmp, 'w');
     try {
@@ -86,13 +87,16 @@ export function writeIdCache(cachePath: string, lengths: Uint32Array, ids: Int32
     rmSync(tmp, { force: true });
     return false;
   }
-  // Stale caches of this text (older text or another tokenizer) only waste disk.
+  const textChanged = statSync(textPath).mtimeMs;
   const dir = dirname(cachePath);
-  const name = basename(cachePath);
-  const prefix = name.slice(0, name.length - '.0123456789abcdef.ids.bin'.length);
+  const prefix = `${basename(textPath)}.`;
   for (const f of readdirSync(dir)) {
-    if (f !== name && f.startsWith(`${prefix}.`) && /^\.[0-9a-f]{16}\.ids\.bin$/.test(f.slice(prefix.length))) {
-      rmSync(join(dir, f), { force: true });
+    if (f === basename(cachePath) || !f.startsWith(prefix) || !/^[0-9a-f]{16}\.ids\.bin$/.test(f.slice(prefix.length))) continue;
+    const path = join(dir, f);
+    try {
+      if (statSync(path).mtimeMs < textChanged) rmSync(path, { force: true });
+    } catch {
+      // Removed meanwhile by another process: nothing to do.
     }
   }
   return true;

@@ -239,7 +239,9 @@ function assertFiniteWeights(specs: tf.io.WeightsManifestEntry[], data: ArrayBuf
     if (spec.dtype === 'float32') {
       const values = new Float32Array(data, offset, bytes / 4);
       for (let i = 0; i < values.length; i++) {
-        if (!Number.isFinite(values[i])) throw new Error(`refusing to save ${what}: weight ${spec.name} holds NaN/Inf`);
+        if (!Number.isFinite(values[i])) {
+          throw new UserError(`refusing to save ${what}: weight ${spec.name} holds NaN/Inf (the model diverged); the previous checkpoint is kept`);
+        }
       }
     }
     offset += bytes;

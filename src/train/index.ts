@@ -1,4 +1,24 @@
-/** The training side of the package: loop, optimizers, schedules, losses, checkpoints, progress. */
+/**
+ * The training side of the package: loop, optimizers, schedules, losses, checkpoints, progress.
+ *
+ * ```ts
+ * const trainer = new Trainer({
+ *   model: { model: net.model, factorPairs: () => net.factorPairs() },
+ *   lossFn: (batch, { training }) => {
+ *     const logits = net.model.apply(inputsOf(batch), { training }) as tf.Tensor;
+ *     return labelSmoothedCrossEntropy(logits, targetsOf(batch), { smoothing: 0.1, padId }); // sums + numTokens
+ *   },
+ *   data,                       // { numBatches(epoch), batches(epoch, startIndex) }
+ *   validate: async () => ({ loss, perplexity, bleu }),
+ *   outDir: 'checkpoints/run1', config, tokenizerFiles: tokenizer.files(),
+ *   optimizer: 'adamw', lr: 5e-4, schedule: 'inverse_sqrt', warmupUpdates: 4000, warmupInitLr: 1e-7,
+ *   clipNorm: 0.1, frobeniusDecay: 1e-4, weightDecay: 0, maxSteps: 50_000, validEvery: 1000,
+ *   bestMetric: 'bleu', bestMode: 'max', resume: true,
+ * });
+ * const result = await trainer.train();
+ * trainer.dispose();
+ * ```
+ */
 export { Trainer, NonFiniteLossError } from './trainer.ts';
 export type { TrainerOptions, TrainableModel, LossFn, LossOutput, BatchSource, StepInfo, StopReason, TrainResult } from './trainer.ts';
 export { labelSmoothedCrossEntropy } from './losses.ts';

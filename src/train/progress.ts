@@ -90,8 +90,11 @@ export class ProgressReporter {
       remaining: u.etaSeconds === null ? '?' : formatDuration(u.etaSeconds),
     };
     if (!this.bar) {
+      // With only a time budget the total is unknown: no bar, no ETA.
+      const format =
+        u.total === null ? 'step {value} loss {loss} lr {lr} tok/s {tps}' : 'step {value}/{total} [{bar}] loss {loss} lr {lr} tok/s {tps} eta {remaining}';
       this.bar = new SingleBar({
-        format: 'step {value}/{total} [{bar}] loss {loss} lr {lr} tok/s {tps} eta {remaining}',
+        format,
         stream: this.stream as NodeJS.WritableStream,
         hideCursor: true,
       });

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as path from 'node:path';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { cp, rename } from 'node:fs/promises';
 import { UserError } from '../errors.ts';
 import { globalRandom, setGlobalSeed } from '../random.ts';
@@ -180,6 +180,19 @@ function positiveInt(value: number | undefined, name: string, fallback: number, 
   return v;
 }
 
+/**
+ * Undoes what a crash can leave in an output folder we hold the lock of: a replacement interrupted
+ * between its renames, and hidden temporary folders.
+ */
+function repairOutputFolder(outDir: string): void {
+  recoverCheckpoint(path.join(outDir, 'checkpoint_last'), true);
+  recoverCheckpoint(path.join(outDir, 'checkpoint_best'), true);
+  if (!existsSync(outDir)) return;
+  for (const entry of readdirSync(outDir)) {
+    if (/^\.checkpoint_\d+\.tmp-/.test(entry)) rmSync(path.join(outDir, entry), { recursive: true, force: true });
+  }
+}
+
 export class Trainer<B> {
   readonly model: tf.LayersModel;
   readonly optimizer: TrainOptimizer;
@@ -326,7 +339,7 @@ export class Trainer<B> {
       if (outDir) lock = acquireOutputLock(outDir);
       const resumeDir =
         typeof o.resume === 'string' ? o.resume : o.resume && outDir ? path.join(outDir, 'checkpoint_last') : null;
-      if (outDir) recoverCheckpoint(path.join(outDir, 'checkpoint_last'), true);
+      if (outDir) repairOutputFolder(outDir);
       if (resumeDir && (typeof o.resume === 'string' || existsSync(resumeDir))) {
         await this.restore(resumeDir, outDir !== undefined && path.dirname(path.resolve(resumeDir)) === path.resolve(outDir));
         progress.message(`resumed from ${resumeDir} at step ${this.state.step} (epoch ${this.state.epoch}, batch ${this.state.batchIndex})`);

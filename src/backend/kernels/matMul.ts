@@ -305,3 +305,8 @@ function replaceKernel(name: string, kernelFunc: tf.KernelFunc): void {
   // setupFunc binds the stock kernel's C entry points when the backend starts; keep it.
   tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc, setupFunc: existing?.setupFunc });
 }
+
+/** Puts tfjs's own wasm BatchMatMul and _FusedMatMul back (benchmarks compare against them). */
+export function restoreStockWasmMatMul(): void {
+  for (const name of ['BatchMatMul', '_FusedMatMul']) replaceKernel(name, stockKernel(name));
+}

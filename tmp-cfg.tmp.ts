@@ -1,0 +1,18 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, describeBackend } from './src/backend/index.ts';
+import { seq2seqConfigFromPreset, TransformerSeq2Seq } from './src/models/index.ts';
+import { labelSmoothedCrossEntropy, TrainOptimizer } from './src/train/index.ts';
+import { makeTrainStep, randomIds } from './bench/train-step.ts';
+await initBackend();
+const d = describeBackend();
+const big = process.env.BIG === '1';
+const vocab = big ? 8000 : 200, batch = big ? 32 : 8, len = big ? 32 : 12;
+const config = seq2seqConfigFromPreset('transformer_small', { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2, ...(big ? {} : { modelDim: 32, numHeads: 2, ffnDim: 64, encoderLayers: 1, decoderLayers: 1 }) });
+const model = new TransformerSeq2Seq(config);
+const opt = new TrainOptimizer({ name: 'adam' }, model.trainableWeights.map((w) => ({ name: w.originalName, variable: w.read() as tf.Variable, decay: true })));
+const s = tf.tensor2d(randomIds(batch * len, vocab, 1), [batch, len], 'int32'), ti = tf.tensor2d(randomIds(batch * len, vocab, 2), [batch, len], 'int32'), to = tf.tensor2d(randomIds(batch * len, vocab, 3), [batch, len], 'int32');
+const step = makeTrainStep(model.trainableWeights, opt, () => labelSmoothedCrossEntropy(model.forward(s, ti, true), to, { smoothing: 0.1, padId: 0 }));
+step(); step();
+const n = big ? 3 : 20; const t0 = performance.now(); for (let i = 0; i < n; i++) step();
+const cpu0 = process.cpuUsage();
+console.log(`${d.active} threads=${d.threads} matMul=${d.matMul}: ${((performance.now() - t0) / n).toFixed(1)} ms/step`);
