@@ -24,7 +24,10 @@ import { trainSentencePiece } from '../src/text/train-sentencepiece.ts';
 import { runScript } from './lib/script.ts';
 
 export const DEFAULT_VOCAB_SIZE = 8000;
-/** nmt_nfkc: changes no line of either corpus (checked: every line round-trips), and folds tabs, no-break spaces and compatibility forms in user input instead of mapping them to <unk>. */
+/**
+ * nmt_nfkc changes no line of either corpus (every line of every split round-trips exactly), and
+ * folds tabs, no-break spaces and compatibility forms in user input instead of mapping them to <unk>.
+ */
 const NORMALIZATION = 'nmt_nfkc';
 
 await runScript(async () => {

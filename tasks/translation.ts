@@ -240,6 +240,9 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   const log = opts.log ?? (() => undefined);
   checkDataFolder(opts.data);
   const out = resolve(opts.out);
+  // Fail fast (before reading configs, tokenizer and corpus) if another training holds the
+  // folder; the trainer takes the lock for real.
+  acquireOutputLock(out).release();
   const config = opts.resume
     ? resumeConfig(out, opts)
     : resolveTranslationConfig({
@@ -253,16 +256,13 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   if (!opts.resume && existsSync(join(out, 'checkpoint_last'))) {
     throw new UserError(`--out ${opts.out}: already holds checkpoint_last; pass --resume to continue it, or choose another folder`);
   }
-  // Fail fast (before the tokenizer and corpus work) if another training holds the folder; the
-  // trainer takes the lock for real.
-  acquireOutputLock(out).release();
 
   const scratch = join(out, `.tokenizer-${process.pid}`);
   try {
     const tokenizer = opts.resume ? await loadTokenizerFromCheckpoint(join(out, 'checkpoint_last')) : await chooseTokenizer(opts, config, scratch, log);
     const train = await encodeSplit(opts.data, 'train', config, tokenizer, log);
     const valid = await encodeSplit(opts.data, 'valid', config, tokenizer, log);
-    log(`corpus: ${train.source.length} train pairs, ${valid.source.length} valid pairs; vocabulary ${tokenizer.vocabSize}`);
+    log(`corpus: ${train.source.length} train pairs, ${valid.source.length} valid pairs; vocabulary ${tokenizer.vocabSize}; backend ${tf.getBackend()}`);
 
     setGlobalSeed(config.train.seed);
     const model = new TransformerSeq2Seq(seq2seqModelConfig(config, tokenizer));

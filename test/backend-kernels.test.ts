@@ -225,6 +225,8 @@ describe('engine description and start-up', () => {
     const d = describeBackend();
     expect(d.active).toBe('wasm');
     expect(d.threads).toBeGreaterThanOrEqual(1);
+    expect(d.wasmThreads.pool).toBeGreaterThanOrEqual(1);
+    if (!d.wasmThreads.enabled) expect(d.wasmThreads.reason).toBeTruthy();
     expect(d.versions['@tensorflow/tfjs-core']).toBe('4.22.0');
     expect(d.nativeBlas.available).toBe(Boolean(loadNativeBlas().blas));
     if (!d.nativeBlas.available) expect(d.nativeBlas.reason).toBeTruthy();
@@ -237,12 +239,13 @@ describe('engine description and start-up', () => {
       cwd: repoRoot,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, FT_THREADS: '2', VITEST: '' },
+      env: { ...process.env, FT_THREADS: '2', FT_WASM_THREADS: '1', VITEST: '' },
     });
     expect(r.error, String(r.error)).toBeUndefined(); // a timeout (process kept alive) shows up here
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(out.v).toBe(65);
-    expect(out.threads).toBe(2);
+    expect(out.threaded).toBe(true);
+    expect(out.pool).toBe(2);
   });
 });

@@ -38,7 +38,7 @@ const copyData: BatchSource<CopyBatch> = {
   *batches(epoch: number, start: number) {
     for (let i = start; i < 1000; i++) {
       const rng = new SeededRandom(epoch * 100_003 + i + 1);
-      const seqs = Array.from({ length: 32 }, () => randomSequence(rng));
+      const seqs = Array.from({ length: 64 }, () => randomSequence(rng));
       yield { source: seqs.map((s) => [...s, EOS]), targetIn: seqs.map((s) => [BOS, ...s]), targetOut: seqs.map((s) => [...s, EOS]) };
     }
   },
@@ -77,13 +77,13 @@ describe('copy task', () => {
       schedule: 'linear',
       warmupUpdates: 10,
       clipNorm: 1,
-      maxSteps: 150,
+      maxSteps: 120,
       progress: 'none',
       seed: 17,
       onStep: (info) => losses.push(info.loss),
     });
     const result = await trainer.train();
-    expect(result.steps).toBe(150);
+    expect(result.steps).toBe(120);
     const lastTen = losses.slice(-10).reduce((a, b) => a + b, 0) / 10;
     expect(lastTen).toBeLessThan(0.2); // from ln(7) ≈ 1.95 for a uniform guess over the symbols
 

@@ -142,11 +142,14 @@ describe('translation task on the copy fixture', () => {
 });
 
 describe('copy task', () => {
-  it('a tiny model learns to copy: near-perfect BLEU on the test split', async () => {
+  // The proof that the whole loop learns: d 64 (the tiny preset's 32 learns too, only slower),
+  // 200 updates of ~1000 tokens; valid BLEU passes 90 around update 150.
+  it('a tiny model learns to copy: near-perfect BLEU on the test split', { timeout: 400_000 }, async () => {
     const out = join(root, 'copy');
+    const train = { maxSteps: 200, validEvery: 200, saveEvery: 200, lr: 0.005, warmupUpdates: 50, maxTokens: 1024, logEvery: 50 };
     await trainTranslation({
-      ...tinyRun('copy', { maxSteps: 250, validEvery: 250, saveEvery: 250, lr: 0.01, warmupUpdates: 30 }),
-      overrides: { train: { maxSteps: 250, validEvery: 250, saveEvery: 250, lr: 0.01, warmupUpdates: 30, logEvery: 50 }, decode: { validBleuSamples: 0 } },
+      ...tinyRun('copy', train),
+      overrides: { model: { modelDim: 64, ffnDim: 128 }, train, decode: { validBleuSamples: 0 } },
     });
     const result = await evaluateTranslation({ checkpoint: out, data: DATA, split: 'test', beam: 2 });
     expect(result.bleu).toBeGreaterThan(90);

@@ -6,6 +6,7 @@ import {
   encodeMonolingualCorpus,
   encodeParallelCorpus,
   encodeTextFile,
+  readLinePairs,
   readParallelCorpus,
 } from '../src/text/corpus.ts';
 import { MOBY_TOKENIZER } from '../src/text/defaults.ts';
@@ -72,6 +73,16 @@ describe('readLines', () => {
     const path = join(dir, 'bad.en');
     writeFileSync(path, Buffer.concat([Buffer.from('fine\nalso fine\nbroken '), Buffer.from([0xc3, 0x28]), Buffer.from('\nok\n')]));
     await expect(collect(path)).rejects.toThrow(`${path}:3: invalid UTF-8`);
+  });
+
+  it("with invalid: 'replace' turns bad bytes into U+FFFD (raw downloads), and pairs files line for line", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'a.de'), Buffer.concat([Buffer.from('gut\nkaputt '), Buffer.from([0xff]), Buffer.from('\n')]));
+    writeFileSync(join(dir, 'a.en'), 'good\nbroken\n');
+    const pairs = [];
+    for await (const p of readLinePairs(join(dir, 'a.de'), join(dir, 'a.en'), { invalid: 'replace' })) pairs.push(p);
+    expect(pairs.map((p) => p.source)).toEqual(['gut', 'kaputt \ufffd']);
+    expect(pairs.map((p) => p.target)).toEqual(['good', 'broken']);
   });
 
   it('rejects an empty or missing file', async () => {

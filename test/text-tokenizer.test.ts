@@ -40,12 +40,12 @@ describe('SentencePiece tokenizers shipped in data/', () => {
     moby = await loadTokenizer(MOBY_TOKENIZER);
   });
 
-  it('have the fixed special ids, 8000 pieces and identity normalization', () => {
+  it('have the fixed special ids, 8000 pieces and nmt_nfkc normalization', () => {
     for (const t of [bible, moby]) {
       expect(t.kind).toBe('sentencepiece');
       expect([t.vocabSize, t.padId, t.unkId, t.bosId, t.eosId, t.maskId]).toEqual([8000, 0, 1, 2, 3, 4]);
       expect([0, 1, 2, 3, 4].map((i) => t.idToPiece(i))).toEqual(['<pad>', '<unk>', '<s>', '</s>', '<mask>']);
-      expect((t as SentencePieceTokenizer).normalization).toBe('identity');
+      expect((t as SentencePieceTokenizer).normalization).toBe('nmt_nfkc');
       expect(t.files().map((f) => f.split('/').pop())).toEqual(
         t === bible ? ['web-rv1909.en-es.spm.model', 'web-rv1909.en-es.spm.vocab'] : ['moby-dick.en.spm.model', 'moby-dick.en.spm.vocab'],
       );
@@ -80,6 +80,11 @@ describe('SentencePiece tokenizers shipped in data/', () => {
     const name = bible.encode('Jerusalem');
     expect(en.slice(-name.length)).toEqual(name);
     expect(es.slice(-name.length)).toEqual(name);
+  });
+
+  it('fold tabs and no-break spaces into spaces, and keep the text after a lone surrogate', () => {
+    expect(bible.decode(bible.encode('In\tthe\u00a0beginning'))).toBe('In the beginning');
+    expect(bible.decode(bible.encode('a\ud800b'))).toBe('a b'); // nmt_nfkc turns U+FFFD into a space
   });
 
   it('map characters outside the vocabulary to unk without crashing', () => {

@@ -71,4 +71,33 @@ await new Trainer({ model, lossFn: toyLoss(model), data: toyData(5), lr: 0.02, w
     const a = weightValues(straightModel);
     weightValues(resumedModel).forEach((w, i) => expect(Array.from(w)).toEqual(Array.from(a[i])));
   });
+
+  it('Ctrl-C (SIGINT) finishes the update, saves checkpoint_last and returns', async () => {
+    const work = mkdtempSync(path.join(os.tmpdir(), 'ft-sigint-'));
+    const out = path.join(work, 'out');
+    const child = path.join(work, 'child.mts');
+    writeFileSync(
+      child,
+      `
+import { initBackend } from ${JSON.stringify(path.join(root, 'src/backend/index.ts'))};
+import { Trainer } from ${JSON.stringify(path.join(root, 'src/train/index.ts'))};
+import { buildToyModel, toyData, toyLoss } from ${JSON.stringify(path.join(root, 'test/train-toy.ts'))};
+await initBackend({ backend: 'cpu', verbose: false });
+const model = buildToyModel();
+const result = await new Trainer({ model, lossFn: toyLoss(model), data: toyData(5), lr: 0.02, maxSteps: 100, seed: 3,
+  outDir: ${JSON.stringify(out)}, progress: 'none',
+  onStep: (s) => { if (s.step === 3) process.kill(process.pid, 'SIGINT'); } }).train();
+console.log(JSON.stringify(result));
+`,
+    );
+    const run = spawnSync(process.execPath, ['--import', 'tsx', child], { cwd: root, encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    expect(result.stopReason).toBe('interrupted');
+    // The signal is delivered while update 3's bookkeeping runs; at most one more update completes.
+    expect(result.steps).toBeGreaterThanOrEqual(3);
+    expect(result.steps).toBeLessThanOrEqual(4);
+    expect((await loadCheckpoint(path.join(out, 'checkpoint_last'))).trainerState!.step).toBe(result.steps);
+    expect(existsSync(path.join(out, '.lock'))).toBe(false);
+  });
 });

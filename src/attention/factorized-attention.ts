@@ -44,7 +44,8 @@ export interface AttendOptions {
   causal?: boolean;
   /** Enables attention dropout. Default false. */
   training?: boolean;
-  /** Incremental-decoding cache (see cache.ts). */
+  /** Incremental-decoding cache (see cache.ts). Inference only: with a cache the query/key/value
+   * weights are reused in a precomputed layout, so no gradient reaches them. */
   cache?: AttentionCache;
 }
 

@@ -7,8 +7,9 @@
  * products on the system BLAS through the optional native addon (kernels/matMul.ts), and the
  * kernels stock wasm lacks or does slowly replaced (kernels/).
  *
- * Env: FT_BACKEND (auto|tensorflow|wasm|cpu), FT_THREADS (wasm pool and BLAS threads; default
- * the number of CPUs), FT_NATIVE_BLAS=0 (skip the addon), FT_WASM_THREADS=0 (stock single-thread wasm).
+ * Env: FT_BACKEND (auto|tensorflow|wasm|cpu), FT_THREADS (compute threads; default the number of
+ * CPUs, 1 under vitest), FT_NATIVE_BLAS=0 (skip the addon), FT_WASM_THREADS=0|1 (force the wasm
+ * thread pool off/on; by default on only when the native BLAS is unavailable).
  */
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
@@ -37,10 +38,10 @@ export interface BackendDescription {
   active: string;
   requested: BackendChoice;
   skipped: { name: string; reason: string }[];
-  /** Compute threads of the active engine (wasm: XNNPACK pool incl. the main thread; 1 for cpu). */
+  /** Compute threads of the active engine (wasm: the larger of the XNNPACK pool and the BLAS threads; 1 for cpu). */
   threads: number;
-  /** wasm: whether the threaded build runs, or why not. */
-  wasmThreads: { enabled: boolean; reason?: string };
+  /** wasm: whether the threaded build runs (or why not) and its pool size incl. the main thread. */
+  wasmThreads: { enabled: boolean; pool: number; reason?: string };
   nativeBlas: { available: boolean; reason?: string; config?: string; threads?: number; coreTypeChosen?: string };
   /** Which implementation BatchMatMul/_FusedMatMul use on this engine. */
   matMul: 'native' | 'wasm-sliced' | 'stock';
@@ -50,7 +51,7 @@ export interface BackendDescription {
 const require = createRequire(import.meta.url);
 let current: BackendInfo | undefined;
 let logged = false;
-let wasmThreadsState: BackendDescription['wasmThreads'] = { enabled: false, reason: 'wasm not started' };
+let wasmThreadsState: { enabled: boolean; reason?: string } = { enabled: false, reason: 'wasm not started' };
 let matMulPath: BackendDescription['matMul'] = 'stock';
 let wasmPrepared = false;
 
@@ -64,7 +65,10 @@ function parseChoice(value: string | undefined, source: string): BackendChoice {
   return v as BackendChoice;
 }
 
-/** Threads for the compute pools: FT_THREADS, else every CPU this process may use. */
+/**
+ * Threads for the compute pools: FT_THREADS, else every CPU this process may use; under vitest 1,
+ * because its workers already run one test file per core in parallel.
+ */
 export function computeThreads(): number {
   const raw = process.env.FT_THREADS;
   if (raw !== undefined && raw.trim() !== '') {
@@ -72,6 +76,7 @@ export function computeThreads(): number {
     if (!Number.isInteger(n) || n < 1) throw new UserError(`FT_THREADS: expected a positive integer, got '${raw}'`);
     return n;
   }
+  if (process.env.VITEST) return 1;
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
@@ -85,16 +90,27 @@ function tryRequire(pkg: string): string | undefined {
   }
 }
 
-/** Registers the wasm engine (threaded if possible) and our kernels, once per process. */
+/**
+ * Registers the wasm engine and our kernels, once per process.
+ *
+ * Thread plan (measured on 2 shared cores, transformer_small training step: one wasm thread +
+ * 2 BLAS threads 10.6 s, 2 wasm threads + 2 BLAS threads 14.9 s): with the native BLAS doing the
+ * matrix products, wasm stays single-threaded so that two thread pools do not fight over the
+ * cores; without it, XNNPACK's pool gets every thread. FT_WASM_THREADS=1/0 forces either way.
+ */
 async function prepareWasm(): Promise<void> {
   if (wasmPrepared) return;
   // Importing the package registers the stock backend and all its kernels.
   await import('@tensorflow/tfjs-backend-wasm');
   const threads = computeThreads();
-  if (process.env.FT_WASM_THREADS === '0') {
+  const native = loadNativeBlas();
+  const forced = process.env.FT_WASM_THREADS;
+  if (forced === '0') {
     wasmThreadsState = { enabled: false, reason: 'disabled by FT_WASM_THREADS=0' };
+  } else if (forced !== '1' && native.blas) {
+    wasmThreadsState = { enabled: false, reason: 'native BLAS runs the matrix products on all threads (FT_WASM_THREADS=1 to thread wasm too)' };
   } else if (threads < 2) {
-    wasmThreadsState = { enabled: false, reason: 'one CPU' };
+    wasmThreadsState = { enabled: false, reason: 'one compute thread (FT_THREADS or CPU count)' };
   } else {
     try {
       registerThreadedWasm(threads);
@@ -103,7 +119,6 @@ async function prepareWasm(): Promise<void> {
       wasmThreadsState = { enabled: false, reason: String((err as Error).message).split('\n')[0] };
     }
   }
-  const native = loadNativeBlas();
   if (native.blas) native.blas.setNumThreads(threads);
   matMulPath = registerWasmMatMul(native.blas).path;
   registerUnsortedSegmentSum('wasm');
@@ -192,13 +207,17 @@ function packageVersion(pkg: string): string | undefined {
 export function describeBackend(): BackendDescription {
   const active = current?.name ?? tf.getBackend() ?? 'none';
   const native = loadNativeBlas();
+  let wasmPool = 0;
   let threads = 1;
   if (active === 'wasm') {
+    let pool = 1;
     try {
-      threads = (require('@tensorflow/tfjs-backend-wasm') as { getThreadsCount(): number }).getThreadsCount();
+      pool = (require('@tensorflow/tfjs-backend-wasm') as { getThreadsCount(): number }).getThreadsCount();
     } catch {
-      threads = 1;
+      pool = 1;
     }
+    threads = Math.max(pool, matMulPath === 'native' && native.blas ? native.blas.getNumThreads() : 1);
+    wasmPool = pool;
   } else if (active.startsWith('tensorflow')) {
     threads = computeThreads();
   }
@@ -213,7 +232,7 @@ export function describeBackend(): BackendDescription {
     requested: current?.requested ?? 'auto',
     skipped: current?.skipped ?? [],
     threads,
-    wasmThreads: active === 'wasm' ? wasmThreadsState : { enabled: false, reason: `engine is ${active}` },
+    wasmThreads: active === 'wasm' ? { ...wasmThreadsState, pool: wasmPool } : { enabled: false, pool: 0, reason: `engine is ${active}` },
     nativeBlas: native.blas
       ? { available: true, config: native.blas.config(), threads: native.blas.getNumThreads(), coreTypeChosen: native.coreTypeChosen }
       : { available: false, reason: native.reason },

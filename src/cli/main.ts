@@ -28,9 +28,11 @@ export function buildProgram(io: CliIo): Command {
     )
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true });
 
+  // The engine is named in `doctor` and in the training log, not on every run: a mistake's
+  // output stays one line.
   program.hook('preAction', async () => {
     const backend = program.opts().backend as BackendChoice | undefined;
-    await initBackend(backend ? { backend } : {});
+    await initBackend({ ...(backend ? { backend } : {}), verbose: false });
   });
 
   registerQuickstartCommand(program, io);

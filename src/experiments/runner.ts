@@ -167,6 +167,6 @@ export async function runExperiment(spec: ExperimentSpec, opts: RunExperimentOpt
 
 function formatTest(test: Record<string, number> | null): string {
   if (!test) return '';
-  const parts = Object.entries(test).map(([k, v]) => `${k} ${Number.isFinite(v) ? v.toFixed(2) : String(v)}`);
+  const parts = Object.entries(test).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : Number.isFinite(v) ? v.toFixed(2) : String(v)}`);
   return `; test ${parts.join(', ')}`;
 }

@@ -15,6 +15,10 @@ import { completeSpecialIds, type Tokenizer } from './tokenizer.ts';
 
 type WasmProcessor = InstanceType<typeof spm.SentencePieceProcessor>;
 
+const LONE_SURROGATE_SOURCE = '[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]';
+const LONE_SURROGATE = new RegExp(LONE_SURROGATE_SOURCE);
+const LONE_SURROGATE_G = new RegExp(LONE_SURROGATE_SOURCE, 'g');
+
 export class SentencePieceTokenizer implements Tokenizer {
   readonly kind = 'sentencepiece' as const;
   readonly vocabSize: number;
@@ -73,7 +77,9 @@ export class SentencePieceTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
-    return this.processor.encodeIds(text);
+    // The wasm glue converts a lone surrogate by swallowing the next character; make the string
+    // well-formed first (lone surrogates become U+FFFD, which encodes as <unk>).
+    return this.processor.encodeIds(LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATE_G, '\ufffd') : text);
   }
 
   decode(ids: ArrayLike<number>): string {

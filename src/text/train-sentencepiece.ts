@@ -20,8 +20,10 @@ export interface TrainSentencePieceOptions {
   vocabSize: number;
   modelType?: 'unigram' | 'bpe' | 'char' | 'word';
   /**
-   * 'identity' (default) keeps text byte-for-byte, so decode(encode(s)) === s; 'nmt_nfkc' folds
-   * compatibility characters (full-width forms, ligatures) and does not round-trip them.
+   * 'nmt_nfkc' (default, SentencePiece's own default) applies NFKC and maps tabs, no-break spaces
+   * and control characters to plain spaces or nothing, so odd whitespace in user input does not
+   * become <unk>; text already in NFKC form with single spaces round-trips exactly
+   * (decode(encode(s)) === s). 'identity' keeps every character as it is.
    */
   normalization?: 'identity' | 'nmt_nfkc' | 'nfkc';
   /** Share of characters that get their own piece; 1.0 (default) keeps every character seen in training. */
@@ -66,7 +68,7 @@ export function sentencePieceTrainArgs(
     `--model_prefix=${modelPrefix}`,
     `--vocab_size=${opts.vocabSize}`,
     `--model_type=${opts.modelType ?? 'unigram'}`,
-    `--normalization_rule_name=${opts.normalization ?? 'identity'}`,
+    `--normalization_rule_name=${opts.normalization ?? 'nmt_nfkc'}`,
     `--character_coverage=${opts.characterCoverage ?? 1.0}`,
     '--pad_id=0',
     '--unk_id=1',

@@ -122,6 +122,11 @@ export interface TrainerOptions<B> {
   progressStream?: NodeJS.WritableStream;
   /** Writes checkpoint files (injectable to simulate disk faults). */
   writer?: FileWriter;
+  /**
+   * On SIGINT/SIGTERM finish the current update, save checkpoint_last and return with stopReason
+   * 'interrupted' (a second signal exits at once). Default: true when outDir is set.
+   */
+  handleSignals?: boolean;
   /** Called after every applied or skipped update. */
   onStep?: (info: StepInfo) => void;
 }
@@ -138,7 +143,8 @@ export interface StepInfo {
   skipped: boolean;
 }
 
-export type StopReason = 'maxSteps' | 'maxEpochs' | 'maxTime' | 'earlyStop';
+/** 'interrupted': SIGINT/SIGTERM; the current update was finished and checkpoint_last saved. */
+export type StopReason = 'maxSteps' | 'maxEpochs' | 'maxTime' | 'earlyStop' | 'interrupted';
 
 export interface TrainResult {
   steps: number;
@@ -361,7 +367,30 @@ export class Trainer<B> {
     }
   }
 
+  private interrupted: string | null = null;
+
   private async loop(progress: ProgressReporter, metrics: MetricsWriter | null): Promise<TrainResult> {
+    const o = this.options;
+    this.interrupted = null;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (this.interrupted) process.exit(130);
+      this.interrupted = signal;
+      progress.message(`${signal}: finishing this update and saving checkpoint_last (${signal} again to abort at once)`);
+    };
+    const handleSignals = o.handleSignals ?? o.outDir !== undefined;
+    if (handleSignals) {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }
+    try {
+      return await this.runLoop(progress, metrics);
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  }
+
+  private async runLoop(progress: ProgressReporter, metrics: MetricsWriter | null): Promise<TrainResult> {
     const o = this.options;
     const sessionStart = performance.now();
     const elapsedAtStart = this.state.elapsedSeconds;
@@ -379,7 +408,7 @@ export class Trainer<B> {
 
     while (stopReason === null) {
       // Also reached after a skipped (non-finite) last update of an epoch.
-      stopReason = this.budgetReason(elapsed());
+      stopReason = this.interrupted ? 'interrupted' : this.budgetReason(elapsed());
       if (stopReason !== null) break;
       const epoch = this.state.epoch;
       const n = o.data.numBatches(epoch);
@@ -431,8 +460,12 @@ export class Trainer<B> {
             windowStart = performance.now();
           }
 
-          stopReason = this.budgetReason(elapsed());
-          const validateNow = o.validate && ((this.every.valid > 0 && step % this.every.valid === 0) || stopReason !== null);
+          // Let the event loop run (signal handlers, the progress bar's timer) between updates.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          stopReason = this.interrupted ? 'interrupted' : this.budgetReason(elapsed());
+          // An interrupted run saves at once; validation is for budgets that ran out.
+          const validateNow =
+            o.validate !== undefined && stopReason !== 'interrupted' && ((this.every.valid > 0 && step % this.every.valid === 0) || stopReason !== null);
           if (validateNow) {
             const improved = await this.runValidation(progress, metrics, elapsed());
             if (improved && o.outDir) await this.save(path.join(o.outDir, 'checkpoint_best'));
@@ -453,7 +486,7 @@ export class Trainer<B> {
     }
     // Stopped at the top of the loop with unsaved progress (the last update of an epoch was skipped).
     if (o.outDir && this.state.step !== savedAtStep) {
-      if (o.validate && this.state.lastValidation?.step !== this.state.step) {
+      if (o.validate && stopReason !== 'interrupted' && this.state.lastValidation?.step !== this.state.step) {
         if (await this.runValidation(progress, metrics, elapsed())) await this.save(path.join(o.outDir, 'checkpoint_best'));
       }
       await this.saveLast(o.outDir);
