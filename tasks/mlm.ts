@@ -7,7 +7,7 @@
  * running order (they are packed into sequences of up to `data.maxLength` tokens).
  */
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../src/errors.ts';
@@ -365,20 +365,29 @@ export function scoreMaskedLm(
   };
 }
 
-/** Where the data and tokenizer come from: given, or the embedded Moby-Dick corpus. */
-export async function resolveMlmData(dataDir?: string, tokenizerPath?: string): Promise<{ dataDir: string; tokenizerPath: string }> {
-  if (dataDir) {
-    if (!existsSync(dataDir)) throw new UserError(`--data: folder ${dataDir} does not exist`);
-    if (!tokenizerPath) {
-      const candidates = [join(dataDir, 'tokenizer.json'), join(dataDir, 'spm.model')];
-      const found = candidates.find((c) => existsSync(c));
-      if (!found) throw new UserError(`--tokenizer: required with --data ${dataDir} (a SentencePiece .model or a tokenizer.json)`);
-      tokenizerPath = found;
-    }
-    return { dataDir, tokenizerPath };
+/**
+ * Where the data and tokenizer come from. Data: `--data`, or the embedded Moby-Dick corpus.
+ * Tokenizer: `--tokenizer`, else the data folder's `tokenizer.json` or single `*.model`, else the
+ * English SentencePiece model shipped with the embedded corpus (it has a `<mask>` piece).
+ */
+export async function resolveMlmData(
+  dataDir?: string,
+  tokenizerPath?: string,
+  log: (line: string) => void = () => {},
+): Promise<{ dataDir: string; tokenizerPath: string }> {
+  if (dataDir !== undefined && !(existsSync(dataDir) && statSync(dataDir).isDirectory())) {
+    throw new UserError(`--data: folder ${dataDir} does not exist`);
   }
-  const corpus = await ensureDefaultMlmCorpus();
-  return { dataDir: corpus.dir, tokenizerPath: tokenizerPath ?? corpus.tokenizerPath };
+  const corpus = dataDir === undefined || tokenizerPath === undefined ? await ensureDefaultMlmCorpus() : null;
+  if (tokenizerPath === undefined && dataDir !== undefined) {
+    const models = readdirSync(dataDir).filter((f) => f.endsWith('.model'));
+    if (existsSync(join(dataDir, 'tokenizer.json')) || models.length === 1) tokenizerPath = dataDir;
+    else {
+      tokenizerPath = corpus!.tokenizerPath;
+      log(`mlm: ${dataDir} has no tokenizer.json or *.model; using the shipped English SentencePiece model ${tokenizerPath}`);
+    }
+  }
+  return { dataDir: dataDir ?? corpus!.dir, tokenizerPath: tokenizerPath ?? corpus!.tokenizerPath };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,7 +481,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     tokenizerPath = lastDir;
   } else {
     config = resolveMlmConfig({ preset: opts.preset, configFile: opts.configFile, flags: opts.overrides, set: opts.set });
-    ({ dataDir, tokenizerPath } = await resolveMlmData(opts.data, opts.tokenizer));
+    ({ dataDir, tokenizerPath } = await resolveMlmData(opts.data, opts.tokenizer, log));
   }
   const t = config.train;
   if (t.maxSteps === null && t.maxEpochs === null && t.maxTimeMinutes === null) {

@@ -19,7 +19,7 @@ import { perplexity } from '../src/metrics/perplexity.ts';
 import { TransformerSeq2Seq } from '../src/models/seq2seq.ts';
 import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
 import { trainSentencePiece } from '../src/text/train-sentencepiece.ts';
-import { CONFIG_JSON, loadCheckpoint, MODEL_JSON } from '../src/train/checkpoint.ts';
+import { CONFIG_JSON, loadCheckpoint, MODEL_JSON, recoverCheckpoint } from '../src/train/checkpoint.ts';
 import { acquireOutputLock } from '../src/train/lock.ts';
 import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
 import type { ProgressMode } from '../src/train/progress.ts';
@@ -243,7 +243,12 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   // Fail fast (before reading configs, tokenizer and corpus) if another training holds the
   // folder; the trainer takes the lock for real.
   acquireOutputLock(out).release();
-  const config = opts.resume
+  // A crash between the two renames of a checkpoint replacement leaves the old folder aside: put it back.
+  recoverCheckpoint(join(out, 'checkpoint_last'));
+  // Like fairseq, --resume on a folder without a checkpoint starts the run (a restart loop can always pass it).
+  const resume = (opts.resume ?? false) && existsSync(join(out, 'checkpoint_last'));
+  if (opts.resume && !resume) log(`--resume: no checkpoint_last in ${opts.out} yet; starting a new run`);
+  const config = resume
     ? resumeConfig(out, opts)
     : resolveTranslationConfig({
         preset: opts.preset,
@@ -253,13 +258,13 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
         sourceLang: opts.sourceLang,
         targetLang: opts.targetLang,
       });
-  if (!opts.resume && existsSync(join(out, 'checkpoint_last'))) {
+  if (!resume && existsSync(join(out, 'checkpoint_last'))) {
     throw new UserError(`--out ${opts.out}: already holds checkpoint_last; pass --resume to continue it, or choose another folder`);
   }
 
   const scratch = join(out, `.tokenizer-${process.pid}`);
   try {
-    const tokenizer = opts.resume ? await loadTokenizerFromCheckpoint(join(out, 'checkpoint_last')) : await chooseTokenizer(opts, config, scratch, log);
+    const tokenizer = resume ? await loadTokenizerFromCheckpoint(join(out, 'checkpoint_last')) : await chooseTokenizer(opts, config, scratch, log);
     const train = await encodeSplit(opts.data, 'train', config, tokenizer, log);
     const valid = await encodeSplit(opts.data, 'valid', config, tokenizer, log);
     log(`corpus: ${train.source.length} train pairs, ${valid.source.length} valid pairs; vocabulary ${tokenizer.vocabSize}; backend ${tf.getBackend()}`);
@@ -314,7 +319,7 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
       earlyStopPatience: t.earlyStopPatience ?? undefined,
       seed: t.seed,
       nanPolicy: t.nanPolicy,
-      resume: opts.resume ?? false,
+      resume,
       progress: opts.progress,
     });
     const started = performance.now();

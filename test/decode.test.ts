@@ -22,7 +22,7 @@ interface ToyState {
 
 /** log p(next | last) = table[last][next]; the source only sets how many rows there are. */
 class MarkovModel implements DecoderStepModel<ToyState> {
-  readonly bosId = BOS;
+  bosId = BOS;
   readonly eosId = EOS;
   readonly padId = PAD;
   readonly maxTargetPositions: number;
@@ -187,6 +187,21 @@ describe('beamSearch rules', () => {
     expect(h.tokens).toHaveLength(2);
     const [g] = await greedyDecode(new MarkovModel(eager), [[9]], { minLen: 2 });
     expect(g.tokens).toHaveLength(2);
+  });
+
+  it('works with EOS doubling as BOS (fairseq\'s convention) and never emits PAD', async () => {
+    // PAD is the likeliest token everywhere; EOS is fed as the first token.
+    const table = Array.from({ length: 6 }, (_, last) => logNormalize([0.5, 0.1, last === EOS ? 0.05 : 0.2, 0.15, 0.1, 0.1]));
+    const model = new MarkovModel(table);
+    model.bosId = EOS;
+    const [[h]] = await beamSearch(model, [[9]], { beamSize: 3, maxLenB: 5 });
+    const [g] = await greedyDecode(model, [[9]], { maxLenB: 5 });
+    for (const hyp of [h, g]) {
+      expect(hyp.tokens).not.toContain(PAD);
+      // BOS (id 1) is an ordinary token here; the first step is scored from the EOS row.
+      expect(hyp.positionalScores[0]).toBeCloseTo(table[EOS][hyp.tokens[0]], 5);
+    }
+    expect(g.tokens[0]).toBe(3); // after EOS: PAD banned, EOS 0.05 < token 3's 0.15
   });
 
   it('caps the output at the decoder positions', async () => {

@@ -13,7 +13,7 @@ import { writeReport } from '../src/experiments/report.ts';
 import { meanStd, readExperiment, summarize } from '../src/experiments/results.ts';
 import { DONE_JSON, runDir, runExperiment, type RunFunction, type RunResult } from '../src/experiments/runner.ts';
 import { expandGrid, loadExperimentSpec, parseExperimentSpec, parseRunName, runName, type ExperimentSpec } from '../src/experiments/spec.ts';
-import { checkSpecAgainstTask, runOverrides } from '../src/experiments/task-runs.ts';
+import { checkSpecAgainstTask, makeTaskRunFunction, runOverrides } from '../src/experiments/task-runs.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ft-experiment-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -342,5 +342,48 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
     expect(again.steps).toBe(4);
     expect(again.test.bleu).toBeCloseTo(first.test.bleu, 6);
     expect(again.finalValidLoss).toBeCloseTo(first.finalValidLoss, 6);
+  });
+});
+
+describe('the masked-LM task through the runner (tiny WordPiece corpus, real training)', () => {
+  it('trains and evaluates each run and reports test perplexity', async () => {
+    const data = join(root, 'mlm-data');
+    mkdirSync(data, { recursive: true });
+    const words = 'the and of to in he god lord said light earth heaven'.split(' ');
+    const lines = (n: number, k: number) => Array.from({ length: n }, (_, i) => Array(4).fill(words[(i * k) % words.length]).join(' ')).join('\n') + '\n';
+    writeFileSync(join(data, 'train.txt'), lines(120, 7));
+    writeFileSync(join(data, 'valid.txt'), lines(20, 5));
+    writeFileSync(join(data, 'test.txt'), lines(20, 3));
+    const s = parseExperimentSpec(
+      {
+        name: 'mlm-two-run',
+        task: 'mlm',
+        data: { dir: data, tokenizer: join(import.meta.dirname, 'fixtures/text/wordpiece') },
+        preset: 'bert_tiny',
+        config: { train: { validEvery: 2, saveEvery: 2, logEvery: 1, maxTokens: 256 }, data: { maxLength: 16 } },
+        grid: { rankScale: [0.5], variants: ['baseline', 'si-fd'], seeds: [1] },
+        regularization: { weightDecay: 0.01, frobeniusDecay: 1e-4 },
+        budget: { maxSteps: 4 },
+      },
+      'mlm-spec.json',
+    );
+    checkSpecAgainstTask(s, 'mlm-spec.json');
+    const out = join(root, 'mlm-out');
+    const outcome = await runExperiment(s, { out, runFn: makeTaskRunFunction({ progress: 'none' }) });
+    expect(outcome.ran).toEqual(['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1']);
+    for (const name of outcome.ran) {
+      const done = JSON.parse(readFileSync(join(runDir(out, name), DONE_JSON), 'utf8'));
+      expect(done).toMatchObject({ task: 'mlm', steps: 4 });
+      expect(done.test.perplexity).toBeGreaterThan(1);
+      expect(done.compressionRatio).toBeGreaterThan(0.5);
+      expect(done.compressionRatio).toBeLessThan(1);
+      const config = JSON.parse(readFileSync(join(runDir(out, name), 'checkpoint_last', 'config.json'), 'utf8'));
+      expect(config.model.attentionRankScale).toBe(0.5);
+      expect(config.train.frobeniusDecay).toBe(name.includes('si-fd') ? 1e-4 : 0);
+    }
+    await writeReport(out);
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toContain('test perplexity');
+    expect(md).toContain('| rs0.5-si-fd-seed1 | done |');
   });
 });

@@ -10,6 +10,7 @@ import { registerMlmCommands } from '../src/cli/commands/mlm.ts';
 import { SeededRandom } from '../src/random.ts';
 import { maskingRandom } from '../src/text/masking.ts';
 import { loadTokenizer } from '../src/text/tokenizer.ts';
+import { MOBY_TOKENIZER } from '../src/text/defaults.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import {
   evaluateMlm,
@@ -17,6 +18,7 @@ import {
   maskerFor,
   parseStoredMlmConfig,
   resolveMlmConfig,
+  resolveMlmData,
   trainMlm,
   type MlmTrainSummary,
 } from '../tasks/mlm.ts';
@@ -158,6 +160,15 @@ describe('MLM configuration and input errors', () => {
     expect(ok.train.lr).toBe(0.0005);
     expect(ok.train.optimizer).toBe('adamw');
     expect(ok.train.schedule).toBe('linear');
+  });
+
+  it('takes the tokenizer from --tokenizer, else the data folder, else the shipped English SentencePiece model', async () => {
+    expect((await resolveMlmData(dataDir, WORDPIECE)).tokenizerPath).toBe(WORDPIECE);
+    expect((await resolveMlmData(WORDPIECE)).tokenizerPath).toBe(WORDPIECE); // a folder holding tokenizer.json
+    const lines: string[] = [];
+    expect((await resolveMlmData(dataDir, undefined, (l) => lines.push(l))).tokenizerPath).toBe(MOBY_TOKENIZER);
+    expect(lines.join()).toMatch(/shipped English SentencePiece/);
+    await expect(resolveMlmData(join(root, 'missing'))).rejects.toThrow(/--data: folder .*missing does not exist/);
   });
 
   it('refuses a run without a stopping rule, a missing split and a tokenizer without a mask token', async () => {

@@ -58,6 +58,19 @@ describe('trainSentencePiece', () => {
     expect(lines.filter((l) => t.decode(t.encode(l)) !== l)).toEqual([]);
   });
 
+  it.skipIf(!haveTrainer)('gives a model without a pad piece an extra id for padding, which decodes to nothing', async () => {
+    const { dir: corpus } = await ensureDefaultMlmCorpus();
+    const dir = mkdtempSync(join(tmpdir(), 'spm-nopad-'));
+    const input = join(dir, 'in.txt');
+    writeFileSync(input, readFileSync(join(corpus, 'valid.txt'), 'utf8').split('\n').slice(0, 100).join('\n') + '\n');
+    const model = await trainSentencePiece({ input, modelPrefix: join(dir, 'nopad'), vocabSize: 150, extraArgs: ['--pad_id=-1', '--unk_id=0', '--bos_id=1', '--eos_id=2'] });
+    const t = await loadTokenizer(model);
+    expect([t.unkId, t.bosId, t.eosId, t.padId, t.vocabSize]).toEqual([0, 1, 2, 150, 151]);
+    expect(t.idToPiece(150)).toBe('<pad>');
+    const ids = t.encode('Call me Ishmael.');
+    expect(t.decode([...ids, t.eosId, t.padId, t.padId])).toBe('Call me Ishmael.');
+  });
+
   it.skipIf(!haveTrainer)('turns a trainer failure into a one-line UserError', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'spm-fail-'));
     writeFileSync(join(dir, 'tiny.txt'), 'a b\n');

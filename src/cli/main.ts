@@ -44,7 +44,12 @@ export function buildProgram(io: CliIo): Command {
   // including commands that other modules add with addCommand (these do not inherit settings).
   const configure = (cmd: Command): void => {
     cmd.exitOverride();
-    cmd.configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
+    cmd.configureOutput({
+      writeOut: (s) => io.stdout(s),
+      writeErr: (s) => io.stderr(s),
+      // Commander puts its "(Did you mean …?)" on a second line; an error stays one line.
+      outputError: (s, write) => write(s.replace(/\n(?=\(Did you mean)/, ' ')),
+    });
     cmd.commands.forEach(configure);
   };
   configure(program);

@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { FactorizedDense } from '../factorized/index.ts';
+import { applyActivation } from '../factorized/dense.ts';
 import { globalRandom } from '../random.ts';
 import type { Activation } from './config.ts';
 import { LayerNorm } from './layer-norm.ts';
@@ -50,12 +51,8 @@ export function projection(name: string, units: number, useBias: boolean, rankSc
 }
 
 export function activate(x: tf.Tensor, activation: Activation): tf.Tensor {
-  if (activation === 'relu') return tf.relu(x);
-  if (activation === 'gelu') {
-    // Exact GELU (BERT's, PyTorch's default): x·Φ(x) = ½x(1 + erf(x/√2)).
-    return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
-  }
-  throw new UserError(`unknown activation '${String(activation)}'; expected relu or gelu`);
+  if (activation !== 'relu' && activation !== 'gelu') throw new UserError(`unknown activation '${String(activation)}'; expected relu or gelu`);
+  return applyActivation(x, activation); // gelu: the exact erf form, as PyTorch / BERT
 }
 
 /** [B, S] int ids → [B, S] float mask, 1 where the id is padding. */

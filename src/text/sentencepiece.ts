@@ -15,9 +15,7 @@ import { completeSpecialIds, type Tokenizer } from './tokenizer.ts';
 
 type WasmProcessor = InstanceType<typeof spm.SentencePieceProcessor>;
 
-const LONE_SURROGATE_SOURCE = '[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]';
-const LONE_SURROGATE = new RegExp(LONE_SURROGATE_SOURCE);
-const LONE_SURROGATE_G = new RegExp(LONE_SURROGATE_SOURCE, 'g');
+const LONE_SURROGATES = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 export class SentencePieceTokenizer implements Tokenizer {
   readonly kind = 'sentencepiece' as const;
@@ -79,7 +77,7 @@ export class SentencePieceTokenizer implements Tokenizer {
   encode(text: string): number[] {
     // The wasm glue converts a lone surrogate by swallowing the next character; make the string
     // well-formed first (lone surrogates become U+FFFD, which encodes as <unk>).
-    return this.processor.encodeIds(LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATE_G, '\ufffd') : text);
+    return this.processor.encodeIds(text.replace(LONE_SURROGATES, '\ufffd'));
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -95,10 +93,12 @@ export class SentencePieceTokenizer implements Tokenizer {
   }
 
   idToPiece(id: number): string {
-    if (id === this.padId) return '<pad>';
-    if (id < 0 || id >= this.vocabSize) throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
-    if (id >= this.info.pieces.length) return ['<unk>', '<s>', '</s>'][[this.unkId, this.bosId, this.eosId].indexOf(id)] ?? '<pad>';
-    return this.info.pieces[id];
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+      throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
+    }
+    if (id < this.info.pieces.length) return this.info.pieces[id];
+    // An id appended for a special the model lacks (see completeSpecialIds).
+    return id === this.padId ? '<pad>' : id === this.unkId ? '<unk>' : id === this.bosId ? '<s>' : '</s>';
   }
 
   /** The normalization rule the model was trained with ('identity', 'nmt_nfkc', ...). */

@@ -74,7 +74,7 @@ function registerTrain(program: Command, io: CliIo): void {
         '({train,valid}.txt in --data, one sentence per line; default: the embedded Moby-Dick corpus)',
     )
     .option('--data <dir>', 'corpus folder with train.txt and valid.txt (default: the embedded Moby-Dick corpus)')
-    .option('--tokenizer <path>', "SentencePiece .model, or a WordPiece tokenizer.json (file or folder); default: the corpus's")
+    .option('--tokenizer <path>', "SentencePiece .model, or a WordPiece tokenizer.json (file or folder); default: the --data folder's, else the shipped English SentencePiece model")
     .requiredOption('--out <dir>', 'output folder: checkpoints (checkpoint_last, checkpoint_best), metrics.jsonl')
     .option('--preset <name>', 'model + recipe preset: bert_tiny, bert_small, bert_base (default bert_small)')
     .option('--config <file>', 'JSON config: any subset of {model, train, data} keys')
