@@ -1,3 +1,11 @@
 /** factorized-transformer: the public API (ARCHITECTURE §3). */
-export { initBackend, backendInfo } from './backend/index.ts';
-export type { BackendChoice, BackendInfo, BackendOptions } from './backend/index.ts';
+export * from './backend/index.ts';
+export * from './factorized/index.ts';
+export * from './attention/index.ts';
+export * from './models/index.ts';
+export * from './decode/index.ts';
+export * from './train/index.ts';
+export * from './metrics/index.ts';
+export * from './text/index.ts';
+export { UserError } from './errors.ts';
+export { SeededRandom, globalRandom, setGlobalSeed, seededDropout } from './random.ts';

@@ -23,8 +23,8 @@ import {
   type MaskedLmBatch,
 } from '../src/text/masking.ts';
 import { SeededRandom, setGlobalSeed } from '../src/random.ts';
-import { buildBertForMaskedLM, type BertConfig } from '../src/models/bert.ts';
-import { bertConfigFromPreset, bertPresets } from '../src/models/bert-presets.ts';
+import { buildBertForMaskedLM, resolveBertConfig, type BertConfig } from '../src/models/bert.ts';
+import { bertPresets } from '../src/models/bert-presets.ts';
 import { scoreMaskedPredictions } from '../src/models/mlm-head.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
@@ -211,12 +211,8 @@ export function parseStoredMlmConfig(value: unknown, file: string): MlmConfig {
 }
 
 /** The model config for a tokenizer: the task's architecture plus vocabulary and pad id. */
-export function bertConfigFor(config: MlmConfig, tokenizer: Tokenizer): BertConfig {
-  return bertConfigFromPreset(config.preset in bertPresets ? config.preset : 'bert_small', {
-    ...config.model,
-    vocabSize: tokenizer.vocabSize,
-    padId: tokenizer.padId,
-  });
+export function bertConfigFor(config: MlmConfig, tokenizer: Pick<Tokenizer, 'vocabSize' | 'padId'>): BertConfig {
+  return resolveBertConfig({ ...config.model, vocabSize: tokenizer.vocabSize, padId: tokenizer.padId });
 }
 
 // ---------------------------------------------------------------------------------------------
