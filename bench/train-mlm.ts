@@ -18,7 +18,7 @@ export const run: Benchmark = async ({ quick }) => {
   const batch = quick ? 8 : 32;
   const seqLen = 128;
   const masked = 20;
-  const steps = quick ? 2 : 5;
+  const steps = quick ? 2 : 3;
   const config = bertConfigFromPreset('bert_small', { vocabSize: vocab, padId: 0 });
   const { model } = buildBertForMaskedLM(config);
   const ids = tf.tensor2d(randomIds(batch * seqLen, vocab, 3), [batch, seqLen], 'int32');
@@ -33,7 +33,7 @@ export const run: Benchmark = async ({ quick }) => {
   const step = makeTrainStep(model.trainableWeights, optimizer, () =>
     labelSmoothedCrossEntropy(model.apply([ids, positions], { training: true }) as tf.Tensor, labels, { smoothing: 0, padId: 0 }),
   );
-  const ms = await timeMedian(step, steps, 2);
+  const ms = await timeMedian(step, steps, 1);
   const ours = (batch * seqLen) / (ms / 1000);
   const extra = {
     model: 'bert_small',
@@ -46,6 +46,6 @@ export const run: Benchmark = async ({ quick }) => {
   tf.dispose([ids, positions, labels]);
   optimizer.dispose();
   model.dispose();
-  const ref = await runReference('train_mlm.py', { batch, 'seq-len': seqLen, masked, steps, warmup: 2, threads: describeBackend().threads });
+  const ref = await runReference('train_mlm.py', { batch, 'seq-len': seqLen, masked, steps, warmup: 1, threads: describeBackend().threads });
   return [compared('train-mlm', ours, 'tokens/s', ref, 'tokens_per_s', extra)];
 };

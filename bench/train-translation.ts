@@ -16,7 +16,7 @@ export const run: Benchmark = async ({ quick }) => {
   const batch = quick ? 16 : 128;
   const srcLen = 32;
   const tgtLen = 32;
-  const steps = quick ? 2 : 5;
+  const steps = quick ? 2 : 3;
   const config = seq2seqConfigFromPreset('transformer_small', { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
   const model = new TransformerSeq2Seq(config);
   const source = tf.tensor2d(randomIds(batch * srcLen, vocab, 1), [batch, srcLen], 'int32');
@@ -31,7 +31,7 @@ export const run: Benchmark = async ({ quick }) => {
     labelSmoothedCrossEntropy(model.forward(source, targetIn, true), targetOut, { smoothing: 0.1, padId: 0 }),
   );
   const rssBefore = peakRssMiB();
-  const ms = await timeMedian(step, steps, 2);
+  const ms = await timeMedian(step, steps, 1);
   const ours = (batch * tgtLen) / (ms / 1000);
   const extra = {
     model: 'transformer_small',
@@ -45,7 +45,7 @@ export const run: Benchmark = async ({ quick }) => {
   tf.dispose([source, targetIn, targetOut]);
   optimizer.dispose();
   model.dispose();
-  const ref = await runReference('train_translation.py', { batch, 'src-len': srcLen, 'tgt-len': tgtLen, steps, warmup: 2, threads: describeBackend().threads });
+  const ref = await runReference('train_translation.py', { batch, 'src-len': srcLen, 'tgt-len': tgtLen, steps, warmup: 1, threads: describeBackend().threads });
   return [compared('train-translation', ours, 'tokens/s', ref, 'tokens_per_s', extra)];
 };
 

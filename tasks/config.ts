@@ -34,6 +34,8 @@ export const trainSectionSchema = z.strictObject({
   validEvery: positiveInt,
   saveEvery: positiveInt,
   logEvery: positiveInt,
+  /** Also keep checkpoint_<step> folders, the last N (for average-checkpoints); default 1 = checkpoint_last only. */
+  keepLast: positiveInt.optional(),
   earlyStopPatience: positiveInt.nullable(),
   seed: z.number().int().nonnegative(),
   nanPolicy: z.enum(['stop', 'skip']),

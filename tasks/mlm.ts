@@ -81,6 +81,8 @@ export const mlmDataSchema = z.strictObject({
   wholeWordMasking: z.boolean(),
   /** The masking seed of validation and `evaluate mlm`: fixed so numbers compare between runs. */
   evalMaskingSeed: z.number().int().nonnegative(),
+  /** Start the head's vocabulary bias at the train split's log unigram probabilities (fresh runs only). */
+  unigramOutputBias: z.boolean(),
 });
 
 export const mlmConfigSchema = z.strictObject({
@@ -129,6 +131,7 @@ const DEFAULT_DATA: MlmConfig['data'] = {
   randomTokenProbability: 0.1,
   wholeWordMasking: false,
   evalMaskingSeed: 12345,
+  unigramOutputBias: true,
 };
 
 type PresetBody = Omit<MlmConfig, 'task' | 'preset'>;
@@ -256,6 +259,13 @@ export function maskerFor(tokenizer: Tokenizer, data: MlmConfig['data'], where =
     randomTokenProbability: data.randomTokenProbability,
     wordStarts: data.wholeWordMasking ? wordStartTable(tokenizer) : undefined,
   });
+}
+
+/** The unigram log-probabilities as an output bias; specials (never predicted) get the smallest value. */
+export function unigramBias(unigram: UnigramModel): Float32Array {
+  let floor = 0;
+  for (const v of unigram.logProbs) if (Number.isFinite(v)) floor = Math.min(floor, v);
+  return Float32Array.from(unigram.logProbs, (v) => (Number.isFinite(v) ? v : floor));
 }
 
 /** Consecutive groups of sequence indices with at most `maxTokens` padded tokens each. */
@@ -500,6 +510,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
   // Seed before building, so the initial weights are a function of the seed.
   setGlobalSeed(t.seed);
   const bert = buildBertForMaskedLM(bertConfigFor(config, tokenizer));
+  if (!resuming && config.data.unigramOutputBias) bert.head.setOutputBias(unigramBias(unigram));
   const numParameters = bert.model.countParams();
   log(`mlm: ${config.preset} with ${numParameters.toLocaleString('en-US')} parameters, ${bert.factorPairs().length} factor pairs`);
   const padId = tokenizer.padId;

@@ -77,7 +77,7 @@ export interface TrainSummary {
 }
 
 /** The config keys `--resume` may change: budgets and intervals, never the model or the recipe. */
-const RESUMABLE_TRAIN_KEYS = new Set(['maxSteps', 'maxEpochs', 'maxTimeMinutes', 'validEvery', 'saveEvery', 'logEvery']);
+const RESUMABLE_TRAIN_KEYS = new Set(['maxSteps', 'maxEpochs', 'maxTimeMinutes', 'validEvery', 'saveEvery', 'logEvery', 'keepLast']);
 
 function checkDataFolder(data: string): void {
   if (!existsSync(data)) throw new UserError(`--data: folder '${data}' does not exist`);
@@ -316,6 +316,7 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
       validEvery: t.validEvery,
       saveEvery: t.saveEvery,
       logEvery: t.logEvery,
+      keepLast: t.keepLast,
       earlyStopPatience: t.earlyStopPatience ?? undefined,
       seed: t.seed,
       nanPolicy: t.nanPolicy,

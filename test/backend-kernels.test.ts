@@ -190,6 +190,25 @@ describe('wasm kernels vs the cpu backend', () => {
     expect(Array.from(ours)).toEqual(Array.from(ref));
   });
 
+  it('UnsortedSegmentSum over a large table (heap growth while allocating the output) matches cpu', async () => {
+    const run = async (backend: string) => {
+      await tf.setBackend(backend);
+      const table = tf.tensor2d(randomValues(30000 * 64, 29), [30000, 64]);
+      const idx = tf.tensor1d([29999, 5, 5, 12345, 0], 'int32');
+      const g = tf.grad((t: tf.Tensor) => tf.gather(t, idx).square().sum())(table);
+      const v = g.dataSync().slice();
+      tf.dispose([table, idx, g]);
+      return v;
+    };
+    const ours = await run('wasm');
+    const ref = await run('cpu');
+    await tf.setBackend('wasm');
+    let maxErr = 0;
+    for (let i = 0; i < ref.length; i++) maxErr = Math.max(maxErr, Math.abs(ours[i] - ref[i]));
+    expect(maxErr).toBeLessThan(1e-5);
+    expect(ours[29999 * 64]).not.toBe(0);
+  });
+
   it('does not leak tensors or wasm data ids in a matMul forward + backward', async () => {
     await tf.setBackend('wasm');
     const a = tf.tensor3d(randomValues(2 * 3 * 4, 22), [2, 3, 4]);

@@ -104,7 +104,22 @@ describe('spec and grid', () => {
     expect(() => checkSpecAgainstTask(spec(), 'spec.json')).not.toThrow();
     expect(errorOf(() => checkSpecAgainstTask(spec({ config: { train: { lr_rate: 1 } } }), 'spec.json')).message).toMatch(/spec\.json: 'config'.*unknown key 'train\.lr_rate'/);
     expect(errorOf(() => checkSpecAgainstTask(spec({ task: 'mlm', config: { decode: { beam: 2 } } }), 'spec.json')).message).toMatch(/unknown key 'decode'/);
-    expect(() => checkSpecAgainstTask(spec({ task: 'mlm' }), 'spec.json')).not.toThrow();
+    expect(() => checkSpecAgainstTask(spec({ task: 'mlm', budget: { maxSteps: 1000 } }), 'spec.json')).not.toThrow();
+    expect(errorOf(() => checkSpecAgainstTask(spec({ task: 'mlm', budget: { maxSteps: 10 } }), 'spec.json')).message).toMatch(
+      /^spec\.json \(rankScale 0\.25\): 'train\.warmupUpdates' \d+ exceeds 'budget\.maxSteps' 10 \(linear schedule\)$/,
+    );
+    expect(errorOf(() => checkSpecAgainstTask(spec({ config: { model: { modelDim: 30 } } }), 'spec.json')).message).toMatch(/^spec\.json \(rankScale 0\.25\): .*modelDim/);
+  });
+
+  it('CLI: --dry-run lists the grid; a missing --spec is a one-line error', async () => {
+    const io = captureIo();
+    const program = new Command().exitOverride();
+    registerExperimentCommands(program, io);
+    await program.parseAsync(['experiment', '--spec', 'experiments/quick.json', '--dry-run'], { from: 'user' });
+    expect(io.out.trim().split('\n')).toEqual(expandGrid(loadExperimentSpec('experiments/quick.json')).map((r) => r.name));
+    const bare = new Command().exitOverride();
+    registerExperimentCommands(bare, captureIo());
+    await expect(bare.parseAsync(['experiment'], { from: 'user' })).rejects.toThrow(/^experiment: --spec FILE\.json is required/);
   });
 
   it('ships valid specs', () => {
@@ -250,8 +265,8 @@ describe('report', () => {
 
     const md = readFileSync(join(dir, 'report.md'), 'utf8');
     for (const r of runs) expect(md).toContain(`| ${r.name} |`);
-    expect(md).toContain('| 0.25 | baseline | 2/2 | 800 | 0.800 | 4.300 ± 0.283 | 11.00 ± 1.41 |');
-    expect(md).toContain('| 0.25 | si-fd | 2/2 | 800 | 0.800 | 3.950 ± 0.071 | 16.00 ± 1.41 | +5.00 (better) |');
+    expect(md).toContain('| 0.25 | baseline | 2/2 | 800 | 0.800 | 4.300 ± 0.283 |  | 11.00 ± 1.41 |  |');
+    expect(md).toContain('| 0.25 | si-fd | 2/2 | 800 | 0.800 | 3.950 ± 0.071 | -0.350 (better) | 16.00 ± 1.41 | +5.00 (better) |');
     expect(md).toContain('| rs1-si-fd-seed1 | unfinished |');
     const figures = readdirSync(join(dir, 'figures')).sort();
     expect(figures).toEqual(
@@ -360,7 +375,7 @@ describe('the masked-LM task through the runner (tiny WordPiece corpus, real tra
         task: 'mlm',
         data: { dir: data, tokenizer: join(import.meta.dirname, 'fixtures/text/wordpiece') },
         preset: 'bert_tiny',
-        config: { train: { validEvery: 2, saveEvery: 2, logEvery: 1, maxTokens: 256 }, data: { maxLength: 16 } },
+        config: { train: { validEvery: 2, saveEvery: 2, logEvery: 1, maxTokens: 256, warmupUpdates: 2 }, data: { maxLength: 16 } },
         grid: { rankScale: [0.5], variants: ['baseline', 'si-fd'], seeds: [1] },
         regularization: { weightDecay: 0.01, frobeniusDecay: 1e-4 },
         budget: { maxSteps: 4 },

@@ -84,6 +84,17 @@ describe('BertEncoder + MaskedLMHead', () => {
     bert.model.dispose();
   });
 
+  it('can start the vocabulary bias at given log-probabilities (the unigram initialization)', () => {
+    setGlobalSeed(8);
+    const bert = buildBertForMaskedLM(resolveBertConfig(TINY));
+    const values = Float32Array.from({ length: 40 }, (_, i) => -i / 10);
+    bert.head.setOutputBias(values);
+    const bias = bert.model.getLayer('mlm_head_output_bias').getWeights()[0];
+    expect(Array.from(bias.dataSync())).toEqual(Array.from(values));
+    expect(() => bert.head.setOutputBias(new Float32Array(3))).toThrow(/expected 40 values/);
+    bert.model.dispose();
+  });
+
   it('builds every variant: pre-norm, segments, factorized FFN and embedding, low-rank attention, per-pair SI', () => {
     setGlobalSeed(4);
     const bert = buildBertForMaskedLM(

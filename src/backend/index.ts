@@ -17,6 +17,7 @@ import os from 'node:os';
 import { UserError } from '../errors.ts';
 import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
 import { registerWasmMatMul } from './kernels/matMul.ts';
+import { registerCrossEntropyGrad } from './kernels/crossEntropy.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
 
@@ -122,12 +123,15 @@ async function prepareWasm(): Promise<void> {
   if (native.blas) native.blas.setNumThreads(threads);
   matMulPath = registerWasmMatMul(native.blas).path;
   registerUnsortedSegmentSum('wasm');
+  registerCrossEntropyGrad('wasm');
   wasmPrepared = true;
 }
 
 async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
+  // The cpu kernels always: tests and tools compare against (or fall back to) cpu on any engine.
+  registerUnsortedSegmentSum('cpu');
+  registerCrossEntropyGrad('cpu');
   if (name === 'wasm') await prepareWasm();
-  if (name === 'cpu') registerUnsortedSegmentSum('cpu');
   let ok = await tf.setBackend(name);
   await tf.ready();
   if (!ok && name === 'wasm' && wasmThreadsState.enabled) {
@@ -242,3 +246,5 @@ export function describeBackend(): BackendDescription {
 }
 
 export { TFJS_WASM_VERSION };
+export { softmaxCrossEntropy } from './kernels/crossEntropy.ts';
+export type { SoftmaxCrossEntropy, SoftmaxCrossEntropyOptions } from './kernels/crossEntropy.ts';

@@ -11,8 +11,11 @@ import { fileURLToPath } from 'node:url';
 import { initBackend, type BackendChoice } from '../backend/index.ts';
 import { processIo, type CliIo } from './io.ts';
 import { reportError } from './report-error.ts';
+import { registerExperimentCommands } from '../experiments/cli.ts';
 import { registerAverageCommand } from './commands/average.ts';
+import { registerBleuCommand } from './commands/bleu.ts';
 import { registerDoctorCommand } from './commands/doctor.ts';
+import { registerMlmCommands } from './commands/mlm.ts';
 import { registerQuickstartCommand } from './commands/quickstart.ts';
 import { registerTranslationCommands } from './commands/translation.ts';
 
@@ -37,7 +40,10 @@ export function buildProgram(io: CliIo): Command {
 
   registerQuickstartCommand(program, io);
   registerTranslationCommands(program, io);
+  registerMlmCommands(program, io);
   registerAverageCommand(program, io);
+  registerBleuCommand(program, io);
+  registerExperimentCommands(program, io);
   registerDoctorCommand(program, io);
 
   // Route every command's output through `io` and turn commander's process.exit into a throw,

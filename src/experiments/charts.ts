@@ -64,7 +64,7 @@ export function rankScaleCurveSpec(rankScale: number, runs: RunRecord[]): TopLev
     height: 260,
     background: 'white',
     data: { values: curveRows(runs) },
-    mark: { type: 'line' },
+    mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'update' },
       y: { field: 'loss', type: 'quantitative', title: 'valid loss (nats/token)', scale: { zero: false } },
@@ -92,7 +92,7 @@ export function summarySpec(results: ExperimentResults): TopLevelSpec {
     height: 220,
     layer: [
       {
-        mark: { type: 'point' as const, filled: true, opacity: 0.5 },
+        mark: { type: 'point' as const, filled: true, opacity: 0.8, size: 60 },
         encoding: {
           x: { field: 'rankScale', type: 'quantitative' as const, title: 'rank scale', scale: { type: 'log' as const, base: 2 } },
           y: { field, type: 'quantitative' as const, title, scale: { zero: false } },

@@ -39,14 +39,23 @@ function formatSeconds(s: number): string {
   return s >= 120 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`;
 }
 
-/** The test score's difference to the baseline at the same rank scale, signed so + = better. */
-function versusBaseline(row: ConfigurationSummary, rows: ConfigurationSummary[], higherIsBetter: boolean): string {
+/**
+ * A configuration's mean minus the baseline's at the same rank scale, with whether that is better
+ * (`higherIsBetter` says which way); empty for the baseline itself or when either has no value.
+ */
+function versusBaseline(
+  row: ConfigurationSummary,
+  rows: ConfigurationSummary[],
+  pick: (s: ConfigurationSummary) => MeanStd,
+  higherIsBetter: boolean,
+  digits: number,
+): string {
   if (row.variant === 'baseline' || row.rankScale === null) return '';
   const base = rows.find((r) => r.variant === 'baseline' && r.rankScale === row.rankScale);
-  if (!base || base.testScore.n === 0 || row.testScore.n === 0) return '';
-  const diff = row.testScore.mean - base.testScore.mean;
+  if (!base || pick(base).n === 0 || pick(row).n === 0) return '';
+  const diff = pick(row).mean - pick(base).mean;
   const better = higherIsBetter ? diff : -diff;
-  return `${diff >= 0 ? '+' : ''}${diff.toFixed(2)} (${better > 0 ? 'better' : better < 0 ? 'worse' : 'same'})`;
+  return `${diff >= 0 ? '+' : ''}${diff.toFixed(digits)} (${better > 0 ? 'better' : better < 0 ? 'worse' : 'same'})`;
 }
 
 interface Table {
@@ -57,7 +66,7 @@ interface Table {
 export function summaryTable(results: ExperimentResults, summaries: ConfigurationSummary[]): Table {
   const score = testScoreOf(results.task);
   return {
-    header: ['rank scale', 'variant', 'seeds done', 'parameters', 'compression', 'final valid loss', score.label, 'Δ vs baseline', 'steps', 'wall time / run'],
+    header: ['rank scale', 'variant', 'seeds done', 'parameters', 'compression', 'final valid loss', 'Δ loss vs baseline', score.label, `Δ ${score.label.replace(/^test /, '')} vs baseline`, 'steps', 'wall time / run'],
     rows: summaries.map((s) => [
       s.rankScale === null ? '—' : String(s.rankScale),
       s.variant ?? s.configuration,
@@ -65,8 +74,9 @@ export function summaryTable(results: ExperimentResults, summaries: Configuratio
       formatCount(s.parameters),
       fixed(s.compressionRatio, 3),
       formatMeanStd(s.finalValidLoss, 3),
+      versusBaseline(s, summaries, (x) => x.finalValidLoss, false, 3),
       formatMeanStd(s.testScore, 2),
-      versusBaseline(s, summaries, score.higherIsBetter),
+      versusBaseline(s, summaries, (x) => x.testScore, score.higherIsBetter, 2),
       s.steps.n ? formatCount(s.steps.mean) : '—',
       formatSeconds(s.wallSeconds.mean),
     ]),
@@ -164,8 +174,9 @@ function describe(results: ExperimentResults): string[] {
   lines.push(
     'Variants: **baseline** = default init + weight decay on all weights; **si** = spectral init; ' +
       '**fd** = Frobenius decay on the factor products instead of weight decay on the factors; **si-fd** = both. ' +
-      'Compression = parameters / parameters of the same model at full rank. Mean ± sample std over the finished seeds; ' +
-      `Δ vs baseline compares the mean ${testScoreOf(results.task).label} with the baseline at the same rank scale.`,
+      'Compression = parameters / parameters of the same model at full rank. Test scores are those of each run\'s best checkpoint ' +
+      '(lowest validation loss / perplexity). Mean ± sample std over the finished seeds; ' +
+      'Δ vs baseline: the mean minus the baseline\'s mean at the same rank scale.',
   );
   return lines;
 }

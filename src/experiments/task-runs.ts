@@ -57,10 +57,13 @@ export function checkSpecAgainstTask(spec: ExperimentSpec, where: string): void 
   for (const rankScale of spec.grid.rankScale) {
     const overrides = runOverrides(spec, { rankScale, variant: spec.grid.variants[0], seed: spec.grid.seeds[0] });
     try {
-      if (spec.task === 'translation') {
-        resolveTranslationConfig({ preset: spec.preset, flags: overrides as TranslationConfigOverrides, sourceLang: spec.data?.sourceLang ?? 'en', targetLang: spec.data?.targetLang ?? 'es' });
-      } else {
-        resolveMlmConfig({ preset: spec.preset, flags: overrides as MlmConfigOverrides });
+      const { train } =
+        spec.task === 'translation'
+          ? resolveTranslationConfig({ preset: spec.preset, flags: overrides as TranslationConfigOverrides, sourceLang: spec.data?.sourceLang ?? 'en', targetLang: spec.data?.targetLang ?? 'es' })
+          : resolveMlmConfig({ preset: spec.preset, flags: overrides as MlmConfigOverrides });
+      // The trainer would only find this out when the first run starts.
+      if (train.schedule === 'linear' && train.maxSteps !== null && train.warmupUpdates > train.maxSteps) {
+        throw new UserError(`'train.warmupUpdates' ${train.warmupUpdates} exceeds 'budget.maxSteps' ${train.maxSteps} (linear schedule)`);
       }
     } catch (err) {
       if (err instanceof UserError) throw new UserError(`${where} (rankScale ${rankScale}): ${err.message.replace(/^command line: /, '')}`);

@@ -265,6 +265,9 @@ export interface BertForMaskedLM {
   /** Inputs `[token_ids, (segment_ids)]` → hidden states `[B, T, d]` (same layers, same weights). */
   encoder: tf.LayersModel;
   config: BertConfig;
+  /** The layers of the encoder and of the head (e.g. `head.setOutputBias`, `encoderLayers.attentionLayers()`). */
+  encoderLayers: BertEncoder;
+  head: MaskedLMHead;
   factorPairs(): FactorPair[];
 }
 
@@ -278,7 +281,7 @@ export function buildBertForMaskedLM(config: BertConfig): BertForMaskedLM {
   const logits = head.apply(hidden, positions);
   const model = tf.model({ inputs: [...inputs, positions], outputs: logits, name: 'bert_mlm' });
   const encoder = tf.model({ inputs, outputs: hidden, name: 'bert_encoder' });
-  return { model, encoder, config, factorPairs: () => collectFactorPairs(model.layers) };
+  return { model, encoder, config, encoderLayers, head, factorPairs: () => collectFactorPairs(model.layers) };
 }
 
 /**

@@ -10,8 +10,6 @@ import * as tf from '@tensorflow/tfjs';
 import type { TokenEmbedding } from './embedding.ts';
 import { layerNorm } from './sublayers.ts';
 
-type Kwargs = Record<string, unknown>;
-
 function single(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
   return Array.isArray(inputs) ? inputs[0] : inputs;
 }
@@ -45,7 +43,7 @@ tf.serialization.registerClass(GatherPositions);
 /** Adds a learned bias over the last axis (the vocabulary bias of the MLM head). */
 export class OutputBias extends tf.layers.Layer {
   static readonly className = 'OutputBias';
-  private bias!: tf.LayerVariable;
+  bias!: tf.LayerVariable;
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
@@ -90,6 +88,22 @@ export class MaskedLMHead {
     });
     this.layerNorm = layerNorm(`${prefix}_norm`);
     this.outputBias = new OutputBias({ name: `${prefix}_output_bias` });
+  }
+
+  /**
+   * Starts the vocabulary bias at the data's log unigram probabilities, so the untrained head
+   * already predicts token frequencies and training spends its first updates on context instead
+   * of on base rates (with Adam, a bias moves about lr per update: from 0 to log p ≈ −8 would take
+   * thousands of updates). Call after the model is built.
+   */
+  setOutputBias(values: Float32Array): void {
+    const bias = this.outputBias.bias;
+    if (!bias || values.length !== bias.shape[0]) {
+      throw new Error(`MaskedLMHead.setOutputBias: expected ${bias?.shape[0]} values, got ${values.length}`);
+    }
+    const t = tf.tensor1d(values);
+    bias.write(t);
+    t.dispose();
   }
 
   apply(hidden: tf.SymbolicTensor, positions: tf.SymbolicTensor): tf.SymbolicTensor {

@@ -20,7 +20,7 @@ export function segmentSumValues(
   out: Float32Array | Int32Array,
 ): void {
   const numRows = segmentIds.length;
-  const rowSize = numRows === 0 ? 0 : xShape.slice(segmentIds.length === xShape[0] ? 1 : 1).reduce((a, b) => a * b, 1);
+  const rowSize = xShape.slice(1).reduce((a, b) => a * b, 1);
   out.fill(0);
   for (let i = 0; i < numRows; i++) {
     const segment = segmentIds[i];
@@ -45,16 +45,17 @@ export function registerUnsortedSegmentSum(backendName: 'wasm' | 'cpu'): void {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { x, segmentIds } = inputs as unknown as SegmentSumInputs;
       const { numSegments } = attrs as unknown as SegmentSumAttrs;
-      if (segmentIds.shape.length !== 1) throw new Error('UnsortedSegmentSum: segmentIds must be 1-D here');
+      if (segmentIds.shape.length !== 1 || segmentIds.shape[0] !== x.shape[0]) {
+        throw new Error(`UnsortedSegmentSum: segmentIds must be 1-D with one id per row of x; got [${segmentIds.shape}] for x [${x.shape}]`);
+      }
       const shape = outputShape(x.shape, numSegments);
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const b = backend as any;
       const size = shape.reduce((a, c) => a * c, 1);
       if (backendName === 'wasm') {
-        const xs = b.typedArrayFromHeap(x);
-        const ids = b.typedArrayFromHeap(segmentIds);
         const out = b.makeOutput(shape, x.dtype);
-        if (size > 0) segmentSumValues(xs, x.shape, ids, numSegments, b.typedArrayFromHeap(out));
+        // Heap views only after makeOutput: an allocation may grow the memory and detach older views.
+        if (size > 0) segmentSumValues(b.typedArrayFromHeap(x), x.shape, b.typedArrayFromHeap(segmentIds), numSegments, b.typedArrayFromHeap(out));
         return out;
       }
       const xs = b.data.get(x.dataId).values as tf.backend_util.TypedArray;

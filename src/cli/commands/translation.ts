@@ -28,6 +28,7 @@ interface TrainFlags {
   saveEvery?: number;
   validEvery?: number;
   logEvery?: number;
+  keepLast?: number;
   seed?: number;
   lr?: number;
   warmup?: number;
@@ -61,6 +62,7 @@ export function overridesFromFlags(f: TrainFlags): TranslationConfigOverrides {
       saveEvery: f.saveEvery,
       validEvery: f.validEvery,
       logEvery: f.logEvery,
+      keepLast: f.keepLast,
       seed: f.seed,
       lr: f.lr,
       warmupUpdates: f.warmup,
@@ -98,6 +100,7 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--save-every <n>', 'save a checkpoint every N updates', positiveInt)
     .option('--valid-every <n>', 'validate (loss, perplexity, BLEU on a sample) every N updates', positiveInt)
     .option('--log-every <n>', 'log training loss every N updates', positiveInt)
+    .option('--keep-last <n>', 'also keep the last N checkpoint_<step> folders (for average-checkpoints)', positiveInt)
     .option('--seed <n>', 'random seed (init, shuffling, dropout)', nonNegativeInt)
     .option('--lr <x>', 'peak learning rate', positiveNumber)
     .option('--warmup <n>', 'warm-up updates of the schedule', nonNegativeInt)

@@ -1,0 +1,145 @@
+/**
+ * Label-smoothed softmax cross-entropy from logits, with a one-pass gradient kernel.
+ *
+ * Why a kernel: written with tfjs ops, the backward pass of logsumexp + gather + mean builds
+ * half a dozen [tokens, vocab] temporaries (softmax, the gather gradient scattered over the whole
+ * flattened vocabulary, broadcast means, their sums), all alive until the step's tidy ends: at 4k
+ * tokens x 8k vocabulary (131 MB each) that overflows the 4 GB wasm heap. The gradient has a
+ * closed form, g = mask · (dyLoss · (p − (1−ε)·onehot − ε/V) + dyNll · (p − onehot)), which one
+ * loop writes straight into its only output. On engines without the kernel (tensorflow, webgl)
+ * the same formula runs as ops.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export const CROSS_ENTROPY_GRAD = 'FtSoftmaxCrossEntropyGrad';
+
+export interface SoftmaxCrossEntropyOptions {
+  /** Label smoothing ε in [0, 1). */
+  smoothing: number;
+  /** Targets equal to this id contribute nothing (and get a zero gradient). */
+  padId: number;
+}
+
+export interface SoftmaxCrossEntropy {
+  /** Σ over non-pad rows of (1−ε)·(lse − x_t) + ε·(lse − mean_v x_v). */
+  loss: tf.Scalar;
+  /** Σ over non-pad rows of lse − x_t (the plain negative log-likelihood). */
+  nll: tf.Scalar;
+}
+
+type GradAttrs = { smoothing: number; padId: number; dyLoss: number; dyNll: number };
+
+/**
+ * The gradient loop shared by the wasm and cpu kernels:
+ * out[i, v] = mask_i · ((dyLoss + dyNll) · p_iv − dyLoss·ε/V − [v = t_i]·(dyLoss·(1−ε) + dyNll)).
+ */
+export function crossEntropyGradValues(
+  logits: Float32Array,
+  lse: Float32Array,
+  targets: Int32Array,
+  vocab: number,
+  attrs: GradAttrs,
+  out: Float32Array,
+): void {
+  const { smoothing, padId, dyLoss, dyNll } = attrs;
+  const scaleP = dyLoss + dyNll;
+  const uniform = (dyLoss * smoothing) / vocab;
+  const atTarget = dyLoss * (1 - smoothing) + dyNll;
+  for (let i = 0; i < targets.length; i++) {
+    const row = i * vocab;
+    const t = targets[i];
+    if (t === padId) {
+      out.fill(0, row, row + vocab);
+      continue;
+    }
+    const m = lse[i];
+    for (let v = 0; v < vocab; v++) out[row + v] = scaleP * Math.exp(logits[row + v] - m) - uniform;
+    if (t >= 0 && t < vocab) out[row + t] -= atTarget;
+  }
+}
+
+/** Registers the gradient kernel for `backendName` ('wasm' or 'cpu'). Idempotent. */
+export function registerCrossEntropyGrad(backendName: 'wasm' | 'cpu'): void {
+  if (tf.getKernel(CROSS_ENTROPY_GRAD, backendName)) tf.unregisterKernel(CROSS_ENTROPY_GRAD, backendName);
+  tf.registerKernel({
+    kernelName: CROSS_ENTROPY_GRAD,
+    backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { logits, lse, targets } = inputs as { logits: tf.TensorInfo; lse: tf.TensorInfo; targets: tf.TensorInfo };
+      const a = attrs as unknown as GradAttrs;
+      const vocab = logits.shape[1];
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      const b = backend as any;
+      if (backendName === 'wasm') {
+        const out = b.makeOutput(logits.shape, 'float32');
+        // Heap views only after makeOutput: an allocation may grow the memory and detach older views.
+        crossEntropyGradValues(b.typedArrayFromHeap(logits), b.typedArrayFromHeap(lse), b.typedArrayFromHeap(targets), vocab, a, b.typedArrayFromHeap(out));
+        return out;
+      }
+      const values = new Float32Array(tf.util.sizeFromShape(logits.shape));
+      const read = (t: tf.TensorInfo) => b.data.get(t.dataId).values;
+      crossEntropyGradValues(read(logits), read(lse), read(targets), vocab, a, values);
+      return { dataId: b.write(values, logits.shape, 'float32'), shape: logits.shape, dtype: 'float32' };
+    },
+  });
+}
+
+/** The same gradient as ops, for engines without the kernel. */
+function gradAsOps(logits: tf.Tensor2D, lse: tf.Tensor1D, targets: tf.Tensor1D, vocab: number, a: GradAttrs): tf.Tensor2D {
+  return tf.tidy(() => {
+    const mask = tf.cast(tf.notEqual(targets, tf.scalar(a.padId, 'int32')), 'float32').reshape([-1, 1]);
+    const p = tf.exp(tf.sub(logits, lse.reshape([-1, 1])));
+    const onehot = tf.oneHot(tf.maximum(targets, tf.scalar(0, 'int32')), vocab, 1, 0, 'float32');
+    const g = tf.sub(tf.sub(tf.mul(p, a.dyLoss + a.dyNll), (a.dyLoss * a.smoothing) / vocab), tf.mul(onehot, a.dyLoss * (1 - a.smoothing) + a.dyNll));
+    return tf.mul(g, mask) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Summed label-smoothed cross-entropy and NLL of `logits` [n, V] against int32 `targets` [n].
+ * Differentiable with respect to `logits`; the gradient is one [n, V] tensor.
+ */
+export function softmaxCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, options: SoftmaxCrossEntropyOptions): SoftmaxCrossEntropy {
+  const { smoothing, padId } = options;
+  if (logits.rank !== 2 || targets.rank !== 1 || logits.shape[0] !== targets.shape[0]) {
+    throw new Error(`softmaxCrossEntropy: expected logits [n, V] and targets [n]; got [${logits.shape}] and [${targets.shape}]`);
+  }
+  if (targets.dtype !== 'int32') throw new Error(`softmaxCrossEntropy: targets must be int32, got ${targets.dtype}`);
+  const vocab = logits.shape[1];
+  // Two outputs share one backward pass: customGrad supports a single output, so the loss and the
+  // nll are stacked into a [2] vector and split after.
+  const forward = (x: tf.Tensor, save: tf.GradSaveFunc) => {
+    const logitsIn = x as tf.Tensor2D;
+    const [value, lse] = tf.tidy(() => {
+      const lse = tf.logSumExp(logitsIn, 1) as tf.Tensor1D;
+      const mask = tf.cast(tf.notEqual(targets, tf.scalar(padId, 'int32')), 'float32');
+      const index = tf.add(tf.mul(tf.range(0, targets.shape[0], 1, 'int32'), tf.scalar(vocab, 'int32')), tf.maximum(targets, tf.scalar(0, 'int32')));
+      const targetLogit = tf.gather(tf.reshape(logitsIn, [-1]), index);
+      const nll = tf.sum(tf.mul(tf.sub(lse, targetLogit), mask));
+      const smooth = tf.sum(tf.mul(tf.sub(lse, tf.mean(logitsIn, 1)), mask));
+      const loss = tf.add(tf.mul(nll, 1 - smoothing), tf.mul(smooth, smoothing));
+      return [tf.stack([loss, nll]), lse];
+    });
+    // The engine keeps clones of saved tensors only while a gradient tape records (and frees them
+    // after backprop); everything else made here is freed by the tidy around this function.
+    save([logitsIn, lse]);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [savedLogits, savedLse] = saved as [tf.Tensor2D, tf.Tensor1D];
+        const [dyLoss, dyNll] = Array.from(dy.dataSync());
+        const attrs: GradAttrs = { smoothing, padId, dyLoss, dyNll };
+        const backendName = tf.getBackend();
+        if (tf.getKernel(CROSS_ENTROPY_GRAD, backendName)) {
+          return tf.engine().runKernel(CROSS_ENTROPY_GRAD, { logits: savedLogits, lse: savedLse, targets }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+        }
+        return gradAsOps(savedLogits, savedLse, targets, vocab, attrs);
+      },
+    };
+  };
+  const both = tf.customGrad(forward as unknown as Parameters<typeof tf.customGrad>[0]);
+  const stacked = both(logits);
+  const [loss, nll] = tf.unstack(stacked) as [tf.Scalar, tf.Scalar];
+  stacked.dispose();
+  return { loss, nll };
+}
