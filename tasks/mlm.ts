@@ -245,6 +245,14 @@ export function loadPackedSplit(dir: string, split: MlmSplit, tokenizer: Tokeniz
   return packSentences(sentences, { maxLength, clsId: tokenizer.bosId, sepId: tokenizer.eosId });
 }
 
+/**
+ * The masker of validation and `evaluate mlm`: always BERT's standard 15 % with 80/10/10 on single
+ * tokens, whatever masking the run trained with, so that perplexities compare between runs.
+ */
+export function evaluationMasker(tokenizer: Tokenizer, where = 'tokenizer'): TokenMasker {
+  return maskerFor(tokenizer, { ...DEFAULT_DATA, wholeWordMasking: false }, where);
+}
+
 /** Builds the masker for a tokenizer, failing clearly when it has no mask token. */
 export function maskerFor(tokenizer: Tokenizer, data: MlmConfig['data'], where = 'tokenizer'): TokenMasker {
   if (tokenizer.maskId === undefined) {
@@ -502,6 +510,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
   }
   const tokenizer = await loadTokenizer(tokenizerPath);
   const masker = maskerFor(tokenizer, config.data, `--tokenizer ${tokenizerPath}`);
+  const validMasker = evaluationMasker(tokenizer);
   const train = loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
   const valid = loadPackedSplit(dataDir, 'valid', tokenizer, config.data.maxLength);
   const unigram = UnigramModel.fromSequences(train, tokenizer.vocabSize, (id) => masker.isSpecial(id));
@@ -524,7 +533,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     return { loss: out.loss, nllLoss: out.nllLoss, numTokens: out.numTokens };
   };
   const validate = async () => {
-    const s = scoreMaskedLm(bert.model, bert, valid, masker, unigram, { maskingSeed: config.data.evalMaskingSeed, maxTokens: t.maxTokens, padId });
+    const s = scoreMaskedLm(bert.model, bert, valid, validMasker, unigram, { maskingSeed: config.data.evalMaskingSeed, maxTokens: t.maxTokens, padId });
     return { loss: s.loss, perplexity: s.perplexity, accuracy: s.accuracy, unigramPerplexity: s.unigramPerplexity };
   };
   const trainer = new Trainer<MaskedLmBatch>({
@@ -617,7 +626,7 @@ export async function evaluateMlm(opts: MlmEvaluateOptions): Promise<MlmEvaluati
   if (!['train', 'valid', 'test'].includes(split)) throw new UserError(`--split: expected train, valid or test, got '${split}'`);
   const tokenizer = await loadTokenizer(dir);
   const { dataDir } = await resolveMlmData(opts.data, dir);
-  const masker = maskerFor(tokenizer, config.data, `${dir} tokenizer`);
+  const masker = evaluationMasker(tokenizer, `${dir} tokenizer`);
   const sequences = loadPackedSplit(dataDir, split, tokenizer, config.data.maxLength);
   const train = split === 'train' ? sequences : loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
   const unigram = UnigramModel.fromSequences(train, tokenizer.vocabSize, (id) => masker.isSpecial(id));

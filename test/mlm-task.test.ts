@@ -14,6 +14,7 @@ import { MOBY_TOKENIZER } from '../src/text/defaults.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import {
   evaluateMlm,
+  evaluationMasker,
   loadPackedSplit,
   maskerFor,
   parseStoredMlmConfig,
@@ -97,7 +98,8 @@ describe('evaluateMlm', () => {
     // (no gather inside the model doing the work), log-softmax in float64 here.
     const tokenizer = await loadTokenizer(WORDPIECE);
     const config = parseStoredMlmConfig((await loadCheckpoint(checkpoint)).config, 'config.json');
-    const masker = maskerFor(tokenizer, config.data);
+    const masker = evaluationMasker(tokenizer);
+    expect(config.data.maskProbability).toBe(0.15);
     const sequences = loadPackedSplit(dataDir, 'test', tokenizer, 16);
     const model = await (await loadCheckpoint(checkpoint)).loadModel();
     let nll = 0;

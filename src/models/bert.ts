@@ -258,6 +258,29 @@ export class BertEncoder {
   }
 }
 
+/** BERT initializes its embedding tables with standard deviation 0.02. */
+const BERT_EMBEDDING_STD = 0.02;
+
+/**
+ * Rescales the (fairseq-initialized, std 1/√d) token and position tables to BERT's std 0.02. It
+ * matters because the output projection is tied: with std 1/√d the untrained head adds logit
+ * noise of std ≈ 1 on top of its bias, with 0.02 about 0.02·√d (0.3 at d = 256).
+ */
+function useBertEmbeddingScale(embedding: TokenEmbedding): void {
+  const scale = BERT_EMBEDDING_STD * Math.sqrt(embedding.modelDim);
+  const rescale = (v: tf.LayerVariable | null, factor: number) => {
+    if (!v) return;
+    const scaled = tf.tidy(() => tf.mul(v.read(), factor));
+    v.write(scaled);
+    scaled.dispose();
+  };
+  rescale(embedding.embeddings, scale);
+  // Factorized (E = U Vᵀ): √scale on each factor keeps them balanced.
+  rescale(embedding.embeddingU, Math.sqrt(scale));
+  rescale(embedding.embeddingV, Math.sqrt(scale));
+  rescale(embedding.positionEmbeddings, scale);
+}
+
 /** A BERT masked-LM model and the encoder sharing its layers. */
 export interface BertForMaskedLM {
   /** Inputs `[token_ids, (segment_ids,) masked_positions]` → logits `[B, P, V]`. */
@@ -280,6 +303,7 @@ export function buildBertForMaskedLM(config: BertConfig): BertForMaskedLM {
   const head = new MaskedLMHead({ modelDim: config.modelDim }, encoderLayers.tokenEmbedding);
   const logits = head.apply(hidden, positions);
   const model = tf.model({ inputs: [...inputs, positions], outputs: logits, name: 'bert_mlm' });
+  useBertEmbeddingScale(encoderLayers.tokenEmbedding);
   const encoder = tf.model({ inputs, outputs: hidden, name: 'bert_encoder' });
   return { model, encoder, config, encoderLayers, head, factorPairs: () => collectFactorPairs(model.layers) };
 }

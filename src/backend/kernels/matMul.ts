@@ -200,15 +200,6 @@ function wasmSlicedMatMul(
   transposeKernel: tf.KernelFunc,
 ): TensorInfo {
   const plan = planMatMul(a.shape, b.shape, transposeA, transposeB);
-  if (plan.batch === 1 && !transposeA && !transposeB) {
-    // Already XNNPACK's case; just present rank-2 operands.
-    const a2 = viewTensor(backend, backend.dataIdMap.get(a.dataId).memoryOffset, [plan.m, plan.k]);
-    const b2 = viewTensor(backend, backend.dataIdMap.get(b.dataId).memoryOffset, [plan.k, plan.n]);
-    const out = stock({ inputs: { a: a2, b: b2 }, backend, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
-    releaseView(backend, a2);
-    releaseView(backend, b2);
-    return { ...out, shape: [...plan.batchShape, plan.m, plan.n] };
-  }
   const aT = transposeA ? transposeLast2(backend, a, transposeKernel) : a;
   const bT = transposeB ? transposeLast2(backend, b, transposeKernel) : b;
   const out = backend.makeOutput([...plan.batchShape, plan.m, plan.n], 'float32');
@@ -251,10 +242,15 @@ export function registerWasmMatMul(blas: NativeBlas | undefined): MatMulKernelsI
   const stockFused = stockKernel('_FusedMatMul');
   const transposeKernel = tf.getKernel('Transpose', 'wasm')!.kernelFunc;
 
-  replaceKernel('BatchMatMul', ({ inputs, backend, attrs }) => {
+  replaceKernel('BatchMatMul', (args) => {
+    const { inputs, backend, attrs } = args;
     const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
     const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
     if (blas) return nativeMatMul(blas, backend, a, b, transposeA, transposeB, null, { code: 0, alpha: 0, prelu: null });
+    const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+    const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+    // One untransposed product is already XNNPACK's case in the stock kernel.
+    if (batchA === 1 && batchB === 1 && !transposeA && !transposeB) return stockBatch(args);
     return wasmSlicedMatMul(backend, a, b, transposeA, transposeB, stockBatch, transposeKernel);
   });
 
