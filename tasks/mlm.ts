@@ -97,8 +97,8 @@ export type MlmConfigOverrides = DeepPartial<MlmConfig>;
 export const mlmConfigFileSchema = deepPartialSchema(mlmConfigSchema) as unknown as z.ZodType<MlmConfigOverrides>;
 
 /**
- * BERT's recipe (AdamW, β 0.9/0.999 → RoBERTa's 0.98, linear warmup then linear decay, weight decay
- * 0.01, clip-norm 1), sized for a CPU: validation every 200 steps.
+ * BERT's recipe: AdamW (with RoBERTa's β2 = 0.98, steadier on small batches), linear warm-up then
+ * linear decay, weight decay 0.01 on non-factor weights, clip-norm 1; Frobenius decay on the factors.
  */
 const DEFAULT_TRAIN: MlmConfig['train'] = {
   optimizer: 'adamw',

@@ -35,7 +35,7 @@ export async function readSplitText(dir: string, split: string, sourceLang: stri
 /**
  * Encodes `dir/split.{S,T}`. Pairs longer than data.maxLength tokens (either side) are dropped
  * with a count in the log (longLines 'skip') or stop the run naming file and line ('error').
- * `cutTo` (evaluation) instead cuts nothing and keeps every pair.
+ * `keepAll` (evaluation: every sentence is scored) turns the length rule off.
  */
 export async function encodeSplit(
   dir: string,

@@ -24,7 +24,7 @@ import { acquireOutputLock } from '../src/train/lock.ts';
 import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
 import type { ProgressMode } from '../src/train/progress.ts';
 import { Trainer, type BatchSource } from '../src/train/trainer.ts';
-import { mergeConfig, pruneUndefined, validateConfig } from './config.ts';
+import { mergeConfig, parseSetOverrides, pruneUndefined, validateConfig } from './config.ts';
 import {
   checkTranslationConfig,
   parseStoredTranslationConfig,
@@ -34,7 +34,7 @@ import {
   type TranslationConfig,
   type TranslationConfigOverrides,
 } from './translation-config.ts';
-import { encodeSplit, readSplitText, TranslationBatches, type EncodedSplit, type TranslationBatch } from './translation-data.ts';
+import { encodeSplit, TranslationBatches, type EncodedSplit, type TranslationBatch } from './translation-data.ts';
 
 export interface TranslationTrainOptions {
   /** Corpus folder in fairseq layout: {train,valid,test}.{sourceLang,targetLang}. */
@@ -111,7 +111,7 @@ function resumeConfig(out: string, opts: TranslationTrainOptions): TranslationCo
   }
   const changes = validateConfig(
     translationConfigFileSchema,
-    pruneUndefined(mergeConfig({}, opts.overrides ?? {}, parseSetOverridesSafe(opts.set))),
+    pruneUndefined(mergeConfig({}, opts.overrides ?? {}, parseSetOverrides(opts.set ?? []))),
     'command line',
   );
   const merged = mergeConfig(stored, changes);
@@ -127,24 +127,6 @@ function resumeConfig(out: string, opts: TranslationTrainOptions): TranslationCo
   }
   checkTranslationConfig(merged, 'command line');
   return merged;
-}
-
-function parseSetOverridesSafe(set: string[] | undefined): Record<string, unknown> {
-  return set && set.length ? (mergeConfig({}, ...set.map((s) => setToObject(s))) as Record<string, unknown>) : {};
-}
-
-function setToObject(assignment: string): Record<string, unknown> {
-  const eq = assignment.indexOf('=');
-  if (eq <= 0) throw new UserError(`--set: expected key=value (e.g. train.lr=0.001), got '${assignment}'`);
-  const path = assignment.slice(0, eq).trim().split('.');
-  const raw = assignment.slice(eq + 1).trim();
-  let value: unknown = raw;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    // a bare string
-  }
-  return path.reduceRight<unknown>((acc, key) => ({ [key]: acc }), value) as Record<string, unknown>;
 }
 
 /** The tokenizer for a new run: --tokenizer, else the data folder's, else trained on the train split. */
@@ -219,7 +201,8 @@ export async function decodeSentences(model: TransformerSeq2Seq, tokenizer: Toke
   const out: string[] = new Array(sources.length).fill('');
   const order = sources.map((s, i) => ({ i, n: s.length })).filter((x) => x.n > 0);
   order.sort((a, b) => a.n - b.n || a.i - b.i);
-  const batchSize = opts.batchSize ?? 32;
+  // Rows per decoder step = sentences × beam: keep it near 64-160 for the wasm/cpu engines.
+  const batchSize = opts.batchSize ?? (opts.beam === 1 ? 64 : 32);
   for (let start = 0; start < order.length; start += batchSize) {
     const chunk = order.slice(start, start + batchSize);
     const ids = chunk.map((x) => sourceForModel(sources[x.i], model.eosId, model.config.maxPositions));
@@ -508,4 +491,3 @@ export function formatEvaluation(e: TranslationEvaluation): string {
   ].join('\n');
 }
 
-export { readSplitText };

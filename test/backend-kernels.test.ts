@@ -233,6 +233,17 @@ describe('engine description and start-up', () => {
     expect(() => planMatMul([2, 3], [4, 5], false, false)).toThrow(/inner dimensions 3 and 4/);
   });
 
+  it('rejects a bad FT_THREADS with a one-line error instead of falling back', async () => {
+    const saved = process.env.FT_THREADS;
+    process.env.FT_THREADS = 'two';
+    try {
+      await expect(initBackend({ backend: 'cpu' })).rejects.toThrow(/^FT_THREADS: expected a positive integer, got 'two'$/);
+    } finally {
+      if (saved === undefined) delete process.env.FT_THREADS;
+      else process.env.FT_THREADS = saved;
+    }
+  });
+
   it('chooses an OpenBLAS core type from CPU flags only when it can', () => {
     expect(chooseCoreType(new Set(['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx2', 'fma']))).toBe('SkylakeX');
     expect(chooseCoreType(new Set(['avx2', 'fma']))).toBe('Haswell');

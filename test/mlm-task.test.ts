@@ -47,7 +47,7 @@ function writeCorpus(): void {
   writeFileSync(join(dataDir, 'test.txt'), make(80));
 }
 
-const TRAIN_FLAGS = { train: { maxSteps: 50, validEvery: 25, maxTokens: 256, lr: 1e-2, warmupUpdates: 5, logEvery: 10 }, data: { maxLength: 16 } };
+const TRAIN_FLAGS = { train: { maxSteps: 70, validEvery: 35, maxTokens: 256, lr: 1e-2, warmupUpdates: 5, logEvery: 10 }, data: { maxLength: 16 } };
 
 let summary: MlmTrainSummary;
 
@@ -59,13 +59,13 @@ beforeAll(async () => {
 describe('trainMlm', () => {
   it('learns from context: validation perplexity drops well below the unigram perplexity in a short run', () => {
     const v = summary.validation!;
-    expect(summary.steps).toBe(50);
+    expect(summary.steps).toBe(70);
     expect(v.unigramPerplexity).toBeGreaterThan(12);
     expect(v.perplexity).toBeLessThan(0.3 * v.unigramPerplexity);
     expect(v.accuracy).toBeGreaterThan(0.5);
     const records = readFileSync(join(outDir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const valid = records.filter((r) => r.type === 'valid');
-    expect(valid.map((r) => r.step)).toEqual([25, 50]);
+    expect(valid.map((r) => r.step)).toEqual([35, 70]);
     expect(valid[1].perplexity).toBeLessThan(valid[0].perplexity);
     expect(records.some((r) => r.type === 'train')).toBe(true);
   });
@@ -217,9 +217,9 @@ describe('CLI: evaluate mlm / train mlm', () => {
   });
 
   it('resumes a run and extends its step budget', async () => {
-    const r = await run(['train', 'mlm', '--data', dataDir, '--tokenizer', WORDPIECE, '--out', outDir, '--resume', '--max-steps', '55', '--progress', 'none']);
+    const r = await run(['train', 'mlm', '--data', dataDir, '--tokenizer', WORDPIECE, '--out', outDir, '--resume', '--max-steps', '75', '--progress', 'none']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/trained 55 steps/);
+    expect(r.out).toMatch(/trained 75 steps/);
     expect(r.out).toMatch(/unigram baseline/);
   });
 

@@ -181,6 +181,47 @@ static napi_value apply_activation(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * crossEntropyGrad(logits, lse, targets, vocab, smoothing, padId, dyLoss, dyNll, out): the gradient
+ * of label-smoothed softmax cross-entropy (src/backend/kernels/crossEntropy.ts has the formula),
+ * one pass over the [n, vocab] logits. Pad rows get zeros.
+ */
+static napi_value cross_entropy_grad(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *logits, *lse, *out;
+  int32_t *targets;
+  size_t nLogits, nLse, nOut, nTargets;
+  if (argc != 9 || !float_view(env, argv[0], &logits, &nLogits) || !float_view(env, argv[1], &lse, &nLse) ||
+      !int_view(env, argv[2], &targets, &nTargets) || !targets || !float_view(env, argv[8], &out, &nOut)) {
+    napi_throw_type_error(env, NULL, "crossEntropyGrad: expected (Float32Array, Float32Array, Int32Array, vocab, smoothing, padId, dyLoss, dyNll, Float32Array)");
+    return NULL;
+  }
+  const int64_t vocab = get_int(env, argv[3]);
+  const float smoothing = (float)get_double(env, argv[4]);
+  const int32_t padId = (int32_t)get_int(env, argv[5]);
+  const float dyLoss = (float)get_double(env, argv[6]), dyNll = (float)get_double(env, argv[7]);
+  if (vocab <= 0 || nLse < nTargets || nLogits < nTargets * (size_t)vocab || nOut < nTargets * (size_t)vocab) {
+    napi_throw_range_error(env, NULL, "crossEntropyGrad: sizes do not match the arrays");
+    return NULL;
+  }
+  const float scaleP = dyLoss + dyNll, uniform = dyLoss * smoothing / (float)vocab, atTarget = dyLoss * (1.0f - smoothing) + dyNll;
+  for (size_t i = 0; i < nTargets; i++) {
+    const float *x = logits + i * (size_t)vocab;
+    float *g = out + i * (size_t)vocab;
+    const int32_t t = targets[i];
+    if (t == padId) {
+      memset(g, 0, (size_t)vocab * sizeof(float));
+      continue;
+    }
+    const float m = lse[i];
+    for (int64_t v = 0; v < vocab; v++) g[v] = scaleP * expf(x[v] - m) - uniform;
+    if (t >= 0 && t < vocab) g[t] -= atTarget;
+  }
+  return NULL;
+}
+
 static napi_value set_num_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -208,6 +249,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"gemmBatched", NULL, gemm_batched, NULL, NULL, NULL, napi_enumerable, NULL},
       {"applyActivation", NULL, apply_activation, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"crossEntropyGrad", NULL, cross_entropy_grad, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setNumThreads", NULL, set_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"getNumThreads", NULL, get_num_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"config", NULL, get_config, NULL, NULL, NULL, napi_enumerable, NULL},

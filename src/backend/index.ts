@@ -123,14 +123,14 @@ async function prepareWasm(): Promise<void> {
   if (native.blas) native.blas.setNumThreads(threads);
   matMulPath = registerWasmMatMul(native.blas).path;
   registerUnsortedSegmentSum('wasm');
-  registerCrossEntropyGrad('wasm');
+  registerCrossEntropyGrad('wasm', native.blas);
   wasmPrepared = true;
 }
 
 async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
   // The cpu kernels always: tests and tools compare against (or fall back to) cpu on any engine.
   registerUnsortedSegmentSum('cpu');
-  registerCrossEntropyGrad('cpu');
+  registerCrossEntropyGrad('cpu', loadNativeBlas().blas);
   if (name === 'wasm') await prepareWasm();
   let ok = await tf.setBackend(name);
   await tf.ready();
@@ -148,6 +148,7 @@ async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
 export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
   const requested =
     options.backend !== undefined ? parseChoice(options.backend, 'backend option') : parseChoice(process.env.FT_BACKEND, 'FT_BACKEND');
+  computeThreads(); // a bad FT_THREADS is the user's mistake, not a reason to fall back to another engine
   if (current && current.requested === requested && tf.getBackend() === (current.name.startsWith('tensorflow') ? 'tensorflow' : current.name)) {
     return current;
   }

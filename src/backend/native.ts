@@ -29,6 +29,18 @@ export interface NativeBlas {
   ): void;
   /** In place; codes as in kernels/matMul.ts ACTIVATION_CODES; prelu weights broadcast over the last axis. */
   applyActivation(x: Float32Array, code: number, alpha: number, preluWeights: Float32Array | null): void;
+  /** Cross-entropy gradient, one pass (see kernels/crossEntropy.ts crossEntropyGradValues). */
+  crossEntropyGrad(
+    logits: Float32Array,
+    lse: Float32Array,
+    targets: Int32Array,
+    vocab: number,
+    smoothing: number,
+    padId: number,
+    dyLoss: number,
+    dyNll: number,
+    out: Float32Array,
+  ): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX MAX_THREADS=64". */

@@ -10,6 +10,7 @@
  * the same formula runs as ops.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { NativeBlas } from '../native.ts';
 
 export const CROSS_ENTROPY_GRAD = 'FtSoftmaxCrossEntropyGrad';
 
@@ -58,8 +59,15 @@ export function crossEntropyGradValues(
   }
 }
 
-/** Registers the gradient kernel for `backendName` ('wasm' or 'cpu'). Idempotent. */
-export function registerCrossEntropyGrad(backendName: 'wasm' | 'cpu'): void {
+/**
+ * Registers the gradient kernel for `backendName` ('wasm' or 'cpu'), on the native addon's loop
+ * when given (a C expf loop; the JS loop is several times slower). Idempotent.
+ */
+export function registerCrossEntropyGrad(backendName: 'wasm' | 'cpu', native?: NativeBlas): void {
+  const gradValues = native
+    ? (logits: Float32Array, lse: Float32Array, targets: Int32Array, vocab: number, a: GradAttrs, out: Float32Array) =>
+        native.crossEntropyGrad(logits, lse, targets, vocab, a.smoothing, a.padId, a.dyLoss, a.dyNll, out)
+    : crossEntropyGradValues;
   if (tf.getKernel(CROSS_ENTROPY_GRAD, backendName)) tf.unregisterKernel(CROSS_ENTROPY_GRAD, backendName);
   tf.registerKernel({
     kernelName: CROSS_ENTROPY_GRAD,
@@ -73,12 +81,12 @@ export function registerCrossEntropyGrad(backendName: 'wasm' | 'cpu'): void {
       if (backendName === 'wasm') {
         const out = b.makeOutput(logits.shape, 'float32');
         // Heap views only after makeOutput: an allocation may grow the memory and detach older views.
-        crossEntropyGradValues(b.typedArrayFromHeap(logits), b.typedArrayFromHeap(lse), b.typedArrayFromHeap(targets), vocab, a, b.typedArrayFromHeap(out));
+        gradValues(b.typedArrayFromHeap(logits), b.typedArrayFromHeap(lse), b.typedArrayFromHeap(targets), vocab, a, b.typedArrayFromHeap(out));
         return out;
       }
       const values = new Float32Array(tf.util.sizeFromShape(logits.shape));
       const read = (t: tf.TensorInfo) => b.data.get(t.dataId).values;
-      crossEntropyGradValues(read(logits), read(lse), read(targets), vocab, a, values);
+      gradValues(read(logits), read(lse), read(targets), vocab, a, values);
       return { dataId: b.write(values, logits.shape, 'float32'), shape: logits.shape, dtype: 'float32' };
     },
   });

@@ -1,0 +1,20 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, softmaxCrossEntropy } from './src/backend/index.ts';
+import { seq2seqConfigFromPreset, TransformerSeq2Seq } from './src/models/index.ts';
+import { TrainOptimizer } from './src/train/index.ts';
+import { makeTrainStep, randomIds } from './bench/train-step.ts';
+await initBackend();
+const batch = 32, len = 32, vocab = 8000;
+const model = new TransformerSeq2Seq(seq2seqConfigFromPreset('transformer_small', { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 }));
+const opt = new TrainOptimizer({ name: 'adam' }, model.trainableWeights.map((w) => ({ name: w.originalName, variable: w.read() as tf.Variable, decay: true })));
+const s = tf.tensor2d(randomIds(batch * len, vocab, 1), [batch, len], 'int32'), ti = tf.tensor2d(randomIds(batch * len, vocab, 2), [batch, len], 'int32'), to = tf.tensor1d(randomIds(batch * len, vocab, 3), 'int32');
+const step = makeTrainStep(model.trainableWeights, opt, () => ({ loss: softmaxCrossEntropy(model.forward(s, ti, true).reshape([batch * len, vocab]) as tf.Tensor2D, to, { smoothing: 0.1, padId: 0 }).loss, numTokens: batch * len }));
+step();
+const t0 = performance.now();
+const info = await tf.profile(() => { step(); });
+const wall = performance.now() - t0;
+const agg = new Map<string, { ms: number; n: number }>();
+for (const k of info.kernels) { const e = agg.get(k.name) ?? { ms: 0, n: 0 }; e.ms += k.kernelTimeMs as number; e.n++; agg.set(k.name, e); }
+const total = [...agg.values()].reduce((a, e) => a + e.ms, 0);
+console.log(`wall ${wall.toFixed(0)} ms, kernel sum ${total.toFixed(0)} ms, kernels ${info.kernels.length}`);
+for (const [name, e] of [...agg.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15)) console.log(name.padEnd(24), e.ms.toFixed(0).padStart(6), 'ms', String(e.n).padStart(5), 'calls');
