@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, softmaxCrossEntropy } from '../src/backend/index.ts';
-import { CROSS_ENTROPY_GRAD, registerCrossEntropyGrad } from '../src/backend/kernels/crossEntropy.ts';
+import { CROSS_ENTROPY_GRAD, crossEntropyGradValues, registerCrossEntropyGrad } from '../src/backend/kernels/crossEntropy.ts';
+import { loadNativeBlas } from '../src/backend/native.ts';
 
 const N = 7;
 const V = 11;
@@ -75,9 +76,31 @@ describe('softmaxCrossEntropy', () => {
     const withKernel = run();
     tf.unregisterKernel(CROSS_ENTROPY_GRAD, 'cpu');
     const withOps = run();
-    registerCrossEntropyGrad('cpu');
+    registerCrossEntropyGrad('cpu', loadNativeBlas().blas);
     await tf.setBackend('wasm');
     withOps.forEach((g, i) => expect(Math.abs(g - withKernel[i])).toBeLessThan(1e-5));
+  });
+
+  const native = loadNativeBlas();
+  it.skipIf(!native.blas)(`the native gradient loop equals the JS loop${native.blas ? '' : ` (skipped: ${native.reason})`}`, () => {
+    const n = 5;
+    const vocab = 37;
+    const logits = new Float32Array(n * vocab).map((_, i) => Math.sin(i) * 3);
+    const lse = new Float32Array(n).map((_, r) => {
+      let m = -Infinity;
+      for (let v = 0; v < vocab; v++) m = Math.max(m, logits[r * vocab + v]);
+      let s = 0;
+      for (let v = 0; v < vocab; v++) s += Math.exp(logits[r * vocab + v] - m);
+      return m + Math.log(s);
+    });
+    const targets = new Int32Array([4, 0, 36, 7, 0]);
+    const attrs = { smoothing: 0.1, padId: 0, dyLoss: 0.7, dyNll: 0.3 };
+    const js = new Float32Array(n * vocab);
+    const c = new Float32Array(n * vocab).fill(NaN);
+    crossEntropyGradValues(logits, lse, targets, vocab, attrs, js);
+    native.blas!.crossEntropyGrad(logits, lse, targets, vocab, attrs.smoothing, attrs.padId, attrs.dyLoss, attrs.dyNll, c);
+    js.forEach((g, i) => expect(Math.abs(g - c[i])).toBeLessThan(1e-6));
+    expect(() => native.blas!.crossEntropyGrad(logits, lse, targets, vocab + 1, 0, 0, 1, 0, c)).toThrow(/sizes do not match/);
   });
 
   it('leaves no tensors behind, with or without a gradient tape', async () => {

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { captureIo } from '../src/cli/io.ts';
 import { UserError } from '../src/errors.ts';
 import { registerExperimentCommands } from '../src/experiments/cli.ts';
+import { rankScaleDeltaSpec } from '../src/experiments/charts.ts';
 import { writeReport } from '../src/experiments/report.ts';
 import { meanStd, readExperiment, summarize } from '../src/experiments/results.ts';
 import { DONE_JSON, runDir, runExperiment, type RunFunction, type RunResult } from '../src/experiments/runner.ts';
@@ -256,6 +257,13 @@ describe('report', () => {
     expect(base.testScore).toMatchObject({ mean: 11, n: 2 });
     expect(base.compressionRatio).toBeCloseTo(0.8, 10);
     expect(summaries[3]).toMatchObject({ runs: 1, finished: 0 });
+    // the difference plot pairs each run with the baseline of the same seed, step by step
+    const delta = rankScaleDeltaSpec(0.25, results.runs.filter((r) => r.rankScale === 0.25)) as { data: { values: { run: string; step: number; delta: number }[] } };
+    const seed1 = delta.data.values.filter((v) => v.run === 'rs0.25-si-fd-seed1');
+    expect(seed1.map((v) => v.step)).toEqual([100, 200, 300]);
+    expect(seed1.map((v) => v.delta)).toEqual([5.5 - 6, 4.4 - 5, 4.0 - 4.5]);
+    expect(delta.data.values.filter((v) => v.run === 'rs0.25-si-fd-seed2').map((v) => v.delta)).toEqual([5.6 - 6, 4.5 - 5, 3.9 - 4.1]);
+    expect(rankScaleDeltaSpec(1, results.runs.filter((r) => r.variant === 'si-fd' && r.rankScale === 1))).toBeNull();
 
     const io = captureIo();
     const program = new Command().exitOverride();
@@ -270,7 +278,17 @@ describe('report', () => {
     expect(md).toContain('| rs1-si-fd-seed1 | unfinished |');
     const figures = readdirSync(join(dir, 'figures')).sort();
     expect(figures).toEqual(
-      ['curve-rs0.25-baseline.svg', 'curve-rs0.25-si-fd.svg', 'curve-rs1-baseline.svg', 'curve-rs1-si-fd.svg', 'curves-rs0.25.svg', 'curves-rs1.svg', 'summary.svg'].sort(),
+      [
+        'curve-rs0.25-baseline.svg',
+        'curve-rs0.25-si-fd.svg',
+        'curve-rs1-baseline.svg',
+        'curve-rs1-si-fd.svg',
+        'curves-rs0.25.svg',
+        'curves-rs1.svg',
+        'delta-rs0.25.svg',
+        'delta-rs1.svg',
+        'summary.svg',
+      ].sort(),
     );
     for (const f of figures) {
       const svg = readFileSync(join(dir, 'figures', f), 'utf8');

@@ -140,11 +140,13 @@ describe('evaluateMlm', () => {
     expect(e.ratioToUnigram).toBeCloseTo(e.perplexity / e.unigramPerplexity, 10);
   });
 
-  it('uses a fixed masking seed: two evaluations agree, another seed masks other tokens', async () => {
+  it('uses a fixed masking seed: two evaluations agree, another seed masks other tokens; no tensor leaks', async () => {
     const checkpoint = join(outDir, 'checkpoint_last');
     const a = await evaluateMlm({ checkpoint, data: dataDir, split: 'test' });
+    const tensorsBefore = tf.memory().numTensors;
     const b = await evaluateMlm({ checkpoint, data: dataDir, split: 'test' });
     const c = await evaluateMlm({ checkpoint, data: dataDir, split: 'test', seed: 99 });
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
     expect(a.perplexity).toBe(b.perplexity);
     expect(c.unigramPerplexity).not.toBe(a.unigramPerplexity);
   });

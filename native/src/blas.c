@@ -1,6 +1,7 @@
 /*
- * factorized-transformer-native: the heavy kernels of a training step (float32 matrix products,
- * batched and strided, with an optional fused bias + activation) on the system BLAS.
+ * factorized-transformer-native: the heavy kernels of a training step on the system BLAS: float32
+ * matrix products (batched, broadcast, transposed; bias + activation fused) and the one-pass
+ * gradient of softmax cross-entropy over the vocabulary.
  *
  * Why native: the wasm backend's BatchMatMul runs a scalar loop (2-3 GFLOP/s) whenever a batch
  * has more than one matrix or an operand is transposed, which is every attention product and

@@ -75,6 +75,50 @@ export function rankScaleCurveSpec(rankScale: number, runs: RunRecord[]): TopLev
   };
 }
 
+/**
+ * Validation loss minus the baseline's (same rank scale, same seed, same step) for every other
+ * run at one rank scale: curves that overlap in the plain plot separate here. Null when there is
+ * nothing to compare (no baseline, or no other variant).
+ */
+export function rankScaleDeltaSpec(rankScale: number, runs: RunRecord[]): TopLevelSpec | null {
+  const rows: { run: string; variant: string; seed: string; step: number; delta: number }[] = [];
+  for (const run of runs) {
+    if (run.variant === 'baseline' || run.variant === null) continue;
+    const base = runs.find((b) => b.variant === 'baseline' && b.seed === run.seed);
+    if (!base) continue;
+    const baseAt = new Map(base.valid.map((p) => [p.step, p.loss]));
+    for (const p of run.valid) {
+      const b = baseAt.get(p.step);
+      if (b !== undefined && Number.isFinite(p.loss) && Number.isFinite(b)) {
+        rows.push({ run: run.name, variant: run.variant, seed: `seed ${run.seed}`, step: p.step, delta: p.loss - b });
+      }
+    }
+  }
+  if (rows.length === 0) return null;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `rank scale ${rankScale}: valid loss minus baseline (same seed; below 0 = better)`, fontSize: 13 },
+    width: 420,
+    height: 220,
+    background: 'white',
+    data: { values: rows },
+    layer: [
+      { mark: { type: 'rule', color: '#888' }, encoding: { y: { datum: 0, type: 'quantitative' } } },
+      {
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'step', type: 'quantitative', title: 'update' },
+          y: { field: 'delta', type: 'quantitative', title: 'Δ valid loss (nats/token)' },
+          color: { field: 'variant', type: 'nominal', title: 'variant', scale: { domain: variantDomain } },
+          strokeDash: { field: 'seed', type: 'nominal', title: 'seed' },
+          detail: { field: 'run' },
+          tooltip: [{ field: 'run' }, { field: 'step' }, { field: 'delta', format: '+.4f' }],
+        },
+      },
+    ],
+  } as TopLevelSpec;
+}
+
 /** Final valid loss and the test score of every finished run against rank scale, mean line per variant. */
 export function summarySpec(results: ExperimentResults): TopLevelSpec {
   const score = testScoreOf(results.task);

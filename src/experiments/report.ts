@@ -4,7 +4,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { configurationCurveSpec, rankScaleCurveSpec, renderSvg, summarySpec } from './charts.ts';
+import { configurationCurveSpec, rankScaleCurveSpec, rankScaleDeltaSpec, renderSvg, summarySpec } from './charts.ts';
 import {
   readExperiment,
   runValidLoss,
@@ -143,6 +143,8 @@ export async function renderFigures(results: ExperimentResults): Promise<Figure[
   for (const rs of rankScales) {
     const runs = results.runs.filter((r) => r.rankScale === rs);
     figures.push({ file: `${FIGURES_DIR}/${figureFileName(`curves-rs${rs}`)}`, title: `Rank scale ${rs}: all variants`, svg: await renderSvg(rankScaleCurveSpec(rs, runs)) });
+    const delta = rankScaleDeltaSpec(rs, runs);
+    if (delta) figures.push({ file: `${FIGURES_DIR}/${figureFileName(`delta-rs${rs}`)}`, title: `Rank scale ${rs}: difference to the baseline`, svg: await renderSvg(delta) });
   }
   const groups = new Map<string, RunRecord[]>();
   for (const run of results.runs) groups.set(run.configuration, [...(groups.get(run.configuration) ?? []), run]);

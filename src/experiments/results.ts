@@ -93,7 +93,13 @@ export function readExperiment(dir: string): ExperimentResults {
     .filter((f) => statSync(f).isDirectory() && isRunFolder(f));
   if (folders.length === 0) throw new UserError(`experiment report: '${dir}' holds no run folders (each with metrics.jsonl or done.json)`);
   let spec: ExperimentSpec | null = null;
-  if (existsSync(join(dir, SPEC_JSON))) spec = JSON.parse(readFileSync(join(dir, SPEC_JSON), 'utf8')) as ExperimentSpec;
+  if (existsSync(join(dir, SPEC_JSON))) {
+    try {
+      spec = JSON.parse(readFileSync(join(dir, SPEC_JSON), 'utf8')) as ExperimentSpec;
+    } catch (err) {
+      throw new UserError(`${join(dir, SPEC_JSON)}: not valid JSON (${String((err as Error).message).split('\n')[0]})`);
+    }
+  }
 
   const runs: RunRecord[] = folders.map((folder) => {
     const name = basename(folder);
