@@ -23,7 +23,7 @@ import {
   type MaskedLmBatch,
 } from '../src/text/masking.ts';
 import { SeededRandom, setGlobalSeed } from '../src/random.ts';
-import { buildBertForMaskedLM, resolveBertConfig, type BertConfig } from '../src/models/bert.ts';
+import { buildBertForMaskedLM, disposeBertModel, resolveBertConfig, type BertConfig } from '../src/models/bert.ts';
 import { bertPresets } from '../src/models/bert-presets.ts';
 import { scoreMaskedPredictions } from '../src/models/mlm-head.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
@@ -508,6 +508,13 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     schedule = 'inverse_sqrt';
     log('mlm: linear decay needs --max-steps or --max-epochs; with --max-time alone the rate decays as 1/sqrt(step) after warm-up');
   }
+  // A warm-up longer than the whole run (a quick `--max-steps 20` with the preset's 50) would never
+  // reach the peak rate; shorten it to a tenth of the run, and say so.
+  let warmupUpdates = t.warmupUpdates;
+  if (t.maxSteps !== null && warmupUpdates >= t.maxSteps) {
+    warmupUpdates = Math.max(1, Math.floor(t.maxSteps / 10));
+    log(`mlm: warm-up of ${t.warmupUpdates} updates is not shorter than --max-steps ${t.maxSteps}; using ${warmupUpdates} (set --warmup to choose)`);
+  }
   const tokenizer = await loadTokenizer(tokenizerPath);
   const masker = maskerFor(tokenizer, config.data, `--tokenizer ${tokenizerPath}`);
   const validMasker = evaluationMasker(tokenizer);
@@ -548,7 +555,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     lr: t.lr,
     betas: t.betas,
     schedule,
-    warmupUpdates: t.warmupUpdates,
+    warmupUpdates,
     warmupInitLr: t.warmupInitLr,
     clipNorm: t.clipNorm,
     updateFreq: t.updateFreq,
@@ -582,7 +589,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     };
   } finally {
     trainer.dispose();
-    bert.model.dispose();
+    disposeBertModel(bert.model);
   }
 }
 
@@ -645,7 +652,7 @@ export async function evaluateMlm(opts: MlmEvaluateOptions): Promise<MlmEvaluati
     opts.log?.(`mlm: scored ${scores.maskedTokens} masked tokens in ${scores.sequences} sequences of ${join(dataDir, `${split}.txt`)}`);
     return { checkpoint: dir, split, maskingSeed, ...scores };
   } finally {
-    model.dispose();
+    disposeBertModel(model);
   }
 }
 

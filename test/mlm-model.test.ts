@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildBertForMaskedLM,
+  disposeBertModel,
   encoderFromMaskedLM,
   loadEncoder,
   loadPretrainedAttention,
@@ -60,7 +61,7 @@ describe('BertEncoder + MaskedLMHead', () => {
     expect(g[0][1]).toEqual(h[0][3]);
     expect(g[1][0]).toEqual(h[1][2]);
     tf.dispose([logits, hidden, gathered, tokens, positions]);
-    bert.model.dispose();
+    disposeBertModel(bert.model);
   });
 
   it('ignores padding: appending pad tokens leaves the hidden states of real tokens unchanged', () => {
@@ -72,7 +73,7 @@ describe('BertEncoder + MaskedLMHead', () => {
     const b = (bert.encoder.predict(padded) as tf.Tensor).slice([0, 0, 0], [1, 4, 16]);
     expect(tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]).toBeLessThan(1e-5);
     tf.dispose([short, padded, a, b]);
-    bert.model.dispose();
+    disposeBertModel(bert.model);
   });
 
   it('ties the output projection to the token embedding (one matrix, no separate output weights)', () => {
@@ -81,7 +82,7 @@ describe('BertEncoder + MaskedLMHead', () => {
     const vocabSized = bert.model.weights.filter((w) => w.shape.includes(40));
     // The embedding matrix [V, d] and the head's output bias [V], nothing else of vocabulary size.
     expect(vocabSized.map((w) => w.shape)).toEqual([[40, 16], [40]]);
-    bert.model.dispose();
+    disposeBertModel(bert.model);
   });
 
   it('can start the vocabulary bias at given log-probabilities (the unigram initialization)', () => {
@@ -92,7 +93,7 @@ describe('BertEncoder + MaskedLMHead', () => {
     const bias = bert.model.getLayer('mlm_head_output_bias').getWeights()[0];
     expect(Array.from(bias.dataSync())).toEqual(Array.from(values));
     expect(() => bert.head.setOutputBias(new Float32Array(3))).toThrow(/expected 40 values/);
-    bert.model.dispose();
+    disposeBertModel(bert.model);
   });
 
   it('builds every variant: pre-norm, segments, factorized FFN and embedding, low-rank attention, per-pair SI', () => {
@@ -122,7 +123,15 @@ describe('BertEncoder + MaskedLMHead', () => {
     expect(logits.shape).toEqual([2, 2, 40]);
     expect(Number.isFinite(tf.sum(logits).dataSync()[0])).toBe(true);
     tf.dispose([tokens, positions, segments, logits]);
-    bert.model.dispose();
+    disposeBertModel(bert.model);
+  });
+
+  it('frees every weight on disposeBertModel (the tied embedding is applied twice)', () => {
+    const before = tf.memory().numTensors;
+    const bert = buildBertForMaskedLM(resolveBertConfig(TINY));
+    expect(tf.memory().numTensors).toBeGreaterThan(before);
+    disposeBertModel(bert.model);
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('rejects bad configs with the key named', () => {
@@ -178,7 +187,7 @@ describe('checkpoint round trip and reuse', () => {
     const after = restored.predict([tokens, positions]) as tf.Tensor;
     expect(tf.max(tf.abs(tf.sub(after, before))).dataSync()[0]).toBe(0);
     tf.dispose(after);
-    restored.dispose();
+    disposeBertModel(restored);
 
     const encoder = await loadEncoder(dir);
     const hiddenStandalone = encoder.predict(tokens) as tf.Tensor;
@@ -203,8 +212,8 @@ describe('checkpoint round trip and reuse', () => {
     expect(tf.max(tf.abs(tf.sub(otherHidden, hiddenInside))).dataSync()[0]).toBeGreaterThan(1e-3);
 
     tf.dispose([tokens, positions, before, hiddenInside, hiddenStandalone, x, mask, a, b, otherHidden]);
-    bert.model.dispose();
-    other.model.dispose();
+    disposeBertModel(bert.model);
+    disposeBertModel(other.model);
     encoder.dispose();
   });
 

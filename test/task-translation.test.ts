@@ -1,6 +1,6 @@
 // End to end on the tiny copy-task fixture: train, reload, resume, decode, CLI translate/evaluate.
 import * as tf from '@tensorflow/tfjs';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +114,22 @@ describe('translation task on the copy fixture', () => {
     const lines = io.out.split('\n');
     expect(lines).toHaveLength(4); // three translations and the final newline
     expect(lines[1]).toBe(''); // an empty line translates to an empty line
+  });
+
+  it('translate --input FILE gives what stdin gives; evaluate --output writes the translations', async () => {
+    const input = join(root, 'input.txt');
+    writeFileSync(input, 'ka lo mi\nvu fo\n');
+    const fromFile = captureIo();
+    expect(await runCli(['translate', '--checkpoint', out, '--input', input], fromFile)).toBe(0);
+    const fromStdin = captureIo('ka lo mi\nvu fo\n');
+    expect(await runCli(['translate', '--checkpoint', out], fromStdin)).toBe(0);
+    expect(fromFile.out).toBe(fromStdin.out);
+    const hyps = join(root, 'hyps.txt');
+    const io = captureIo();
+    expect(await runCli(['evaluate', 'translation', '--checkpoint', out, '--data', DATA, '--split', 'valid', '--beam', '1', '--output', hyps], io), io.err).toBe(0);
+    expect(readFileSync(hyps, 'utf8').split('\n')).toHaveLength(25);
+    expect(io.out).toMatch(/^BLEU\|nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:\S+ = \d+\.\d\d /);
+    expect(io.out).toMatch(/\nchrF2\|nrefs:1\|.* = \d+\.\d\d\nperplexity = \d+\.\d\d \(token-level, valid split, 24 sentences, beam 1\)/);
   });
 
   it('evaluate translation prints BLEU with its signature, chrF and perplexity', async () => {

@@ -309,6 +309,18 @@ export function buildBertForMaskedLM(config: BertConfig): BertForMaskedLM {
 }
 
 /**
+ * Disposes an MLM model's weights. `model.dispose()` alone leaves the token embedding's weights
+ * alive: tfjs counts one reference per application of a layer, and the tied embedding is applied
+ * twice (lookup and output projection) but released once.
+ */
+export function disposeBertModel(model: tf.LayersModel): void {
+  model.dispose();
+  for (const layer of model.layers) {
+    for (let extra = layer.inboundNodes.length - 1; extra > 0; extra--) layer.dispose();
+  }
+}
+
+/**
  * The encoder part of a (loaded) MLM model: a tfjs model from its token (and segment) inputs to
  * the hidden states, sharing the MLM model's layers and weights.
  */
@@ -371,6 +383,6 @@ export async function loadPretrainedAttention(dir: string): Promise<FactorizedMu
       return layer;
     });
   } finally {
-    model.dispose();
+    disposeBertModel(model);
   }
 }

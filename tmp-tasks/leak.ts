@@ -1,0 +1,17 @@
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend/index.ts';
+import { loadTranslator, translateLines } from '../tasks/translation.ts';
+import { greedyDecode } from '../src/decode/greedy.ts';
+import { beamSearch } from '../src/decode/beam-search.ts';
+await initBackend({ verbose: false });
+const t = await loadTranslator('test/fixtures/../../checkpoints/quickstart-en-es');
+let n = tf.memory().numTensors;
+const step = (what: string) => { const m = tf.memory().numTensors; console.log(what, m - n); n = m; };
+await greedyDecode(t.model, [[5, 6, 7, 3]], { maxLenB: 5 }); step('greedy 1');
+await greedyDecode(t.model, [[5, 6, 7, 3]], { maxLenB: 5 }); step('greedy 2');
+await beamSearch(t.model, [[5, 6, 7, 3]], { beamSize: 2, maxLenB: 5 }); step('beam 1');
+await beamSearch(t.model, [[5, 6, 7, 3]], { beamSize: 2, maxLenB: 5 }); step('beam 2');
+await translateLines(t, ['Hello there.'], { beam: 1 }); step('translate');
+const s = t.model.startDecoding([[5, 6, 3]], 1); step('start');
+t.model.decodeStep(s, new Int32Array([2])).dispose(); step('decodeStep');
+t.model.disposeDecoderState(s); step('disposeState');
