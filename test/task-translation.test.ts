@@ -16,6 +16,7 @@ import {
   sourceForModel,
   teacherForcedLoss,
   trainTranslation,
+  translateLines,
   type TranslationTrainOptions,
 } from '../tasks/translation.ts';
 import { encodeSplit, TranslationBatches } from '../tasks/translation-data.ts';
@@ -87,6 +88,22 @@ describe('translation task on the copy fixture', () => {
       expect(Array.from(await a.data())).toEqual(Array.from(await b.data()));
       tf.dispose([source, targetIn, a, b]);
       viaTfjs.dispose();
+    } finally {
+      translator.dispose();
+    }
+  });
+
+  it('decoding and scoring leave no tensors behind', async () => {
+    const translator = await loadTranslator(join(out, 'checkpoint_last'));
+    try {
+      const lines = ['ka lo mi', 'vu we ba de'];
+      await translateLines(translator, lines, { beam: 2 }); // first use builds the model's constant tables
+      const before = tf.memory().numTensors;
+      await translateLines(translator, lines, { beam: 2 });
+      await translateLines(translator, lines, { beam: 1 });
+      const valid = await encodeSplit(DATA, 'valid', translator.config, translator.tokenizer, () => undefined);
+      teacherForcedLoss(translator.model, new TranslationBatches(valid, translator.tokenizer, { maxTokens: 512, shuffle: false, seed: 0 }), translator.tokenizer.padId);
+      expect(tf.memory().numTensors).toBe(before);
     } finally {
       translator.dispose();
     }

@@ -1,14 +1,15 @@
 /**
  * Label-smoothed cross-entropy over a padded batch of token targets.
  *
- * Written with logsumexp + a gather of the target column, so it never builds a one-hot or a full
- * log-probability copy of the [B, T, V] logits: per token,
+ * Computed by the engine's `softmaxCrossEntropy` (logsumexp + a gather of the target column, so it
+ * never builds a one-hot or a full log-probability copy of the [B, T, V] logits): per token,
  *   −log p(t)          = lse − logit[t]
  *   mean_v(−log p(v))  = lse − mean_v(logit[v])
  *   loss = (1 − ε)·nll + ε·mean_v(−log p)        (= (1−ε)·nll + ε/V·Σ_v(−log p), fairseq/torch style)
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
+import { softmaxCrossEntropy } from '../backend/index.ts';
 
 export interface LabelSmoothingOptions {
   /** ε in [0, 1). 0 = plain cross-entropy. */
@@ -51,21 +52,15 @@ export function labelSmoothedCrossEntropy(
     if (id < 0 || id >= vocab) throw new Error(`labelSmoothedCrossEntropy: target id ${id} outside vocabulary [0, ${vocab})`);
     numTokens++;
   }
-  const [loss, nllLoss] = tf.tidy(() => {
+  // The engine's fused kernel: one pass for the value, and a single [n, V] gradient tensor
+  // (the op-by-op version keeps several [n, V] intermediates alive for the backward pass, which
+  // overflows the 4 GB wasm heap at ~4k-token batches with an 8k vocabulary).
+  const { loss, nll: nllLoss } = tf.tidy(() => {
     const n = targetIds.length;
-    const flatLogits = tf.reshape(logits, [n, vocab]);
-    const lse = tf.logSumExp(flatLogits, 1); // [n]
-    const flatTargets = tf.reshape(targets, [n]);
-    // Index of each target logit (pad ids may lie outside the vocabulary: clamp, they are masked) in the flattened [n·V] view: row·V + target.
-    const flatIndex = tf.add(tf.mul(tf.range(0, n, 1, 'int32'), tf.scalar(vocab, 'int32')), tf.maximum(flatTargets, tf.scalar(0, 'int32')));
-    const targetLogit = tf.gather(tf.reshape(flatLogits, [n * vocab]), flatIndex);
-    const mask = tf.cast(tf.notEqual(flatTargets, tf.scalar(padId, 'int32')), 'float32');
-    const nll = tf.mul(tf.sub(lse, targetLogit), mask);
-    const nllSum = tf.sum(nll) as tf.Scalar;
-    if (smoothing === 0) return [nllSum, tf.clone(nllSum)];
-    const smooth = tf.mul(tf.sub(lse, tf.mean(flatLogits, 1)), mask);
-    const total = tf.add(tf.mul(nllSum, 1 - smoothing), tf.mul(tf.sum(smooth), smoothing)) as tf.Scalar;
-    return [total, nllSum];
+    return softmaxCrossEntropy(tf.reshape(logits, [n, vocab]) as tf.Tensor2D, tf.reshape(targets, [n]) as tf.Tensor1D, {
+      smoothing,
+      padId,
+    });
   });
   return { loss, nllLoss, numTokens };
 }
