@@ -184,6 +184,21 @@ describe('resumable runner', () => {
     expect(again.skipped).toHaveLength(4);
   });
 
+  it('refuses a second runner on the same folder while the first is running', async () => {
+    const out = join(root, 'locked');
+    const second: { outcome?: Promise<unknown> } = {};
+    const runFn: RunFunction = async (s, run, ctx) => {
+      second.outcome ??= runExperiment(small(), { out, runFn: fakeRunFunction([]) }).catch((err: Error) => err);
+      return fakeRunFunction([])(s, run, ctx);
+    };
+    await runExperiment(small(), { out, runFn, only: ['rs0.5-baseline-seed1'] });
+    const err = (await second.outcome) as Error;
+    expect(err).toBeInstanceOf(UserError);
+    expect(err.message).toMatch(/another training .* is writing to this folder/);
+    // released afterwards: a later runner goes ahead
+    await expect(runExperiment(small(), { out, runFn: fakeRunFunction([]), only: ['rs1-si-fd-seed1'] })).resolves.toBeDefined();
+  });
+
   it('clears a run killed before its first checkpoint and starts it afresh', async () => {
     const out = join(root, 'fresh');
     const dir = runDir(out, 'rs0.5-baseline-seed1');

@@ -12,9 +12,13 @@ import { runExperiment, type RunFunction } from './runner.ts';
 import { expandGrid, loadExperimentSpec } from './spec.ts';
 import { checkSpecAgainstTask, makeTaskRunFunction } from './task-runs.ts';
 
-/** Default experiment folder of a spec: experiments/results/<name>. */
+/**
+ * Default experiment folder of a spec: checkpoints/experiments/<name> (outside git, like every
+ * training output). The measured results kept in the repository live in experiments/results/<name>,
+ * written there with --out, so a fresh run never silently "finishes" by skipping committed runs.
+ */
 export function defaultExperimentDir(name: string): string {
-  return join('experiments', 'results', name);
+  return join('checkpoints', 'experiments', name);
 }
 
 interface ExperimentFlags {
@@ -39,7 +43,7 @@ export function registerExperimentCommands(program: Command, io: CliIo = process
         'each in its own folder; finished runs are skipped and interrupted ones resume; then write the report',
     )
     .option('--spec <file>', 'experiment spec (JSON), e.g. experiments/quick.json')
-    .option('--out <dir>', 'experiment folder (default experiments/results/<spec name>)')
+    .option('--out <dir>', 'experiment folder (default checkpoints/experiments/<spec name>)')
     .option('--only <names...>', 'run only these runs of the grid (e.g. rs0.5-si-fd-seed1)')
     .option('--dry-run', 'list the runs and their state, train nothing')
     .option('--no-report', 'do not write the report at the end')

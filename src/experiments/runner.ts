@@ -12,6 +12,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
+import { acquireOutputLock } from '../train/lock.ts';
 import { expandGrid, type ExperimentSpec, type PlannedRun } from './spec.ts';
 
 export const RUNS_DIR = 'runs';
@@ -122,6 +123,16 @@ function checkOrStoreSpec(out: string, spec: ExperimentSpec): void {
 export async function runExperiment(spec: ExperimentSpec, opts: RunExperimentOptions): Promise<ExperimentOutcome> {
   const log = opts.log ?? (() => undefined);
   mkdirSync(join(opts.out, RUNS_DIR), { recursive: true });
+  // One runner per experiment folder: a second one would clear the run the first is training.
+  const lock = acquireOutputLock(opts.out);
+  try {
+    return await runGrid(spec, opts, log);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runGrid(spec: ExperimentSpec, opts: RunExperimentOptions, log: (line: string) => void): Promise<ExperimentOutcome> {
   checkOrStoreSpec(opts.out, spec);
   let runs = expandGrid(spec);
   if (opts.only) {

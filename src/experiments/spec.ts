@@ -5,7 +5,8 @@
  * `expandGrid` turns it into the list of runs, in a stable order with stable, readable names.
  *
  * The variants are the paper's four arms (Khodak et al., ICLR 2021, Table/Fig. on Transformers):
- * - `baseline`: default (random) initialization, plain weight decay on every weight, factors included;
+ * - `baseline`: default (random) initialization, plain weight decay (the paper's baseline also decays
+ *   the factors; today's trainer exempts factor weights from plain weight decay in every arm);
  * - `si`:       spectral initialization, plain weight decay;
  * - `fd`:       default initialization, Frobenius decay on the factor products instead of weight decay;
  * - `si-fd`:    both.
@@ -35,7 +36,7 @@ function uniqueList<T extends z.ZodType>(item: T, what: string) {
 }
 
 export const experimentSpecSchema = z.strictObject({
-  /** Names the default output folder experiments/results/<name>. */
+  /** Names the default output folder checkpoints/experiments/<name>. */
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'expected letters, digits, . _ - (it names a folder)'),
   description: z.string().optional(),
   task: z.enum(['translation', 'mlm']),

@@ -130,18 +130,20 @@ export function softmaxCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, o
     });
     // The engine keeps clones of saved tensors only while a gradient tape records (and frees them
     // after backprop); everything else made here is freed by the tidy around this function.
-    save([logitsIn, lse]);
+    // `targets` is saved too: the caller may dispose its own handle (e.g. a reshape made inside
+    // a tidy) before the backward pass runs.
+    save([logitsIn, lse, targets]);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [savedLogits, savedLse] = saved as [tf.Tensor2D, tf.Tensor1D];
+        const [savedLogits, savedLse, savedTargets] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
         const [dyLoss, dyNll] = Array.from(dy.dataSync());
         const attrs: GradAttrs = { smoothing, padId, dyLoss, dyNll };
         const backendName = tf.getBackend();
         if (tf.getKernel(CROSS_ENTROPY_GRAD, backendName)) {
-          return tf.engine().runKernel(CROSS_ENTROPY_GRAD, { logits: savedLogits, lse: savedLse, targets }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+          return tf.engine().runKernel(CROSS_ENTROPY_GRAD, { logits: savedLogits, lse: savedLse, targets: savedTargets }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
         }
-        return gradAsOps(savedLogits, savedLse, targets, vocab, attrs);
+        return gradAsOps(savedLogits, savedLse, savedTargets, vocab, attrs);
       },
     };
   };
