@@ -176,10 +176,10 @@ describe('translation task on the copy fixture', () => {
 
 describe('copy task', () => {
   // The proof that the whole loop learns: d 64 (the tiny preset's 32 learns too, only slower),
-  // 200 updates of ~1000 tokens; valid BLEU passes 90 around update 150.
+  // 300 updates of ~1000 tokens; BLEU passes 90 after about 150-250 updates, depending on the engine's numerics.
   it('a tiny model learns to copy: near-perfect BLEU on the test split', { timeout: 400_000 }, async () => {
     const out = join(root, 'copy');
-    const train = { maxSteps: 200, validEvery: 200, saveEvery: 200, lr: 0.005, warmupUpdates: 50, maxTokens: 1024, logEvery: 50 };
+    const train = { maxSteps: 300, validEvery: 300, saveEvery: 300, lr: 0.005, warmupUpdates: 50, maxTokens: 1024, logEvery: 50 };
     await trainTranslation({
       ...tinyRun('copy', train),
       overrides: { model: { modelDim: 64, ffnDim: 128 }, train, decode: { validBleuSamples: 0 } },
