@@ -57,10 +57,11 @@ export function labelSmoothedCrossEntropy(
   // overflows the 4 GB wasm heap at ~4k-token batches with an 8k vocabulary).
   const { loss, nll: nllLoss } = tf.tidy(() => {
     const n = targetIds.length;
-    return softmaxCrossEntropy(tf.reshape(logits, [n, vocab]) as tf.Tensor2D, tf.reshape(targets, [n]) as tf.Tensor1D, {
+    const result = softmaxCrossEntropy(tf.reshape(logits, [n, vocab]) as tf.Tensor2D, tf.reshape(targets, [n]) as tf.Tensor1D, {
       smoothing,
       padId,
     });
+    return { loss: result.loss, nll: result.nll };
   });
   return { loss, nllLoss, numTokens };
 }
