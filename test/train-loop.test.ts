@@ -183,11 +183,11 @@ describe('Trainer', () => {
     const lr = 0.1;
     const lambda = 0.2;
     const wd = 0.5;
-    const run = async (fdPairs?: { qk: boolean }) => {
+    const run = async (fdPairs?: { qk: boolean }, frobeniusDecay = lambda) => {
       model.setWeights(before);
       await new Trainer({
         model, lossFn: zeroLoss, data: toyData(1), maxSteps: 1, optimizer: 'nag', momentum: 0, lr, schedule: 'constant',
-        weightDecay: wd, frobeniusDecay: lambda, fdPairs, ...silent,
+        weightDecay: wd, frobeniusDecay, fdPairs, ...silent,
       }).train();
       return model.getWeights();
     };
@@ -201,6 +201,9 @@ describe('Trainer', () => {
     expect(tf.max(tf.abs(tf.sub(emb, tf.mul(emb0, 1 - lr * wd)))).dataSync()[0]).toBeLessThan(1e-6);
     // With the qk pair excluded from FD, its factors get plain weight decay instead.
     [emb, U, , k] = await run({ qk: false });
+    expect(tf.max(tf.abs(tf.sub(U, tf.mul(U0, 1 - lr * wd)))).dataSync()[0]).toBeLessThan(1e-6);
+    // Without Frobenius decay (the paper's baseline) the factors keep plain weight decay.
+    [emb, U, , k] = await run(undefined, 0);
     expect(tf.max(tf.abs(tf.sub(U, tf.mul(U0, 1 - lr * wd)))).dataSync()[0]).toBeLessThan(1e-6);
   });
 

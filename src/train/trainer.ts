@@ -91,7 +91,7 @@ export interface TrainerOptions<B> {
   weightDecay?: number;
   /** Frobenius decay coefficient λ on factor pairs. */
   frobeniusDecay?: number;
-  /** Which pair kinds get Frobenius decay instead of weight decay. Default all. */
+  /** Which pair kinds get Frobenius decay instead of weight decay (when frobeniusDecay > 0). Default all. */
   fdPairs?: Partial<FrobeniusDecayPairs>;
 
   maxSteps?: number;
@@ -247,8 +247,10 @@ export class Trainer<B> {
       if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new UserError(`${key}: expected a number >= 0, got ${v}`);
     }
 
-    // Factor weights of pairs under Frobenius decay are excluded from plain weight decay.
-    const fdNames = factorVariableNames(this.pairs.filter((p) => this.fdPairs[p.kind]));
+    // Factor weights of pairs under Frobenius decay are excluded from plain weight decay. Without
+    // Frobenius decay (λ = 0) the factors keep ordinary weight decay: that is the paper's baseline.
+    const fdActive = (options.frobeniusDecay ?? 0) > 0;
+    const fdNames = factorVariableNames(this.pairs.filter((p) => fdActive && this.fdPairs[p.kind]));
     const weights = this.model.trainableWeights;
     this.variables = weights.map((w) => w.read() as tf.Variable);
     this.optimizer = new TrainOptimizer(
