@@ -10,6 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../src/errors.ts';
+import type { TrainerOptions } from '../src/train/index.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().nonnegative();
@@ -41,6 +42,40 @@ export const trainSectionSchema = z.strictObject({
   nanPolicy: z.enum(['stop', 'skip']),
 });
 export type TrainSection = z.infer<typeof trainSectionSchema>;
+
+/**
+ * The trainer options that come straight from a task's `train` section (the Trainer's own names;
+ * null budgets become undefined). Tasks add their model, loss, data, validation and metric.
+ */
+export function trainerOptionsFromSection(t: TrainSection): Pick<
+  TrainerOptions<unknown>,
+  | 'optimizer' | 'lr' | 'betas' | 'schedule' | 'warmupUpdates' | 'warmupInitLr' | 'clipNorm' | 'updateFreq'
+  | 'weightDecay' | 'frobeniusDecay' | 'maxSteps' | 'maxEpochs' | 'maxTimeMinutes' | 'validEvery' | 'saveEvery'
+  | 'logEvery' | 'keepLast' | 'earlyStopPatience' | 'seed' | 'nanPolicy'
+> {
+  return {
+    optimizer: t.optimizer,
+    lr: t.lr,
+    betas: t.betas,
+    schedule: t.schedule,
+    warmupUpdates: t.warmupUpdates,
+    warmupInitLr: t.warmupInitLr,
+    clipNorm: t.clipNorm,
+    updateFreq: t.updateFreq,
+    weightDecay: t.weightDecay,
+    frobeniusDecay: t.frobeniusDecay,
+    maxSteps: t.maxSteps ?? undefined,
+    maxEpochs: t.maxEpochs ?? undefined,
+    maxTimeMinutes: t.maxTimeMinutes ?? undefined,
+    validEvery: t.validEvery,
+    saveEvery: t.saveEvery,
+    logEvery: t.logEvery,
+    keepLast: t.keepLast,
+    earlyStopPatience: t.earlyStopPatience ?? undefined,
+    seed: t.seed,
+    nanPolicy: t.nanPolicy,
+  };
+}
 
 /** Where a value came from, for error messages ("set in cfg.json", "from --rank"). */
 export type ConfigSource = string;

@@ -24,7 +24,7 @@ import { acquireOutputLock } from '../src/train/lock.ts';
 import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
 import type { ProgressMode } from '../src/train/progress.ts';
 import { Trainer, type BatchSource } from '../src/train/trainer.ts';
-import { mergeConfig, parseSetOverrides, pruneUndefined, validateConfig } from './config.ts';
+import { mergeConfig, parseSetOverrides, pruneUndefined, trainerOptionsFromSection, validateConfig } from './config.ts';
 import {
   checkTranslationConfig,
   parseStoredTranslationConfig,
@@ -283,26 +283,7 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
       outDir: out,
       config,
       tokenizerFiles: tokenizer.files(),
-      optimizer: t.optimizer,
-      lr: t.lr,
-      betas: t.betas,
-      schedule: t.schedule,
-      warmupUpdates: t.warmupUpdates,
-      warmupInitLr: t.warmupInitLr,
-      clipNorm: t.clipNorm,
-      updateFreq: t.updateFreq,
-      weightDecay: t.weightDecay,
-      frobeniusDecay: t.frobeniusDecay,
-      maxSteps: t.maxSteps ?? undefined,
-      maxEpochs: t.maxEpochs ?? undefined,
-      maxTimeMinutes: t.maxTimeMinutes ?? undefined,
-      validEvery: t.validEvery,
-      saveEvery: t.saveEvery,
-      logEvery: t.logEvery,
-      keepLast: t.keepLast,
-      earlyStopPatience: t.earlyStopPatience ?? undefined,
-      seed: t.seed,
-      nanPolicy: t.nanPolicy,
+      ...trainerOptionsFromSection(t),
       resume,
       progress: opts.progress,
     });

@@ -72,6 +72,14 @@ describe('checkpoints', () => {
     await expect(loadCheckpoint(dir)).rejects.toThrow(new RegExp(`weights.bin: ${size - 4} bytes, but model.json lists weights of ${size} bytes`));
     await expect(tf.loadLayersModel(fileIOHandler(dir))).rejects.toBeInstanceOf(UserError);
 
+    // Damaged without changing its size: caught by the checksum recorded in model.json.
+    await saveCheckpoint(dir, { model });
+    const flipped = readFileSync(bin);
+    flipped[7] ^= 0xff;
+    writeFileSync(bin, flipped);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/weights.bin: checksum does not match the one recorded in model.json/);
+    await expect(tf.loadLayersModel(fileIOHandler(dir))).rejects.toBeInstanceOf(UserError);
+
     await saveCheckpoint(dir, { model });
     const bigger = buildToyModel({ ...TOY, dim: TOY.dim * 2 });
     const ckpt = await loadCheckpoint(dir);

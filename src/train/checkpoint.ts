@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { promises as fsp, existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { UserError } from '../errors.ts';
 import type { OptimizerState, OptimizerStateMeta, TrainOptimizer } from './optimizers.ts';
@@ -17,6 +18,12 @@ import { isOutputLocked } from './lock.ts';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';
+/** model.json `userDefinedMetadata` key holding the sha256 of weights.bin. */
+export const WEIGHTS_SHA256_KEY = 'weightsSha256';
+
+function sha256(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
 export const OPTIMIZER_JSON = 'optimizer.json';
 export const OPTIMIZER_BIN = 'optimizer.bin';
 export const TRAINER_STATE_JSON = 'trainer-state.json';
@@ -153,8 +160,10 @@ function modelFiles(artifacts: tf.io.ModelArtifacts): { name: string; data: Uint
     weightsManifest: [{ paths: [WEIGHTS_BIN], weights: artifacts.weightSpecs }],
   };
   if (artifacts.trainingConfig) json.trainingConfig = artifacts.trainingConfig;
-  if (artifacts.userDefinedMetadata) json.userDefinedMetadata = artifacts.userDefinedMetadata;
   const weights = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
+  // A checksum of weights.bin (in tfjs' own free-form metadata field, which loaders ignore), so a
+  // weights file damaged without changing its size is detected on load, not trained on.
+  json.userDefinedMetadata = { ...(artifacts.userDefinedMetadata ?? {}), [WEIGHTS_SHA256_KEY]: sha256(weights) };
   return [
     { name: MODEL_JSON, data: Buffer.from(JSON.stringify(json)) },
     { name: WEIGHTS_BIN, data: weights },
@@ -178,6 +187,10 @@ async function readModelArtifacts(dir: string): Promise<tf.io.ModelArtifacts> {
   const expected = specs.reduce((n, s) => n + weightByteSize(s), 0);
   if (data.byteLength !== expected) {
     throw new UserError(`${binPath}: ${data.byteLength} bytes, but ${MODEL_JSON} lists weights of ${expected} bytes (truncated or corrupted)`);
+  }
+  const recorded = modelJSON.userDefinedMetadata?.[WEIGHTS_SHA256_KEY];
+  if (typeof recorded === 'string' && recorded !== sha256(data)) {
+    throw new UserError(`${binPath}: checksum does not match the one recorded in ${MODEL_JSON} (corrupted weights)`);
   }
   const weightData = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer;
   return tf.io.getModelArtifactsForJSON(modelJSON as unknown as tf.io.ModelJSON, async () => [specs, weightData]);
@@ -432,8 +445,11 @@ export async function averageCheckpoints(dirs: string[], outDir: string, writer?
     }
     offset += bytes;
   }
+  // The reference's model.json, with the averaged weights' checksum.
+  const modelJSON = readJSONFile<ModelJSONFile>(path.join(ref.dir, MODEL_JSON));
+  modelJSON.userDefinedMetadata = { ...(modelJSON.userDefinedMetadata ?? {}), [WEIGHTS_SHA256_KEY]: sha256(out) };
   const files = [
-    { name: MODEL_JSON, data: await fsp.readFile(path.join(ref.dir, MODEL_JSON)) },
+    { name: MODEL_JSON, data: Buffer.from(JSON.stringify(modelJSON)) },
     { name: WEIGHTS_BIN, data: out },
   ];
   const configPath = path.join(ref.dir, CONFIG_JSON);
