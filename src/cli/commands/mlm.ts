@@ -6,68 +6,38 @@ import { Option, type Command } from 'commander';
 import type { MlmConfigOverrides, MlmSplit } from '../../../tasks/mlm.ts';
 import { evaluateMlm, formatMlmEvaluation, trainMlm } from '../../../tasks/mlm.ts';
 import { commandGroup } from '../groups.ts';
+import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
 import type { CliIo } from '../io.ts';
-import { collect, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from '../options.ts';
+import { nonNegativeInt, positiveInt } from '../options.ts';
 
 /** Options of `train mlm` as commander parses them (undefined = not given). */
-interface TrainMlmFlags {
+interface TrainMlmFlags extends CommonTrainFlags {
   data?: string;
   tokenizer?: string;
   out: string;
   preset?: string;
   config?: string;
-  resume?: boolean;
-  set?: string[];
-  maxSteps?: number;
-  maxEpochs?: number;
-  maxTime?: number;
-  saveEvery?: number;
-  validEvery?: number;
-  logEvery?: number;
-  seed?: number;
-  lr?: number;
-  warmup?: number;
-  maxTokens?: number;
-  updateFreq?: number;
-  clipNorm?: number;
-  frobeniusDecay?: number;
-  weightDecay?: number;
-  optimizer?: 'adam' | 'adamw' | 'nag';
-  dropout?: number;
-  rankScale?: number;
-  spectralInit?: boolean;
   maxLength?: number;
   wholeWordMasking?: boolean;
-  progress?: 'auto' | 'bar' | 'lines' | 'none';
 }
 
 /** The config keys that dedicated flags set. */
 export function mlmOverridesFromFlags(f: TrainMlmFlags): MlmConfigOverrides {
   return {
-    model: { dropout: f.dropout, attentionRankScale: f.rankScale, spectralInit: f.spectralInit },
-    train: {
-      maxSteps: f.maxSteps,
-      maxEpochs: f.maxEpochs,
-      maxTimeMinutes: f.maxTime,
-      saveEvery: f.saveEvery,
-      validEvery: f.validEvery,
-      logEvery: f.logEvery,
-      seed: f.seed,
-      lr: f.lr,
-      warmupUpdates: f.warmup,
-      maxTokens: f.maxTokens,
-      updateFreq: f.updateFreq,
-      clipNorm: f.clipNorm,
-      frobeniusDecay: f.frobeniusDecay,
-      weightDecay: f.weightDecay,
-      optimizer: f.optimizer,
-    },
+    ...commonOverridesFromFlags(f),
     data: { maxLength: f.maxLength, wholeWordMasking: f.wholeWordMasking },
   };
 }
 
+const TRAIN_TEXTS: TrainFlagTexts = {
+  validates: 'masked-token perplexity, accuracy',
+  seeds: 'init, shuffling, masking, dropout',
+  maxTokens: 'batch size in (padded) input tokens',
+  setExample: '--set model.normFirst=true',
+};
+
 function registerTrain(program: Command, io: CliIo): void {
-  commandGroup(program, 'train')
+  const command = commandGroup(program, 'train')
     .command('mlm')
     .description(
       'pretrain a BERT-style encoder with factorized attention by masked-LM on a monolingual corpus ' +
@@ -77,31 +47,12 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--tokenizer <path>', "SentencePiece .model, or a WordPiece tokenizer.json (file or folder); default: the --data folder's, else the shipped English SentencePiece model")
     .requiredOption('--out <dir>', 'output folder: checkpoints (checkpoint_last, checkpoint_best), metrics.jsonl')
     .option('--preset <name>', 'model + recipe preset: bert_tiny, bert_small, bert_base (default bert_small)')
-    .option('--config <file>', 'JSON config: any subset of {model, train, data} keys')
-    .option('--resume', 'continue the run in --out from its last checkpoint (its config.json wins; stopping rules may be extended)')
-    .option('--max-steps <n>', 'stop after N optimizer updates', positiveInt)
-    .option('--max-epochs <n>', 'stop after N passes over the training data', positiveInt)
-    .option('--max-time <minutes>', 'stop after this many minutes of training', positiveNumber)
-    .option('--save-every <n>', 'save a checkpoint every N updates', positiveInt)
-    .option('--valid-every <n>', 'validate (masked-token perplexity, accuracy) every N updates', positiveInt)
-    .option('--log-every <n>', 'log training loss every N updates', positiveInt)
-    .option('--seed <n>', 'random seed (init, shuffling, masking, dropout)', nonNegativeInt)
-    .option('--lr <x>', 'peak learning rate', positiveNumber)
-    .option('--warmup <n>', 'warm-up updates of the schedule', nonNegativeInt)
-    .option('--max-tokens <n>', 'batch size in (padded) input tokens', positiveInt)
-    .option('--update-freq <n>', 'accumulate gradients over N batches per update', positiveInt)
-    .option('--clip-norm <x>', 'clip the global gradient norm (0 = off)', nonNegativeNumber)
-    .option('--frobenius-decay <x>', 'Frobenius decay coefficient on factor products (0 = off)', nonNegativeNumber)
-    .option('--weight-decay <x>', 'decoupled weight decay on non-factor weights', nonNegativeNumber)
-    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['adam', 'adamw', 'nag']))
-    .option('--dropout <x>', 'residual/embedding dropout', nonNegativeNumber)
-    .option('--rank-scale <x>', 'attention rank scale: per-head rank = floor(x * d / H)', positiveNumber)
-    .option('--spectral-init', 'spectral initialization of the factors (preset default: on)')
-    .option('--no-spectral-init', 'plain random initialization of the factors')
+    .option('--config <file>', 'JSON config: any subset of {model, train, data} keys');
+  addBudgetFlags(command, TRAIN_TEXTS);
+  addRecipeFlags(command, TRAIN_TEXTS)
     .option('--max-length <n>', 'tokens per packed sequence (consecutive sentences)', positiveInt)
-    .option('--whole-word-masking', 'mask whole words (SentencePiece ▁ / WordPiece ## boundaries)')
-    .option('--set <key=value>', 'set any config key, e.g. --set model.normFirst=true (repeatable)', collect)
-    .addOption(new Option('--progress <mode>', 'progress display (default: a bar on a terminal, lines otherwise)').choices(['auto', 'bar', 'lines', 'none']))
+    .option('--whole-word-masking', 'mask whole words (SentencePiece ▁ / WordPiece ## boundaries)');
+  addOutputFlags(command, TRAIN_TEXTS)
     .action(async (flags: TrainMlmFlags) => {
       const summary = await trainMlm({
         data: flags.data,

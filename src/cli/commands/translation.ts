@@ -8,11 +8,12 @@ import { UserError } from '../../errors.ts';
 import type { TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
 import { evaluateTranslation, formatEvaluation, trainTranslation, translateLines } from '../../../tasks/translation.ts';
 import { commandGroup } from '../groups.ts';
+import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
 import type { CliIo } from '../io.ts';
-import { collect, finiteNumber, integer, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber } from '../options.ts';
+import { finiteNumber, integer, nonNegativeInt, nonNegativeNumber, positiveInt } from '../options.ts';
 
 /** Options of `train translation` as commander parses them (undefined = not given). */
-interface TrainFlags {
+interface TrainFlags extends CommonTrainFlags {
   data: string;
   out: string;
   sourceLang?: string;
@@ -20,67 +21,36 @@ interface TrainFlags {
   preset?: string;
   config?: string;
   tokenizer?: string;
-  resume?: boolean;
-  set?: string[];
-  maxSteps?: number;
-  maxEpochs?: number;
-  maxTime?: number;
-  saveEvery?: number;
-  validEvery?: number;
-  logEvery?: number;
   keepLast?: number;
-  seed?: number;
-  lr?: number;
-  warmup?: number;
-  maxTokens?: number;
-  updateFreq?: number;
-  clipNorm?: number;
   labelSmoothing?: number;
-  frobeniusDecay?: number;
-  weightDecay?: number;
-  optimizer?: 'adam' | 'adamw' | 'nag';
-  dropout?: number;
-  rankScale?: number;
   rank?: number;
-  spectralInit?: boolean;
   vocabSize?: number;
   maxLength?: number;
   longLines?: 'skip' | 'error';
   validBleuSamples?: number;
   beam?: number;
-  progress?: 'auto' | 'bar' | 'lines' | 'none';
 }
 
 /** The config keys that dedicated flags set. */
 export function overridesFromFlags(f: TrainFlags): TranslationConfigOverrides {
+  const common = commonOverridesFromFlags(f);
   return {
-    model: { dropout: f.dropout, attentionRankScale: f.rankScale, attentionRank: f.rank, spectralInit: f.spectralInit },
-    train: {
-      maxSteps: f.maxSteps,
-      maxEpochs: f.maxEpochs,
-      maxTimeMinutes: f.maxTime,
-      saveEvery: f.saveEvery,
-      validEvery: f.validEvery,
-      logEvery: f.logEvery,
-      keepLast: f.keepLast,
-      seed: f.seed,
-      lr: f.lr,
-      warmupUpdates: f.warmup,
-      maxTokens: f.maxTokens,
-      updateFreq: f.updateFreq,
-      clipNorm: f.clipNorm,
-      labelSmoothing: f.labelSmoothing,
-      frobeniusDecay: f.frobeniusDecay,
-      weightDecay: f.weightDecay,
-      optimizer: f.optimizer,
-    },
+    model: { ...common.model, attentionRank: f.rank },
+    train: { ...common.train, keepLast: f.keepLast, labelSmoothing: f.labelSmoothing },
     data: { vocabSize: f.vocabSize, maxLength: f.maxLength, longLines: f.longLines },
     decode: { validBleuSamples: f.validBleuSamples, beam: f.beam },
   };
 }
 
+const TRAIN_TEXTS: TrainFlagTexts = {
+  validates: 'loss, perplexity, BLEU on a sample',
+  seeds: 'init, shuffling, dropout',
+  maxTokens: 'batch size in target tokens',
+  setExample: '--set train.betas=[0.9,0.98]',
+};
+
 function registerTrain(program: Command, io: CliIo): void {
-  commandGroup(program, 'train')
+  const command = commandGroup(program, 'train')
     .command('translation')
     .description(
       'train a Transformer with factorized attention on a parallel corpus in fairseq layout ({train,valid,test}.{src,tgt} in --data); ' +
@@ -92,37 +62,17 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--target-lang <T>', 'target language suffix, e.g. es')
     .option('--preset <name>', 'model + recipe preset: transformer_tiny, transformer_small, transformer_base (default transformer_small)')
     .option('--config <file>', 'JSON config: any subset of {model, train, data, decode} keys (see README "Configuration")')
-    .option('--tokenizer <file>', 'SentencePiece .model or tokenizer.json to use instead of the data folder\'s or a newly trained one')
-    .option('--resume', 'continue the run in --out from its last checkpoint (its config.json wins; stopping rules may be extended)')
-    .option('--max-steps <n>', 'stop after N optimizer updates', positiveInt)
-    .option('--max-epochs <n>', 'stop after N passes over the training data', positiveInt)
-    .option('--max-time <minutes>', 'stop after this many minutes of training', positiveNumber)
-    .option('--save-every <n>', 'save a checkpoint every N updates', positiveInt)
-    .option('--valid-every <n>', 'validate (loss, perplexity, BLEU on a sample) every N updates', positiveInt)
-    .option('--log-every <n>', 'log training loss every N updates', positiveInt)
-    .option('--keep-last <n>', 'also keep the last N checkpoint_<step> folders (for average-checkpoints)', positiveInt)
-    .option('--seed <n>', 'random seed (init, shuffling, dropout)', nonNegativeInt)
-    .option('--lr <x>', 'peak learning rate', positiveNumber)
-    .option('--warmup <n>', 'warm-up updates of the schedule', nonNegativeInt)
-    .option('--max-tokens <n>', 'batch size in target tokens', positiveInt)
-    .option('--update-freq <n>', 'accumulate gradients over N batches per update', positiveInt)
-    .option('--clip-norm <x>', 'clip the global gradient norm (0 = off)', nonNegativeNumber)
+    .option('--tokenizer <file>', 'SentencePiece .model or tokenizer.json to use instead of the data folder\'s or a newly trained one');
+  addBudgetFlags(command, TRAIN_TEXTS).option('--keep-last <n>', 'also keep the last N checkpoint_<step> folders (for average-checkpoints)', positiveInt);
+  addRecipeFlags(command, TRAIN_TEXTS)
     .option('--label-smoothing <x>', 'label smoothing epsilon', nonNegativeNumber)
-    .option('--frobenius-decay <x>', 'Frobenius decay coefficient on factor products (0 = off)', nonNegativeNumber)
-    .option('--weight-decay <x>', 'decoupled weight decay on non-factor weights', nonNegativeNumber)
-    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['adam', 'adamw', 'nag']))
-    .option('--dropout <x>', 'residual/embedding dropout', nonNegativeNumber)
-    .option('--rank-scale <x>', 'attention rank scale: per-head rank = floor(x * d / H)', positiveNumber)
     .option('--rank <r>', 'explicit per-head attention rank (overrides --rank-scale)', integer)
-    .option('--spectral-init', 'spectral initialization of the factors (preset default: on)')
-    .option('--no-spectral-init', 'plain random initialization of the factors')
     .option('--vocab-size <n>', 'vocabulary size when a SentencePiece model is trained here', positiveInt)
     .option('--max-length <n>', 'longest training sentence in tokens (either side)', positiveInt)
     .addOption(new Option('--long-lines <what>', 'training pairs longer than --max-length: skip them (and report how many) or stop with an error').choices(['skip', 'error']))
     .option('--valid-bleu-samples <n>', 'BLEU on the first N valid sentences at each validation (0 = off)', nonNegativeInt)
-    .option('--beam <n>', 'beam size stored with the model for evaluate/translate', positiveInt)
-    .option('--set <key=value>', 'set any config key, e.g. --set train.betas=[0.9,0.98] (repeatable)', collect)
-    .addOption(new Option('--progress <mode>', 'progress display (default: a bar on a terminal, lines otherwise)').choices(['auto', 'bar', 'lines', 'none']))
+    .option('--beam <n>', 'beam size stored with the model for evaluate/translate', positiveInt);
+  addOutputFlags(command, TRAIN_TEXTS)
     .action(async (flags: TrainFlags) => {
       const summary = await trainTranslation({
         data: flags.data,
