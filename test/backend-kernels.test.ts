@@ -279,3 +279,28 @@ describe('engine description and start-up', () => {
     expect(out.pool).toBe(2);
   });
 });
+
+describe('vectorized Tile gradient (registered by initBackend)', () => {
+  it('equals the sum of the gradient over the repetitions', () => {
+    const x = tf.tensor3d([[[1, 2, 3]], [[4, 5, 6]]]); // [2, 1, 3]
+    const reps = [2, 4, 1];
+    const dy = tf.randomNormal([4, 4, 3], 0, 1, 'float32', 3);
+    const grad = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.tile(v, reps), dy)))(x);
+    // Expected: out[i, j, k] = x[i mod 2, j mod 1, k], so dx[a, 0, k] = Σ_{i ≡ a (2), j} dy[i, j, k].
+    const d = dy.arraySync() as number[][][];
+    const expected = [0, 1].map((a) => [[0, 1, 2].map((k) => [a, a + 2].reduce((s, i) => s + d[i].reduce((t, row) => t + row[k], 0), 0))]);
+    const got = grad.arraySync() as number[][][];
+    for (let a = 0; a < 2; a++) for (let k = 0; k < 3; k++) expect(got[a][0][k]).toBeCloseTo(expected[a][0][k], 5);
+    tf.dispose([x, dy, grad]);
+  });
+
+  it('runs a constant number of kernels, not one slice + add per repetition (the stock gradient)', async () => {
+    const x = tf.ones([1, 1, 8]);
+    const dy = tf.ones([16, 32, 8]);
+    const info = await tf.profile(() => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.tile(v, [16, 32, 1]), dy)))(x));
+    // Forward (tile, mul, sum) + backward of sum and mul + ours (reshape, sum): a handful; the
+    // stock gradient would add 16·32 = 512 slices and adds.
+    expect(info.kernels.length).toBeLessThan(20);
+    tf.dispose([x, dy]);
+  });
+});

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.ts';
 import { mergeConfig, parseSetOverrides, resolveAttentionRank } from '../tasks/config.ts';
 import { resolveTranslationConfig, TRANSLATION_PRESETS } from '../tasks/translation-config.ts';
+import { QUICKSTART_PRESET } from '../src/cli/commands/quickstart.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ft-task-config-'));
 function configFile(name: string, body: unknown): string {
@@ -36,6 +37,19 @@ describe('resolveTranslationConfig', () => {
     expect(config.train.maxSteps).toBe(9);
     expect(config.sourceLang).toBe('xx');
     expect(config.preset).toBe('transformer_tiny');
+  });
+
+  it('transformer_small_cpu keeps the shape of transformer_small at half width with the CPU recipe (and the quickstart uses it)', () => {
+    const small = resolveTranslationConfig({ ...langs, preset: 'transformer_small', flags: { train: { maxSteps: 1 } } });
+    const cpu = resolveTranslationConfig({ ...langs, preset: QUICKSTART_PRESET, flags: { train: { maxSteps: 1 } } });
+    expect(QUICKSTART_PRESET).toBe('transformer_small_cpu');
+    for (const key of ['encoderLayers', 'decoderLayers', 'numHeads', 'attentionRankScale', 'spectralInit', 'positions', 'tieOutput', 'shareEmbeddings'] as const) {
+      expect(cpu.model[key]).toEqual(small.model[key]);
+    }
+    expect([cpu.model.modelDim, cpu.model.ffnDim, cpu.model.normFirst, cpu.model.dropout]).toEqual([128, 512, true, 0]);
+    expect([cpu.train.lr, cpu.train.warmupUpdates, cpu.train.maxTokens, cpu.train.frobeniusDecay]).toEqual([2e-3, 60, 512, small.train.frobeniusDecay]);
+    expect(cpu.train.frobeniusDecay).toBeGreaterThan(0);
+    expect(cpu.data.vocabSize).toBe(4000);
   });
 
   it('applies --set overrides with JSON values', () => {

@@ -18,6 +18,7 @@ import { UserError } from '../errors.ts';
 import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
 import { registerWasmMatMul } from './kernels/matMul.ts';
 import { registerCrossEntropyGrad } from './kernels/crossEntropy.ts';
+import { registerVectorizedTileGradient } from './kernels/tileGradient.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
 
@@ -131,6 +132,7 @@ async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
   // The cpu kernels always: tests and tools compare against (or fall back to) cpu on any engine.
   registerUnsortedSegmentSum('cpu');
   registerCrossEntropyGrad('cpu', loadNativeBlas().blas);
+  registerVectorizedTileGradient();
   if (name === 'wasm') await prepareWasm();
   let ok = await tf.setBackend(name);
   await tf.ready();

@@ -176,7 +176,7 @@ function describe(results: ExperimentResults): string[] {
   lines.push(
     'Variants (what each run sets): **baseline** = default init, Frobenius decay 0; **si** = spectral init, Frobenius decay 0; ' +
       '**fd** = default init, Frobenius decay on the factor products; **si-fd** = spectral init + Frobenius decay; ' +
-      'every arm keeps the same plain weight decay (the trainer applies it to the non-factor weights). ' +
+      'every arm uses the same plain weight decay: on all weights in baseline and si, on the non-factor weights in fd and si-fd (whose factors get Frobenius decay instead). ' +
       'Compression = parameters / parameters of the same model at full rank. Test scores are those of each run\'s best checkpoint ' +
       '(lowest validation loss / perplexity). Mean ± sample std over the finished seeds; ' +
       'Δ vs baseline: the mean minus the baseline\'s mean at the same rank scale.',

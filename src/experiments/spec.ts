@@ -5,8 +5,8 @@
  * `expandGrid` turns it into the list of runs, in a stable order with stable, readable names.
  *
  * The variants are the paper's four arms (Khodak et al., ICLR 2021, Table/Fig. on Transformers):
- * - `baseline`: default (random) initialization, plain weight decay (the paper's baseline also decays
- *   the factors; today's trainer exempts factor weights from plain weight decay in every arm);
+ * - `baseline`: default (random) initialization, plain weight decay on every weight, factors included
+ *   (the trainer exempts factors from weight decay only when Frobenius decay is on);
  * - `si`:       spectral initialization, plain weight decay;
  * - `fd`:       default initialization, Frobenius decay on the factor products instead of weight decay;
  * - `si-fd`:    both.

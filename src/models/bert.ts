@@ -22,42 +22,6 @@ import { join } from 'node:path';
 import { TransformerEncoderBlock } from './blocks.ts';
 
 // ---------------------------------------------------------------------------------------------
-// A vectorized gradient for Tile.
-//
-// Why: tfjs-layers' LayerNormalization tiles its mean/variance/gamma/beta to the input's shape,
-// and tfjs-core's Tile gradient is a loop of one slice + one add per repetition: for a [B, T, d]
-// input that is thousands of tiny ops per LayerNorm (3 s for one [16, 32, 256] LayerNorm forward
-// + backward on wasm). The gradient of tiling x [s0, …] by reps [r0, …] is dy reshaped to
-// [r0, s0, r1, s1, …] summed over the r axes: one reshape and one sum. Registered once, for every
-// model in the process (the seq2seq models benefit too). TODO(engine): move to src/backend.
-let tileGradientRegistered = false;
-function registerVectorizedTileGradient(): void {
-  if (tileGradientRegistered) return;
-  tileGradientRegistered = true;
-  tf.registerGradient({
-    kernelName: 'Tile',
-    inputsToSave: ['x'],
-    gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
-      const [x] = saved;
-      const reps = attrs.reps as number[];
-      const grad = dy as tf.Tensor;
-      return {
-        x: () => {
-          const split: number[] = [];
-          const repAxes: number[] = [];
-          x.shape.forEach((size, k) => {
-            repAxes.push(split.length);
-            split.push(reps[k], size);
-          });
-          return tf.sum(tf.reshape(grad, split), repAxes).reshape(x.shape);
-        },
-      };
-    },
-  });
-}
-registerVectorizedTileGradient();
-
-// ---------------------------------------------------------------------------------------------
 // Configuration
 
 export interface BertConfig {

@@ -105,7 +105,9 @@ export async function trainSentencePiece(opts: TrainSentencePieceOptions): Promi
         // spm_train's reason is on the line with the failed check, e.g. "... Vocabulary size too high (5000). Please set it to a value <= 6."
         const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.includes('LOG(INFO)'));
         const reason = lines.find((l) => /_status\.ok\(\)|Check failed|ERROR|FATAL/.test(l)) ?? lines.pop() ?? String(err);
-        reject(new UserError(`${trainer} failed for ${opts.modelPrefix}: ${reason.replace(/^.*\] /, '')}`));
+        // A corpus too small for the vocabulary is the common case: say which option changes it.
+        const hint = /Vocabulary size too high/.test(reason) ? ' (a smaller --vocab-size, or data.vocabSize in a config)' : '';
+        reject(new UserError(`${trainer} failed for ${opts.modelPrefix}: ${reason.replace(/^.*\] /, '')}${hint}`));
       });
     });
     renameSync(`${tmpPrefix}.vocab`, `${opts.modelPrefix}.vocab`);
