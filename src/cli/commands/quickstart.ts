@@ -26,10 +26,12 @@ interface QuickstartFlags {
 /** The quickstart's model and recipe: transformer_small's shape at CPU scale (see tasks/translation-config.ts). */
 export const QUICKSTART_PRESET = 'transformer_small_cpu';
 
-/** Validation only at the end of a minutes-long run; BLEU on a small greedy sample. */
+/**
+ * The preset as it is, except validation: only at the end of a minutes-long run (the trainer always
+ * validates when the budget is spent), so no training time goes to it.
+ */
 export const QUICKSTART_OVERRIDES: TranslationConfigOverrides = {
-  train: { validEvery: 100000, saveEvery: 100, logEvery: 10 },
-  decode: { validBleuSamples: 32 },
+  train: { validEvery: 100000 },
 };
 
 export function registerQuickstartCommand(program: Command, io: CliIo): void {
