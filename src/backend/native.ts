@@ -1,5 +1,5 @@
 /**
- * The optional native BLAS addon (`native/`, package `factorized-transformer-native`).
+ * The optional native BLAS addon (`native/`, built by this package's own install script).
  *
  * It is an optional dependency built at install time; a machine without a compiler or BLAS still
  * installs, and then this module says why the addon is unavailable instead of failing.
@@ -101,13 +101,13 @@ export function loadNativeBlas(): NativeBlasStatus {
     if (coreTypeChosen) process.env.OPENBLAS_CORETYPE = coreTypeChosen;
   }
   try {
-    const blas = require('factorized-transformer-native') as NativeBlas;
+    const blas = require('../../native/index.cjs') as NativeBlas;
     status = { blas, reason: undefined, coreTypeChosen };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const reason =
       e.code === 'MODULE_NOT_FOUND'
-        ? 'not built (optional dependency factorized-transformer-native is missing: needs a C compiler and libopenblas-dev at install time)'
+        ? 'not built (native/build/Release/blas.node is missing: needs a C compiler and libopenblas-dev at install time, then `npm rebuild factorized-transformer` or `node native/build.cjs`)'
         : `failed to load: ${String(e.message).split('\n')[0]}`;
     if (coreTypeChosen && process.env.OPENBLAS_CORETYPE === coreTypeChosen) delete process.env.OPENBLAS_CORETYPE;
     status = { blas: undefined, reason, coreTypeChosen: undefined };
