@@ -40,22 +40,40 @@ export function peakRssMiB(): number {
 /** Result of a PyTorch reference script: its JSON line, or why it did not run. */
 export type ReferenceResult = { ok: true; value: Record<string, number> } | { ok: false; reason: string };
 
+/** How runReference finds and checks its interpreter. */
+export interface ReferenceOptions {
+  timeoutMs?: number;
+  /**
+   * Interpreters to try in order; the first that passes the probe runs the script. Default: PYTHON,
+   * else /usr/bin/python3 (Debian's python3-torch), else python3 on the PATH.
+   */
+  pythons?: string[];
+  /** Python code that must exit 0 (default `import torch`), and what to say when it does not. */
+  probe?: { code: string; need: string };
+}
+
+function defaultPythons(existsSync: (p: string) => boolean): string[] {
+  if (process.env.PYTHON) return [process.env.PYTHON];
+  return existsSync('/usr/bin/python3') ? ['/usr/bin/python3', 'python3'] : ['python3'];
+}
+
 /**
  * Runs `bench/reference/<script>` with Debian's python3 + python3-torch (PYTHON env overrides the
  * interpreter) and parses the last stdout line as JSON. Same environment as ours, so a preset
  * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (or the one the engine chose) applies to both.
  */
-export async function runReference(script: string, args: Record<string, string | number>, timeoutMs = 600_000): Promise<ReferenceResult> {
+export async function runReference(script: string, args: Record<string, string | number>, options: ReferenceOptions = {}): Promise<ReferenceResult> {
   const { spawnSync } = await import('node:child_process');
   const { existsSync } = await import('node:fs');
   const { dirname, join } = await import('node:path');
   const { fileURLToPath } = await import('node:url');
-  const python = process.env.PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
-  const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return { ok: false, reason: `no PyTorch for ${python} (apt-get install python3-torch to compare)` };
+  const pythons = options.pythons ?? defaultPythons(existsSync);
+  const probe = options.probe ?? { code: 'import torch', need: 'PyTorch (apt-get install python3-torch to compare)' };
+  const python = pythons.find((p) => spawnSync(p, ['-c', probe.code], { encoding: 'utf8' }).status === 0);
+  if (!python) return { ok: false, reason: `no ${probe.need} for ${[...new Set(pythons)].join(' or ')}` };
   const path = join(dirname(fileURLToPath(import.meta.url)), 'reference', script);
   const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
-  const r = spawnSync(python, [path, ...argv], { encoding: 'utf8', timeout: timeoutMs, env: process.env });
+  const r = spawnSync(python, [path, ...argv], { encoding: 'utf8', timeout: options.timeoutMs ?? 600_000, env: process.env });
   if (r.status !== 0) {
     const why = (r.stderr || String(r.error ?? '')).trim().split('\n').pop() ?? 'failed';
     return { ok: false, reason: `${script} failed: ${why}` };

@@ -12,31 +12,50 @@ import { compared, peakRssMiB, runReference, type Benchmark } from './common.ts'
 import { engineSummary } from './train-translation.ts';
 import { randomIds } from './train-step.ts';
 
-export const run: Benchmark = async ({ quick }) => {
-  const vocab = 8000;
-  const sentences = quick ? 4 : 16;
-  const srcLen = 24;
-  const len = 20;
-  const config = seq2seqConfigFromPreset('transformer_small', { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
+export interface DecodeWork {
+  vocab: number;
+  sentences: number;
+  srcLen: number;
+  /** Tokens every hypothesis gets before its EOS. */
+  len: number;
+  beam: number;
+}
+
+/**
+ * Times one beam search over `work.sentences` random sentences with a `preset` model (after a
+ * warm-up on two of them); shared with bench/gpu.ts.
+ */
+export async function timeBeamDecode(preset: string, work: DecodeWork): Promise<{ seconds: number; leakedTensors: number }> {
+  const { vocab, sentences, srcLen, len, beam } = work;
+  const config = seq2seqConfigFromPreset(preset, { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
   const model = new TransformerSeq2Seq(config);
-  const ids = randomIds(sentences * srcLen, vocab, 5);
-  const source = Array.from({ length: sentences }, (_, i) => Array.from(ids.subarray(i * srcLen, (i + 1) * srcLen)));
-  const opts = { beamSize: 5, minLen: len, maxLenA: 0, maxLenB: len };
-  const warm = await beamSearch(model, source.slice(0, 2), opts);
-  if (warm[0][0].tokens.length !== len) throw new Error(`decode bench: expected ${len} tokens, got ${warm[0][0].tokens.length}`);
-  const tensorsBefore = tf.memory().numTensors;
-  const t0 = performance.now();
-  await beamSearch(model, source, opts);
-  const seconds = (performance.now() - t0) / 1000;
+  try {
+    const ids = randomIds(sentences * srcLen, vocab, 5);
+    const source = Array.from({ length: sentences }, (_, i) => Array.from(ids.subarray(i * srcLen, (i + 1) * srcLen)));
+    const opts = { beamSize: beam, minLen: len, maxLenA: 0, maxLenB: len };
+    const warm = await beamSearch(model, source.slice(0, 2), opts);
+    if (warm[0][0].tokens.length !== len) throw new Error(`decode bench: expected ${len} tokens, got ${warm[0][0].tokens.length}`);
+    const tensorsBefore = tf.memory().numTensors;
+    const t0 = performance.now();
+    await beamSearch(model, source, opts);
+    const seconds = (performance.now() - t0) / 1000;
+    return { seconds, leakedTensors: tf.memory().numTensors - tensorsBefore };
+  } finally {
+    model.dispose();
+  }
+}
+
+export const run: Benchmark = async ({ quick }) => {
+  const work: DecodeWork = { vocab: 8000, sentences: quick ? 4 : 16, srcLen: 24, len: 20, beam: 5 };
+  const { seconds, leakedTensors } = await timeBeamDecode('transformer_small', work);
   const extra = {
     model: 'transformer_small',
-    work: `${sentences} sentences x ${srcLen} source tokens, beam 5, ${len} tokens + EOS each`,
+    work: `${work.sentences} sentences x ${work.srcLen} source tokens, beam 5, ${work.len} tokens + EOS each`,
     seconds,
-    leakedTensors: tf.memory().numTensors - tensorsBefore,
+    leakedTensors,
     peakRssMiB: peakRssMiB(),
     engine: engineSummary(),
   };
-  model.dispose();
-  const ref = await runReference('decode.py', { sentences, 'src-len': srcLen, len, beam: 5, threads: describeBackend().threads });
-  return [compared('decode', sentences / seconds, 'sentences/s', ref, 'sentences_per_s', extra)];
+  const ref = await runReference('decode.py', { sentences: work.sentences, 'src-len': work.srcLen, len: work.len, beam: 5, threads: describeBackend().threads });
+  return [compared('decode', work.sentences / seconds, 'sentences/s', ref, 'sentences_per_s', extra)];
 };

@@ -63,7 +63,7 @@ export const run: Benchmark = async ({ quick }) => {
     source = tf.tensor2d(randomIds(batch * len, vocab, 3 * i), [batch, len], 'int32');
     targetIn = tf.tensor2d(randomIds(batch * len, vocab, 3 * i + 1), [batch, len], 'int32');
     targetOut = tf.tensor2d(randomIds(batch * len, vocab, 3 * i + 2), [batch, len], 'int32');
-    step();
+    await step();
     tf.dispose([source, targetIn, targetOut]);
     const tensors = tf.memory().numTensors;
     const rawRss = process.memoryUsage().rss / 2 ** 20;

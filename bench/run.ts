@@ -1,28 +1,58 @@
 /**
- * `npm run bench [-- NAME ...] [--json] [--quick]`: runs the named benchmarks (all by default).
- * Each benchmark lives in `bench/<name>.ts` and exports `run: Benchmark`.
+ * `npm run bench [-- NAME ...] [--json] [--quick] [--backend NAME]`: runs the named benchmarks
+ * (by default every benchmark marked `byDefault`). Each benchmark lives in `bench/<name>.ts` and
+ * exports `run: Benchmark`.
+ *
+ * The list is static (not a directory scan) so that the GPU bundle (scripts/bundle.ts) can compile
+ * this runner and every benchmark into one JavaScript program.
+ *
+ * Engine: a benchmark that names its own (`gpu`: webgpu) runs on it; the others on `--backend`,
+ * else FT_BACKEND, else the automatic choice.
  */
-import { readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { initBackend } from '../src/backend/index.ts';
+import { initBackend, type BackendChoice } from '../src/backend/index.ts';
 import type { Benchmark, BenchResult } from './common.ts';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const available = readdirSync(here)
-  .filter((f) => f.endsWith('.ts') && !['run.ts', 'common.ts', 'train-step.ts'].includes(f))
-  .map((f) => f.replace(/\.ts$/, ''))
-  .sort();
+interface BenchEntry {
+  load: () => Promise<{ run: Benchmark }>;
+  /** Part of a plain `npm run bench` (false: runs only when named). */
+  byDefault: boolean;
+  /** The engine this benchmark measures, whatever --backend says. */
+  backend?: BackendChoice;
+}
+
+const BENCHMARKS: Record<string, BenchEntry> = {
+  attention: { load: () => import('./attention.ts'), byDefault: true },
+  decode: { load: () => import('./decode.ts'), byDefault: true },
+  // Minutes per step on a software Vulkan device: only when asked for.
+  gpu: { load: () => import('./gpu.ts'), byDefault: false, backend: 'webgpu' as BackendChoice },
+  kernels: { load: () => import('./kernels.ts'), byDefault: true },
+  memory: { load: () => import('./memory.ts'), byDefault: true },
+  'train-mlm': { load: () => import('./train-mlm.ts'), byDefault: true },
+  'train-translation': { load: () => import('./train-translation.ts'), byDefault: true },
+};
+const available = Object.keys(BENCHMARKS);
+
+function fail(message: string): never {
+  console.error(`error: ${message}`);
+  process.exit(1);
+}
 
 const args = process.argv.slice(2);
-const json = args.includes('--json');
-const quick = args.includes('--quick');
-const names = args.filter((a) => !a.startsWith('--'));
-for (const n of names) {
-  if (!available.includes(n)) {
-    console.error(`error: unknown benchmark '${n}'; available: ${available.join(', ')}`);
-    process.exit(1);
-  }
+let json = false;
+let quick = false;
+let backend: BackendChoice | undefined;
+const names: string[] = [];
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === '--json') json = true;
+  else if (a === '--quick') quick = true;
+  else if (a === '--backend' || a.startsWith('--backend=')) {
+    const value = a === '--backend' ? args[++i] : a.slice('--backend='.length);
+    if (!value) fail('--backend needs a value, e.g. --backend wasm');
+    backend = value as BackendChoice;
+  } else if (a.startsWith('--')) fail(`unknown option '${a}'; options: --json, --quick, --backend NAME`);
+  else if (!available.includes(a)) fail(`unknown benchmark '${a}'; available: ${available.join(', ')}`);
+  else names.push(a);
 }
 
 function print(r: BenchResult): void {
@@ -36,8 +66,16 @@ function print(r: BenchResult): void {
   console.log(`${r.name}: ${r.value.toPrecision(4)} ${r.unit} (${base}${ratio})${extra}`);
 }
 
-await initBackend();
-for (const name of names.length ? names : available) {
-  const mod = (await import(pathToFileURL(join(here, `${name}.ts`)).href)) as { run: Benchmark };
-  for (const r of await mod.run({ json, quick })) print(r);
+try {
+  for (const name of names.length ? names : available.filter((n) => BENCHMARKS[n].byDefault)) {
+    const entry = BENCHMARKS[name];
+    const choice = entry.backend ?? backend;
+    await initBackend(choice ? { backend: choice } : {});
+    const mod = await entry.load();
+    for (const r of await mod.run({ json, quick })) print(r);
+  }
+} catch (err) {
+  // A benchmark that cannot run here (no GPU adapter, bad option) says why in one line.
+  if (process.env.FT_DEBUG) console.error(err);
+  fail(String((err as Error).message ?? err).split('\n')[0]);
 }

@@ -15,15 +15,16 @@ export function randomIds(n: number, vocab: number, seed: number): Int32Array {
 
 /**
  * One optimizer update as the trainer does it: gradients of the summed loss, scaled to a mean over
- * tokens, then Adam. Returns a function that runs one step and waits for its result.
+ * tokens, then Adam. Returns a function that runs one step and waits for its result (an async
+ * read: on a GPU engine a synchronous one cannot run, and the wait is what the timing must include).
  */
 export function makeTrainStep(
   weights: tf.LayerVariable[],
   optimizer: TrainOptimizer,
   lossFn: () => { loss: tf.Scalar; numTokens: number },
-): () => void {
+): () => Promise<void> {
   const variables = weights.map((w) => w.read() as tf.Variable);
-  return () => {
+  return async () => {
     let numTokens = 1;
     const { value, grads } = tf.variableGrads(() => {
       const out = lossFn();
@@ -34,7 +35,7 @@ export function makeTrainStep(
     tf.dispose(grads);
     optimizer.step(scaled, 1e-4);
     tf.dispose(scaled);
-    value.dataSync();
+    await value.data();
     value.dispose();
   };
 }

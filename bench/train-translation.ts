@@ -11,13 +11,24 @@ import { TrainOptimizer } from '../src/train/index.ts';
 import { compared, peakRssMiB, runReference, timeMedian, type Benchmark } from './common.ts';
 import { makeTrainStep, randomIds } from './train-step.ts';
 
-export const run: Benchmark = async ({ quick }) => {
-  const vocab = 8000;
-  const batch = quick ? 16 : 128;
-  const srcLen = 32;
-  const tgtLen = 32;
-  const steps = quick ? 2 : 3;
-  const config = seq2seqConfigFromPreset('transformer_small', { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
+export interface TranslationBatch {
+  vocab: number;
+  batch: number;
+  srcLen: number;
+  tgtLen: number;
+}
+
+/** A model of `preset`, a fixed random batch and one Adam update on it (shared with bench/gpu.ts). */
+export interface TranslationTrainBench {
+  /** One update; resolves when its loss has been read back. */
+  step: () => Promise<void>;
+  targetTokens: number;
+  dispose(): void;
+}
+
+export function translationTrainBench(preset: string, shape: TranslationBatch): TranslationTrainBench {
+  const { vocab, batch, srcLen, tgtLen } = shape;
+  const config = seq2seqConfigFromPreset(preset, { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
   const model = new TransformerSeq2Seq(config);
   const source = tf.tensor2d(randomIds(batch * srcLen, vocab, 1), [batch, srcLen], 'int32');
   const target = randomIds(batch * (tgtLen + 1), vocab, 2);
@@ -32,12 +43,27 @@ export const run: Benchmark = async ({ quick }) => {
     const logits = model.forward(source, targetIn, true).reshape([batch * tgtLen, vocab]) as tf.Tensor2D;
     return { loss: softmaxCrossEntropy(logits, flatTargets, { smoothing: 0.1, padId: 0 }).loss, numTokens: batch * tgtLen };
   });
+  return {
+    step,
+    targetTokens: batch * tgtLen,
+    dispose: () => {
+      tf.dispose([source, targetIn, targetOut, flatTargets]);
+      optimizer.dispose();
+      model.dispose();
+    },
+  };
+}
+
+export const run: Benchmark = async ({ quick }) => {
+  const shape = { vocab: 8000, batch: quick ? 16 : 128, srcLen: 32, tgtLen: 32 };
+  const steps = quick ? 2 : 3;
+  const bench = translationTrainBench('transformer_small', shape);
   const rssBefore = peakRssMiB();
-  const ms = await timeMedian(step, steps, 1);
-  const ours = (batch * tgtLen) / (ms / 1000);
+  const ms = await timeMedian(bench.step, steps, 1);
+  const ours = bench.targetTokens / (ms / 1000);
   const extra = {
     model: 'transformer_small',
-    batch: `${batch}x${tgtLen} target tokens (+${batch}x${srcLen} source)`,
+    batch: `${shape.batch}x${shape.tgtLen} target tokens (+${shape.batch}x${shape.srcLen} source)`,
     msPerStep: ms,
     peakRssMiB: peakRssMiB(),
     peakRssBeforeStepsMiB: rssBefore,
@@ -45,10 +71,15 @@ export const run: Benchmark = async ({ quick }) => {
     engine: engineSummary(),
     loss: 'softmaxCrossEntropy (src/backend: one-pass gradient kernel)',
   };
-  tf.dispose([source, targetIn, targetOut, flatTargets]);
-  optimizer.dispose();
-  model.dispose();
-  const ref = await runReference('train_translation.py', { batch, 'src-len': srcLen, 'tgt-len': tgtLen, steps, warmup: 1, threads: describeBackend().threads });
+  bench.dispose();
+  const ref = await runReference('train_translation.py', {
+    batch: shape.batch,
+    'src-len': shape.srcLen,
+    'tgt-len': shape.tgtLen,
+    steps,
+    warmup: 1,
+    threads: describeBackend().threads,
+  });
   return [compared('train-translation', ours, 'tokens/s', ref, 'tokens_per_s', extra)];
 };
 

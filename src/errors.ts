@@ -8,3 +8,14 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/**
+ * The run was stopped by a signal (Ctrl-C = SIGINT, `kill` = SIGTERM) after cleaning up; the CLI
+ * exits with 128 + the signal number (130, 143), as shells and schedulers expect.
+ */
+export class InterruptedError extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}`);
+    this.name = 'InterruptedError';
+  }
+}

@@ -7,12 +7,13 @@
  * running order (they are packed into sequences of up to `data.maxLength` tokens).
  */
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../src/errors.ts';
 import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
 import { ensureDefaultMlmCorpus } from '../src/text/defaults.ts';
+import { decodeUtf8File } from '../src/text/lines.ts';
 import {
   TokenMasker,
   UnigramModel,
@@ -26,7 +27,7 @@ import { SeededRandom, setGlobalSeed } from '../src/random.ts';
 import { buildBertForMaskedLM, disposeBertModel, resolveBertConfig, type BertConfig } from '../src/models/bert.ts';
 import { bertPresets } from '../src/models/bert-presets.ts';
 import { scoreMaskedPredictions } from '../src/models/mlm-head.ts';
-import { loadCheckpoint } from '../src/train/checkpoint.ts';
+import { findCheckpointFolder, loadCheckpoint, locateCheckpoint } from '../src/train/checkpoint.ts';
 import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
 import { Trainer, type BatchSource } from '../src/train/trainer.ts';
 import type { ProgressMode } from '../src/train/progress.ts';
@@ -42,6 +43,7 @@ import {
   validateConfig,
   type DeepPartial,
 } from './config.ts';
+import { checkResumeTokenizer, checkSameRunData, describeRunData, readRunData, writeRunData } from './run-data.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -229,13 +231,18 @@ export function specialIdsOf(tokenizer: Tokenizer): number[] {
   return [tokenizer.padId, tokenizer.unkId, tokenizer.bosId, tokenizer.eosId, tokenizer.maskId ?? -1].filter((id) => id >= 0);
 }
 
-/** Reads DIR/SPLIT.txt (one sentence per line), with errors that name the file. */
+/**
+ * Reads DIR/SPLIT.txt (one sentence per line), with errors that name the file, by the rule of
+ * every corpus reader (src/text/lines.ts): strict UTF-8 (a binary or Latin-1 file is an error
+ * naming file and line, never trained on), CRLF line ends and a leading BOM dropped.
+ */
 export function readSentences(dir: string, split: MlmSplit): string[] {
   const file = join(dir, `${split}.txt`);
   if (!existsSync(file)) throw new UserError(`--data: ${file} does not exist (expected DIR/{train,valid,test}.txt, one sentence per line)`);
-  const lines = readFileSync(file, 'utf8').split('\n');
+  if (!statSync(file).isFile()) throw new UserError(`--data: ${file} is not a file (expected DIR/{train,valid,test}.txt, one sentence per line)`);
+  const lines = decodeUtf8File(readFileSync(file), file).replace(/^\uFEFF/, '').split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
-  const sentences = lines.map((l) => l.trim());
+  const sentences = lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l).trim());
   if (!sentences.some((s) => s.length > 0)) throw new UserError(`${file}: no sentences (the file is empty)`);
   return sentences;
 }
@@ -343,14 +350,14 @@ export interface MlmScores {
  * Scores `model` on masked copies of `sequences` drawn with the fixed `maskingSeed` (epoch 0), so
  * two runs (or two models) are scored on the very same masks.
  */
-export function scoreMaskedLm(
+export async function scoreMaskedLm(
   model: tf.LayersModel,
   bert: { config: BertConfig },
   sequences: readonly Int32Array[],
   masker: TokenMasker,
   unigram: UnigramModel,
   opts: { maskingSeed: number; maxTokens: number; padId: number },
-): MlmScores {
+): Promise<MlmScores> {
   let sumNll = 0;
   let count = 0;
   let correct = 0;
@@ -359,7 +366,7 @@ export function scoreMaskedLm(
     const batch = maskedBatch(sequences, indices, masker, opts.maskingSeed, 0, opts.padId);
     const inputs = batchInputs(batch, bert);
     const logits = model.predict(inputs) as tf.Tensor;
-    const scores = scoreMaskedPredictions(logits, batch.labels, opts.padId);
+    const scores = await scoreMaskedPredictions(logits, batch.labels, opts.padId);
     tf.dispose([logits, ...inputs]);
     sumNll += scores.sumNll;
     count += scores.count;
@@ -473,26 +480,41 @@ export interface MlmTrainSummary {
   numParameters: number;
   /** The last validation: perplexity, accuracy, unigramPerplexity. */
   validation: Record<string, number> | null;
+  stopReason: string;
+  /** The signal that interrupted the run (stopReason 'interrupted'; checkpoint_last was saved). */
+  signal?: NodeJS.Signals;
 }
 
 /** Budget keys a resumed run may change (its config.json wins for everything else). */
 const RESUMABLE_KEYS = ['maxSteps', 'maxEpochs', 'maxTimeMinutes', 'validEvery', 'saveEvery', 'logEvery'] as const;
 
+/** A JSON file of a checkpoint, with errors that name it. */
+function readStoredJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UserError(`${file}: not valid JSON (${String((err as Error).message).split('\n')[0]}); the checkpoint is damaged`);
+  }
+}
+
 /** Trains a BERT masked-LM with the shared trainer; checkpoints and metrics.jsonl go to `out`. */
 export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> {
   const log = opts.log ?? (() => {});
   const lastDir = join(opts.out, 'checkpoint_last');
+  // A kill between the two renames of a save leaves checkpoint_last aside: put it back first.
+  locateCheckpoint(lastDir);
   const resuming = opts.resume === true && existsSync(join(lastDir, 'config.json'));
   let config: MlmConfig;
   let tokenizerPath: string;
   let dataDir: string;
   if (resuming) {
-    const stored = parseStoredMlmConfig(JSON.parse(readFileSync(join(lastDir, 'config.json'), 'utf8')), join(lastDir, 'config.json'));
+    const stored = parseStoredMlmConfig(readStoredJson(join(lastDir, 'config.json')), join(lastDir, 'config.json'));
     const budget: Record<string, unknown> = {};
     const flagTrain = (opts.overrides?.train ?? {}) as Record<string, unknown>;
     for (const key of RESUMABLE_KEYS) if (flagTrain[key] !== undefined) budget[key] = flagTrain[key];
     config = validateConfig(mlmConfigSchema, mergeConfig(stored, { train: budget }), 'command line');
-    ({ dataDir } = await resolveMlmData(opts.data, lastDir));
+    // Without --data, the data the run was started on (not the embedded corpus).
+    ({ dataDir } = await resolveMlmData(opts.data ?? readRunData(opts.out)?.data, lastDir));
     tokenizerPath = lastDir;
   } else {
     config = resolveMlmConfig({ preset: opts.preset, configFile: opts.configFile, flags: opts.overrides, set: opts.set });
@@ -516,7 +538,12 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     warmupUpdates = Math.max(1, Math.floor(t.maxSteps / 10));
     log(`mlm: warm-up of ${t.warmupUpdates} updates is not shorter than --max-steps ${t.maxSteps}; using ${warmupUpdates} (set --warmup to choose)`);
   }
+  // A resumed run must read the same training data it started on (see run-data.ts).
+  const trainFile = join(dataDir, 'train.txt');
+  const runData = existsSync(trainFile) ? await describeRunData(dataDir, [trainFile]) : null;
+  if (resuming && runData) checkSameRunData(opts.out, readRunData(opts.out), runData, '--data');
   const tokenizer = await loadTokenizer(tokenizerPath);
+  if (resuming && opts.tokenizer !== undefined) await checkResumeTokenizer(opts.tokenizer, tokenizer, opts.out);
   const masker = maskerFor(tokenizer, config.data, `--tokenizer ${tokenizerPath}`);
   const validMasker = evaluationMasker(tokenizer);
   const train = loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
@@ -537,11 +564,11 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     const inputs = batchInputs(batch, bert);
     const logits = bert.model.apply(inputs, { training: ctx.training }) as tf.Tensor;
     const labels = tf.tensor2d(batch.labels, batch.positionsShape, 'int32');
-    const out = labelSmoothedCrossEntropy(logits, labels, { smoothing: t.labelSmoothing, padId });
+    const out = labelSmoothedCrossEntropy(logits, labels, { smoothing: t.labelSmoothing, padId, targetIds: batch.labels });
     return { loss: out.loss, nllLoss: out.nllLoss, numTokens: out.numTokens };
   };
   const validate = async () => {
-    const s = scoreMaskedLm(bert.model, bert, valid, validMasker, unigram, { maskingSeed: config.data.evalMaskingSeed, maxTokens: t.maxTokens, padId });
+    const s = await scoreMaskedLm(bert.model, bert, valid, validMasker, unigram, { maskingSeed: config.data.evalMaskingSeed, maxTokens: t.maxTokens, padId });
     return { loss: s.loss, perplexity: s.perplexity, accuracy: s.accuracy, unigramPerplexity: s.unigramPerplexity };
   };
   const trainer = new Trainer<MaskedLmBatch>({
@@ -562,6 +589,10 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
     progress: opts.progress,
     progressStream: opts.progressStream,
   });
+  if (!resuming && runData) {
+    mkdirSync(opts.out, { recursive: true });
+    writeRunData(opts.out, runData);
+  }
   try {
     const result = await trainer.train();
     return {
@@ -572,6 +603,8 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
       wallSeconds: result.elapsedSeconds,
       numParameters,
       validation: result.lastValidation,
+      stopReason: result.stopReason,
+      ...(result.signal ? { signal: result.signal } : {}),
     };
   } finally {
     trainer.dispose();
@@ -584,9 +617,10 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
 
 /** A run folder (checkpoints/NAME) means its checkpoint_best, else checkpoint_last; a checkpoint folder means itself. */
 export function resolveCheckpointDir(dir: string): string {
+  // findCheckpointFolder also finds a checkpoint a kill left aside between its two renames.
+  const found = findCheckpointFolder(dir);
+  if (found !== null) return found;
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`--checkpoint: folder ${dir} does not exist`);
-  if (existsSync(join(dir, 'model.json'))) return dir;
-  for (const name of ['checkpoint_best', 'checkpoint_last']) if (existsSync(join(dir, name, 'model.json'))) return join(dir, name);
   throw new UserError(`--checkpoint ${dir}: no model.json, checkpoint_best or checkpoint_last inside`);
 }
 
@@ -630,7 +664,7 @@ export async function evaluateMlm(opts: MlmEvaluateOptions): Promise<MlmEvaluati
       throw new UserError(`${dir}: the model predicts ${model.outputs[0].shape[2]} tokens but its tokenizer has ${tokenizer.vocabSize}`);
     }
     const maskingSeed = opts.seed ?? config.data.evalMaskingSeed;
-    const scores = scoreMaskedLm(model, { config: bertConfig }, sequences, masker, unigram, {
+    const scores = await scoreMaskedLm(model, { config: bertConfig }, sequences, masker, unigram, {
       maskingSeed,
       maxTokens: config.train.maxTokens,
       padId: tokenizer.padId,

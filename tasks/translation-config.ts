@@ -213,30 +213,53 @@ export function resolveTranslationConfig(opts: ResolveTranslationConfigOptions):
     targetLang,
   });
   const config = validateConfig(translationConfigSchema, merged, opts.configFile ?? 'command line');
-  const rankFrom =
-    fromFlags.model?.attentionRank !== undefined || fromFlags.model?.attentionRankScale !== undefined
-      ? 'command line'
-      : (opts.configFile ?? `preset ${presetName}`);
-  checkTranslationConfig(config, rankFrom);
+  checkTranslationConfig(config, configBlame(presetName, opts.configFile, fromFile, fromFlags));
   return config;
 }
 
+/** Where a cross-key problem comes from: the last layer that set any of its keys. */
+export type Blame = string | ((keys: string[]) => string);
+
+/**
+ * The layer to blame for a problem among `keys` ('model.modelDim', ...): the command line if it set
+ * one of them, else the config file if it did, else the preset (so `--set model.modelDim=33` is
+ * reported as the command line's, not the preset's).
+ */
+export function configBlame(presetName: string, configFile: string | undefined, fromFile: unknown, fromFlags: unknown): (keys: string[]) => string {
+  const sets = (layer: unknown, key: string): boolean => {
+    let node = layer;
+    for (const part of key.split('.')) {
+      if (typeof node !== 'object' || node === null || !(part in node)) return false;
+      node = (node as Record<string, unknown>)[part];
+    }
+    return node !== undefined;
+  };
+  return (keys) => {
+    if (keys.some((k) => sets(fromFlags, k))) return 'command line';
+    if (configFile !== undefined && keys.some((k) => sets(fromFile, k))) return configFile;
+    return `preset ${presetName}`;
+  };
+}
+
 /** Cross-key checks that a per-key schema cannot express. */
-export function checkTranslationConfig(config: TranslationConfig, where: string): void {
+export function checkTranslationConfig(config: TranslationConfig, where: Blame): void {
+  const blame = (...keys: string[]): string => (typeof where === 'string' ? where : where(keys));
   resolveAttentionRank(
     { modelDim: config.model.modelDim, numHeads: config.model.numHeads, rank: config.model.attentionRank, rankScale: config.model.attentionRankScale },
-    where,
+    blame('model.modelDim', 'model.numHeads', 'model.attentionRank', 'model.attentionRankScale'),
   );
   if (config.data.maxLength + 2 > config.model.maxPositions) {
     throw new UserError(
-      `${where}: 'data.maxLength' ${config.data.maxLength} plus BOS/EOS exceeds 'model.maxPositions' ${config.model.maxPositions}`,
+      `${blame('data.maxLength', 'model.maxPositions')}: 'data.maxLength' ${config.data.maxLength} plus BOS/EOS exceeds 'model.maxPositions' ${config.model.maxPositions}`,
     );
   }
   if (config.data.maxLength + 1 > config.train.maxTokens) {
-    throw new UserError(`${where}: 'train.maxTokens' ${config.train.maxTokens} cannot hold one sentence of 'data.maxLength' ${config.data.maxLength} tokens plus EOS`);
+    throw new UserError(
+      `${blame('data.maxLength', 'train.maxTokens')}: 'train.maxTokens' ${config.train.maxTokens} cannot hold one sentence of 'data.maxLength' ${config.data.maxLength} tokens plus EOS`,
+    );
   }
   if (config.train.maxSteps === null && config.train.maxEpochs === null && config.train.maxTimeMinutes === null) {
-    throw new UserError(`${where}: no stopping rule; set --max-steps, --max-epochs or --max-time`);
+    throw new UserError(`${blame('train.maxSteps', 'train.maxEpochs', 'train.maxTimeMinutes')}: no stopping rule; set --max-steps, --max-epochs or --max-time`);
   }
 }
 

@@ -33,9 +33,18 @@ export async function readSplitText(dir: string, split: string, sourceLang: stri
 }
 
 /**
- * Encodes `dir/split.{S,T}`. Pairs longer than data.maxLength tokens (either side) are dropped
- * with a count in the log (longLines 'skip') or stop the run naming file and line ('error').
- * `keepAll` (evaluation: every sentence is scored) turns the length rule off.
+ * Encodes `dir/split.{S,T}`, checking it when the run starts so that nothing in the data can stop
+ * a run later (at its first validation, say): invalid UTF-8 and files of different lengths are
+ * errors naming file and line (readLines / encodeParallelCorpus). Pairs longer than
+ * data.maxLength tokens (either side) are dropped with a count in the log (longLines 'skip') or
+ * stop the run naming file and line ('error'). `keepAll` (evaluation: every sentence is scored)
+ * turns the length rule off.
+ *
+ * Empty lines (no tokens): in train, a pair with an empty side has nothing to learn from and is
+ * dropped, with a count and the first file:line in the log (as corpus cleaning does, e.g. Moses'
+ * clean-corpus-n with min length 1). In valid and test every pair is kept, so scores cover the whole
+ * split: an empty target is an empty reference, which BLEU/chrF score as sacreBLEU 2.6.0 does
+ * (a valid reference of length zero), and an empty source translates to an empty hypothesis.
  */
 export async function encodeSplit(
   dir: string,
@@ -51,9 +60,16 @@ export async function encodeSplit(
   const out: EncodedSplit = { source: [], target: [], sourceText: [], targetText: [] };
   const maxLength = config.data.maxLength;
   let skipped = 0;
+  let empty = 0;
+  let firstEmpty = '';
   for (let i = 0; i < corpus.source.length; i++) {
     const src = corpus.source[i];
     const tgt = corpus.target[i];
+    if (src.length === 0 || tgt.length === 0) {
+      empty++;
+      firstEmpty ||= `${src.length === 0 ? corpus.sourcePath : corpus.targetPath}:${i + 1}`;
+      if (split === 'train') continue;
+    }
     if (!keepAll && (src.length > maxLength || tgt.length > maxLength)) {
       if (config.data.longLines === 'error') {
         const [file, n] = src.length > maxLength ? [corpus.sourcePath, src.length] : [corpus.targetPath, tgt.length];
@@ -72,8 +88,15 @@ export async function encodeSplit(
     }
   }
   if (skipped > 0) log(`${split}: skipped ${skipped} of ${corpus.source.length} pairs longer than data.maxLength ${maxLength} tokens`);
+  if (empty > 0) {
+    log(
+      split === 'train'
+        ? `${split}: skipped ${empty} of ${corpus.source.length} pairs with an empty side (the first at ${firstEmpty})`
+        : `${split}: ${empty} of ${corpus.source.length} pairs have an empty side (the first at ${firstEmpty}); kept: an empty reference is scored as sacreBLEU does`,
+    );
+  }
   if (out.source.length === 0) {
-    throw new UserError(`${corpus.sourcePath}: no usable sentence pairs (all ${corpus.source.length} longer than data.maxLength ${maxLength}?)`);
+    throw new UserError(`${corpus.sourcePath}: no usable sentence pairs (of ${corpus.source.length}: ${skipped} longer than data.maxLength ${maxLength}, ${empty} with an empty side)`);
   }
   return out;
 }

@@ -19,7 +19,7 @@ import { perplexity } from '../src/metrics/perplexity.ts';
 import { TransformerSeq2Seq } from '../src/models/seq2seq.ts';
 import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
 import { trainSentencePiece } from '../src/text/train-sentencepiece.ts';
-import { CONFIG_JSON, loadCheckpoint, MODEL_JSON, recoverCheckpoint } from '../src/train/checkpoint.ts';
+import { CONFIG_JSON, findCheckpointFolder, loadCheckpoint, MODEL_JSON, recoverCheckpoint } from '../src/train/checkpoint.ts';
 import { acquireOutputLock } from '../src/train/lock.ts';
 import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
 import type { ProgressMode } from '../src/train/progress.ts';
@@ -35,6 +35,8 @@ import {
   type TranslationConfigOverrides,
 } from './translation-config.ts';
 import { encodeSplit, TranslationBatches, type EncodedSplit, type TranslationBatch } from './translation-data.ts';
+import { checkResumeTokenizer, checkSameRunData, describeRunData, readRunData, writeRunData } from './run-data.ts';
+import { removeStaleScratch } from '../src/text/scratch.ts';
 
 export interface TranslationTrainOptions {
   /** Corpus folder in fairseq layout: {train,valid,test}.{sourceLang,targetLang}. */
@@ -73,6 +75,8 @@ export interface TrainSummary {
   /** Mean training loss per token of the last update. */
   lastTrainLoss: number;
   stopReason: string;
+  /** The signal that interrupted the run (stopReason 'interrupted'; checkpoint_last was saved). */
+  signal?: NodeJS.Signals;
   config: TranslationConfig;
 }
 
@@ -155,17 +159,24 @@ async function chooseTokenizer(
   return loadTokenizer(modelPath);
 }
 
-/** Mean NLL per target token and perplexity over a whole encoded split (teacher forcing). */
-export function teacherForcedLoss(model: TransformerSeq2Seq, batches: TranslationBatches, padId: number): { loss: number; perplexity: number; tokens: number } {
+/**
+ * Mean NLL per target token and perplexity over a whole encoded split (teacher forcing). One
+ * `await data()` per batch: GPU backends cannot read synchronously.
+ */
+export async function teacherForcedLoss(
+  model: TransformerSeq2Seq,
+  batches: TranslationBatches,
+  padId: number,
+): Promise<{ loss: number; perplexity: number; tokens: number }> {
   let nll = 0;
   let tokens = 0;
   for (const batch of batches.batches(0, 0)) {
     const sum = tf.tidy(() => {
       const { source, targetIn, targetOut } = batchTensors(batch);
       const logits = model.forward(source, targetIn, false);
-      return labelSmoothedCrossEntropy(logits, targetOut, { smoothing: 0, padId }).nllLoss;
+      return labelSmoothedCrossEntropy(logits, targetOut, { smoothing: 0, padId, targetIds: batch.targetOut }).nllLoss;
     });
-    nll += sum.dataSync()[0];
+    nll += (await sum.data())[0];
     sum.dispose();
     tokens += batch.numTokens;
   }
@@ -245,9 +256,16 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
     throw new UserError(`--out ${opts.out}: already holds checkpoint_last; pass --resume to continue it, or choose another folder`);
   }
 
+  // Tokenizer-training folders of runs killed outright (kill -9, OOM): their process is gone.
+  removeStaleScratch(out, '.tokenizer-');
   const scratch = join(out, `.tokenizer-${process.pid}`);
+  // What the run trains on: a resumed run must read the same training data (see run-data.ts).
+  const trainFiles = [config.sourceLang, config.targetLang].map((lang) => join(opts.data, `train.${lang}`));
+  const runData = trainFiles.every((f) => existsSync(f)) ? await describeRunData(opts.data, trainFiles) : null;
+  if (resume && runData) checkSameRunData(opts.out, readRunData(out), runData, '--data');
   try {
     const tokenizer = resume ? await loadTokenizerFromCheckpoint(join(out, 'checkpoint_last')) : await chooseTokenizer(opts, config, scratch, log);
+    if (resume && opts.tokenizer) await checkResumeTokenizer(opts.tokenizer, tokenizer, opts.out);
     const train = await encodeSplit(opts.data, 'train', config, tokenizer, log);
     const valid = await encodeSplit(opts.data, 'valid', config, tokenizer, log);
     log(`corpus: ${train.source.length} train pairs, ${valid.source.length} valid pairs; vocabulary ${tokenizer.vocabSize}; backend ${tf.getBackend()}`);
@@ -268,11 +286,11 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
       lossFn: (batch, { training }) => {
         const { source, targetIn, targetOut } = batchTensors(batch);
         const logits = model.forward(source, targetIn, training);
-        const { loss, nllLoss, numTokens } = labelSmoothedCrossEntropy(logits, targetOut, { smoothing, padId });
+        const { loss, nllLoss, numTokens } = labelSmoothedCrossEntropy(logits, targetOut, { smoothing, padId, targetIds: batch.targetOut });
         return { loss, nllLoss, numTokens };
       },
       validate: async () => {
-        const { loss, perplexity: ppl } = teacherForcedLoss(model, validBatches, padId);
+        const { loss, perplexity: ppl } = await teacherForcedLoss(model, validBatches, padId);
         const results: Record<string, number> = { loss, perplexity: ppl };
         if (bleuSample.length > 0) {
           const hyps = await decodeSentences(model, tokenizer, bleuSample, { ...config.decode, beam: config.decode.validBeam });
@@ -288,6 +306,10 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
       progress: opts.progress,
     });
     const started = performance.now();
+    if (!resume && runData) {
+      mkdirSync(out, { recursive: true });
+      writeRunData(out, runData);
+    }
     try {
       const result = await trainer.train();
       return {
@@ -300,6 +322,7 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
         lastValidation: result.lastValidation,
         lastTrainLoss: result.lastLoss,
         stopReason: result.stopReason,
+        ...(result.signal ? { signal: result.signal } : {}),
         config,
       };
     } finally {
@@ -313,11 +336,10 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
 
 /** A checkpoint folder: DIR itself if it holds model.json, else DIR/checkpoint_best, else DIR/checkpoint_last. */
 export function resolveCheckpointDir(dir: string): string {
+  // findCheckpointFolder also finds a checkpoint a kill left aside between its two renames.
+  const found = findCheckpointFolder(dir);
+  if (found !== null) return found;
   if (!existsSync(dir)) throw new UserError(`--checkpoint: '${dir}' does not exist`);
-  if (existsSync(join(dir, MODEL_JSON))) return dir;
-  for (const name of ['checkpoint_best', 'checkpoint_last']) {
-    if (existsSync(join(dir, name, MODEL_JSON))) return join(dir, name);
-  }
   throw new UserError(`--checkpoint: '${dir}' holds no ${MODEL_JSON} (nor checkpoint_best/ or checkpoint_last/ with one)`);
 }
 
@@ -438,7 +460,7 @@ export async function evaluateTranslation(opts: EvaluateTranslationOptions): Pro
     const chrf = corpusChrf(hypotheses, [encoded.targetText]);
     const maxTokens = Math.max(config.train.maxTokens, translator.model.config.maxPositions);
     const batches = new TranslationBatches(scored, translator.tokenizer, { maxTokens, shuffle: false, seed: 0 });
-    const { loss, perplexity: ppl } = teacherForcedLoss(translator.model, batches, translator.tokenizer.padId);
+    const { loss, perplexity: ppl } = await teacherForcedLoss(translator.model, batches, translator.tokenizer.padId);
     return {
       split,
       numSentences: hypotheses.length,

@@ -404,7 +404,7 @@ describe('FactorizedMultiHeadAttention', () => {
 });
 
 describe('fromDenseAttention', () => {
-  it('is exact at full rank (with biases) and reports the best rank-r error below it', () => {
+  it('is exact at full rank (with biases) and reports the best rank-r error below it', async () => {
     const B = 2, T = 4, d = 8, H = 2;
     const w = {
       wq: randn([d, d], 20, 0.4) as tf.Tensor2D,
@@ -418,19 +418,19 @@ describe('fromDenseAttention', () => {
     };
     const x = randn([B, T, d], 28) as tf.Tensor3D;
     const ref = denseMha(x, x, w, H, { causal: true });
-    const { layer, relativeErrors } = fromDenseAttention({ ...w, numHeads: H, causal: true });
+    const { layer, relativeErrors } = await fromDenseAttention({ ...w, numHeads: H, causal: true });
     expect(relativeErrors.qk).toBeLessThan(1e-6);
     expect(relativeErrors.ov).toBeLessThan(1e-6);
     const ours = layer.attend(x, null);
     expect(maxAbsDiff(ours, ref)).toBeLessThan(1e-5);
     // More rank than the dense head has: still exact (zero padding columns).
-    const wide = fromDenseAttention({ ...w, numHeads: H, rank: 6, causal: true });
+    const wide = await fromDenseAttention({ ...w, numHeads: H, rank: 6, causal: true });
     const oursWide = wide.layer.attend(x, null);
     expect(maxAbsDiff(oursWide, ref)).toBeLessThan(1e-5);
 
     // Rank 2 < dh = 4: the error equals the tail of each head's product spectrum.
     const { wq, wk, wv, wo } = w;
-    const low = fromDenseAttention({ wq, wk, wv, wo, numHeads: H, rank: 2 });
+    const low = await fromDenseAttention({ wq, wk, wv, wo, numHeads: H, rank: 2 });
     expect(low.relativeErrors.qk).toBeGreaterThan(0.01);
     expect(low.relativeErrors.ov).toBeGreaterThan(0.01);
     const [Wq, Wk] = low.layer.getWeights();
@@ -451,11 +451,11 @@ describe('fromDenseAttention', () => {
     [layer, wide.layer, low.layer].forEach((l) => l.dispose());
   });
 
-  it('rejects mismatched shapes', () => {
+  it('rejects mismatched shapes', async () => {
     const a = tf.zeros([4, 4]) as tf.Tensor2D;
     const b = tf.zeros([4, 3]) as tf.Tensor2D;
-    expect(() => fromDenseAttention({ wq: a, wk: a, wv: b, wo: a, numHeads: 2 })).toThrow(/wv must be \[4,4\]/);
-    expect(() => fromDenseAttention({ wq: a, wk: a, wv: a, wo: a, numHeads: 3 })).toThrow(UserError);
+    await expect(fromDenseAttention({ wq: a, wk: a, wv: b, wo: a, numHeads: 2 })).rejects.toThrow(/wv must be \[4,4\]/);
+    await expect(fromDenseAttention({ wq: a, wk: a, wv: a, wo: a, numHeads: 3 })).rejects.toThrow(UserError);
     tf.dispose([a, b]);
   });
 });

@@ -16,6 +16,8 @@ import {
   spectralInit,
 } from '../src/factorized/index.ts';
 import { svd, fromArray } from '../src/factorized/linalg.ts';
+import { hostRandomNormal, hostRandomUniform } from '../src/factorized/host-random.ts';
+import { globalRandom, setGlobalSeed } from '../src/random.ts';
 import { FactorizedMultiHeadAttention } from '../src/attention/index.ts';
 import { UserError } from '../src/errors.ts';
 
@@ -115,35 +117,37 @@ describe('linalg.svd', () => {
 });
 
 describe('spectralInit', () => {
-  it('keeps each head product and balances the factors (random, batched)', () => {
+  it('keeps each head product and balances the factors (random, batched)', async () => {
     const U = randn([3, 10, 4], 1);
     const V = randn([3, 7, 4], 2);
-    const { U: U2, V: V2 } = spectralInit(U, V);
+    const { U: U2, V: V2 } = await spectralInit(U, V);
     expect(U2.shape).toEqual([3, 10, 4]);
     expect(V2.shape).toEqual([3, 7, 4]);
     expectBalancedSameProduct(U, V, U2, V2);
     tf.dispose([U, V, U2, V2]);
   });
 
-  it('handles rank-deficient, ill-conditioned and fewer-rows-than-rank inputs', () => {
+  it('handles rank-deficient, ill-conditioned and fewer-rows-than-rank inputs', async () => {
     // rank 2 < r = 4: U = A·C with A [9, 2].
     const A = randn([9, 2], 3);
     const U = tf.matMul(A, randn([2, 4], 4));
     const V = randn([6, 4], 5);
-    const r1 = spectralInit(U, V);
+    const r1 = await spectralInit(U, V);
     expectBalancedSameProduct(U, V, r1.U, r1.V);
     // Ill-conditioned: columns scaled over 6 orders of magnitude (condition ~1e6).
     const scales = tf.tensor1d([1, 1e-2, 1e-4, 1e-6]);
     const Ui = tf.mul(randn([8, 4], 6), scales);
     const Vi = randn([8, 4], 7);
-    const r2 = spectralInit(Ui, Vi);
+    const r2 = await spectralInit(Ui, Vi);
     expectBalancedSameProduct(Ui, Vi, r2.U, r2.V);
     // m = 2 < r = 3.
     const Us = randn([2, 2, 3], 8);
     const Vs = randn([2, 5, 3], 9);
-    const r3 = spectralInit(Us, Vs);
+    const r3 = await spectralInit(Us, Vs);
     expectBalancedSameProduct(Us, Vs, r3.U, r3.V);
-    expect(() => spectralInit(randn([2, 3], 1), randn([2, 4], 1))).toThrow(UserError);
+    const [a, b] = [randn([2, 3], 1), randn([2, 4], 1)];
+    await expect(spectralInit(a, b)).rejects.toThrow(UserError);
+    tf.dispose([a, b]);
     tf.dispose([A, U, V, r1.U, r1.V, scales, Ui, Vi, r2.U, r2.V, Us, Vs, r3.U, r3.V]);
   });
 
@@ -168,25 +172,25 @@ describe('spectralInit', () => {
 });
 
 describe('factorize', () => {
-  it('is exact at full rank and the best rank-r approximation below, with the right error', () => {
+  it('is exact at full rank and the best rank-r approximation below, with the right error', async () => {
     const W = randn([6, 9], 10) as tf.Tensor2D;
-    const full = factorize(W, 6);
+    const full = await factorize(W, 6);
     expect(full.relativeError).toBeLessThan(1e-7);
     const rec = tf.matMul(full.U, full.V, false, true);
     expect(maxAbsDiff(rec, W)).toBeLessThan(1e-5);
-    const low = factorize(W, 2);
+    const low = await factorize(W, 2);
     expect(low.U.shape).toEqual([6, 2]);
     expect(low.V.shape).toEqual([9, 2]);
     const rec2 = tf.matMul(low.U, low.V, false, true);
     const err = tf.tidy(() => Math.sqrt(tf.sum(tf.square(tf.sub(W, rec2))).dataSync()[0] / tf.sum(tf.square(W)).dataSync()[0]));
     expect(Math.abs(err - low.relativeError)).toBeLessThan(1e-5);
     // Eckart–Young: no other rank-2 product from a random pair does better.
-    const other = tf.tidy(() => {
-      const { U, V } = spectralInit(randn([6, 2], 11), randn([9, 2], 12));
-      return Math.sqrt(tf.sum(tf.square(tf.sub(W, tf.matMul(U, V, false, true)))).dataSync()[0] / tf.sum(tf.square(W)).dataSync()[0]);
-    });
+    const [u0, v0] = [randn([6, 2], 11), randn([9, 2], 12)];
+    const { U, V } = await spectralInit(u0, v0);
+    const other = tf.tidy(() => Math.sqrt(tf.sum(tf.square(tf.sub(W, tf.matMul(U, V, false, true)))).dataSync()[0] / tf.sum(tf.square(W)).dataSync()[0]));
+    tf.dispose([u0, v0, U, V]);
     expect(low.relativeError).toBeLessThan(other);
-    expect(() => factorize(W, 0)).toThrow(/rank must be a positive integer/);
+    await expect(factorize(W, 0)).rejects.toThrow(/rank must be a positive integer/);
     tf.dispose([W, full.U, full.V, rec, low.U, low.V, rec2]);
   });
 });
@@ -230,7 +234,7 @@ describe('Frobenius decay', () => {
     layer.dispose();
   });
 
-  it('addFrobeniusDecayGrads adds the FD terms to enabled pair kinds only; factorVariableNames lists factors', () => {
+  it('addFrobeniusDecayGrads adds the FD terms to enabled pair kinds only; factorVariableNames lists factors', async () => {
     const coef = 1e-2;
     const attn = new FactorizedMultiHeadAttention({ numHeads: 2, modelDim: 4, name: 'attn_fd' });
     attn.build([null, null, 4]);
@@ -256,7 +260,7 @@ describe('Frobenius decay', () => {
     expect(names.has(attn.outputFactor.name)).toBe(true);
     expect(names.has(attn.outputBias!.name)).toBe(false);
     expect(names.size).toBe(6);
-    const total = frobeniusPenaltyTotal(pairs, { qk: true, ov: false, linear: false, embedding: false });
+    const total = await frobeniusPenaltyTotal(pairs, { qk: true, ov: false, linear: false, embedding: false });
     const qkPen = frobeniusPenalty(attn.queryFactor.read(), attn.keyFactor.read());
     expect(Math.abs(total - qkPen.dataSync()[0])).toBeLessThan(1e-6 * total);
     expect(() => addFrobeniusDecayGrads({}, pairs, -1)).toThrow(/frobeniusDecay/);
@@ -371,30 +375,65 @@ describe('no leaks in the factorized layers', () => {
 });
 
 describe('fromDenseKernel / fromDenseEmbedding', () => {
-  it('convert dense weights exactly at full rank and report the truncation error below', () => {
+  it('convert dense weights exactly at full rank and report the truncation error below', async () => {
     const kernel = randn([6, 5], 40) as tf.Tensor2D;
     const bias = randn([5], 41) as tf.Tensor1D;
     const x = randn([3, 6], 42);
-    const { layer, relativeError } = fromDenseKernel({ kernel, bias, activation: 'tanh' });
+    const { layer, relativeError } = await fromDenseKernel({ kernel, bias, activation: 'tanh' });
     expect(layer.rank).toBe(5);
     expect(relativeError).toBeLessThan(1e-7);
     const y = layer.apply(x) as tf.Tensor;
     const ref = tf.tanh(tf.add(tf.matMul(x as tf.Tensor2D, kernel), bias));
     expect(maxAbsDiff(y, ref)).toBeLessThan(1e-5);
-    const low = fromDenseKernel({ kernel, rankScale: 0.4 });
+    const low = await fromDenseKernel({ kernel, rankScale: 0.4 });
     expect(low.layer.rank).toBe(2);
     const [U, Vs] = low.layer.getWeights();
     const err = tf.tidy(() => Math.sqrt(tf.sum(tf.square(tf.sub(kernel, tf.matMul(U, Vs)))).dataSync()[0] / tf.sum(tf.square(kernel)).dataSync()[0]));
     expect(Math.abs(err - low.relativeError)).toBeLessThan(1e-5);
 
     const table = randn([9, 4], 43) as tf.Tensor2D;
-    const emb = fromDenseEmbedding({ embeddings: table });
+    const emb = await fromDenseEmbedding({ embeddings: table });
     expect(emb.relativeError).toBeLessThan(1e-7);
     const ids = tf.tensor1d([0, 8, 3], 'int32');
     const e = emb.layer.apply(ids) as tf.Tensor;
     const eRef = tf.gather(table, ids);
     expect(maxAbsDiff(e, eRef)).toBeLessThan(1e-5);
-    expect(() => fromDenseKernel({ kernel, bias: randn([4], 1) as tf.Tensor1D })).toThrow(/bias must be \[5\]/);
+    const badBias = randn([4], 1) as tf.Tensor1D;
+    await expect(fromDenseKernel({ kernel, bias: badBias })).rejects.toThrow(/bias must be \[5\]/);
+    badBias.dispose();
     tf.dispose([kernel, bias, x, y, ref, table, ids, e, eRef]);
+  });
+});
+
+describe('host-drawn initial values (no read-back at build)', () => {
+  it('equal tf.randomUniform / tf.randomNormal bit for bit', () => {
+    for (const seed of [1, 7, 123456789, 2147483646]) {
+      for (const shape of [[5], [3, 7], [2, 4, 3]]) {
+        const u = tf.randomUniform(shape, -0.3, 0.7, 'float32', seed);
+        expect(Array.from(hostRandomUniform(shape, -0.3, 0.7, seed))).toEqual(Array.from(u.dataSync()));
+        const n = tf.randomNormal(shape, 0.1, 2.5, 'float32', seed);
+        expect(Array.from(hostRandomNormal(shape, 0.1, 2.5, seed))).toEqual(Array.from(n.dataSync()));
+        tf.dispose([u, n]);
+      }
+    }
+  });
+
+  it('give FactorizedDense the factors that spectral init of the tfjs initializers gives', async () => {
+    setGlobalSeed(42);
+    const layer = new FactorizedDense({ units: 6, rank: 3 });
+    layer.build([null, 5]);
+    const [U, Vs] = layer.getWeights();
+    // The same seeds in the same order, through tfjs' own initializer and the tensor spectralInit.
+    setGlobalSeed(42);
+    const limit = Math.sqrt(3 * Math.sqrt(2 / (5 + 6) / 3));
+    const init = () => tf.initializers.randomUniform({ minval: -limit, maxval: limit, seed: globalRandom.nextSeed() });
+    const u0 = init().apply([5, 3]);
+    const vs0 = init().apply([3, 6]);
+    const v0 = tf.transpose(vs0);
+    const ref = await spectralInit(u0, v0);
+    expect(Array.from(U.dataSync())).toEqual(Array.from(ref.U.dataSync()));
+    const refVs = tf.transpose(ref.V);
+    expect(Array.from(Vs.dataSync())).toEqual(Array.from(refVs.dataSync()));
+    tf.dispose([u0, vs0, v0, ref.U, ref.V, refVs]);
   });
 });

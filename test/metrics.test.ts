@@ -178,11 +178,17 @@ describe('BLEU effective order, lengths and edge cases', () => {
     expect(corpus.score).toBeCloseTo(100 * Math.exp(1 - 6 / 4), 10);
   });
 
-  it('empty references are dropped (variable number of references -> nrefs:var)', () => {
+  it('an empty reference is a valid reference of length 0, as in sacreBLEU 2.6.0; null means missing (nrefs:var)', () => {
+    // Values from sacreBLEU 2.6.0 (BLEU().corpus_score with the same inputs; None for null).
     const r = corpusBleu(['a b c d', 'e f g h'], [['a b c d', 'e f g h'], ['a b', '']]);
-    expect(r.signature.startsWith('nrefs:var|')).toBe(true);
+    expect(r.signature.startsWith('nrefs:2|')).toBe(true);
     expect(r.score).toBeCloseTo(100, 10);
-    expect(() => corpusBleu(['a', 'b'], [['a', ''], ['a', '']])).toThrow(/line 2 has no non-empty reference/);
+    const missing = corpusBleu(['a b c d', 'e f g h'], [['a b c d', 'e f g h'], ['a b', null as unknown as string]]);
+    expect(missing.signature.startsWith('nrefs:var|')).toBe(true);
+    const allEmpty = corpusBleu(['a', 'b'], [['a', ''], ['a', '']]);
+    expect([allEmpty.score, allEmpty.sysLen, allEmpty.refLen, allEmpty.counts[0]]).toEqual([0, 2, 1, 1]);
+    expect(allEmpty.verbose).toBe('50.0/0.0/0.0/0.0 (BP = 1.000 ratio = 2.000 hyp_len = 2 ref_len = 1)');
+    expect(() => corpusBleu(['a'], [[null as unknown as string]])).toThrow(/line 1 has no reference at all/);
   });
 
   it('lowercase changes matching and the signature', () => {

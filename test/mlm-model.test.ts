@@ -147,7 +147,7 @@ describe('BertEncoder + MaskedLMHead', () => {
 });
 
 describe('scoreMaskedPredictions', () => {
-  it('sums −log softmax at the labels and counts arg-max hits, skipping padding entries', () => {
+  it('sums −log softmax at the labels and counts arg-max hits, skipping padding entries', async () => {
     const logits = tf.tensor3d(
       [
         [
@@ -162,7 +162,7 @@ describe('scoreMaskedPredictions', () => {
       [2, 2, 4],
     );
     const labels = Int32Array.from([2, 1, 3, 0]); // last entry is padding (padId 0)
-    const s = scoreMaskedPredictions(logits, labels, 0);
+    const s = await scoreMaskedPredictions(logits, labels, 0);
     const logSoftmax = (row: number[], k: number) => row[k] - Math.log(row.reduce((a, v) => a + Math.exp(v), 0));
     const expected = -logSoftmax([2, 0, 1, -1], 2) - logSoftmax([0, 3, 0, 0], 1) - logSoftmax([1, 1, 1, 1], 3);
     expect(s.count).toBe(3);

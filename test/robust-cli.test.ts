@@ -1,13 +1,19 @@
 // Bad input through the CLI (issue 8 item 4) and two trainings on one --out (item 6): every
 // mistake is one line `error: ...` naming the file or option, exit code 1, no stack trace.
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureIo } from '../src/cli/io.ts';
 import { runCli } from '../src/cli/main.ts';
-import { loadCheckpoint } from '../src/train/checkpoint.ts';
+import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.ts';
+import { InterruptedError, UserError } from '../src/errors.ts';
+import { fileSystemProblem, reportError } from '../src/cli/report-error.ts';
+import { removeStaleScratch } from '../src/text/scratch.ts';
+import { clearRunFolder, notOurs } from '../src/cli/output-folder.ts';
+import * as tf from '@tensorflow/tfjs';
 
 const DATA = 'test/fixtures/tasks/copy';
 const root = mkdtempSync(join(tmpdir(), 'ft-robust-cli-'));
@@ -43,6 +49,18 @@ function corpusCopy(name: string): string {
 
 function train(data: string, out: string, ...extra: string[]): string[] {
   return ['train', 'translation', '--data', data, ...LANGS, ...TINY, '--out', join(root, out), ...extra];
+}
+
+/**
+ * Recomputes a checkpoint's SHA256SUMS after a test edited a file on purpose, so that the case
+ * reaches the check it is about (a consistent but wrong config), not the checksum check.
+ */
+function resealChecksums(dir: string): void {
+  const manifest = join(dir, 'SHA256SUMS');
+  if (!existsSync(manifest)) return;
+  const lines = readFileSync(manifest, 'utf8').trim().split('\n');
+  const names = lines.map((l) => l.replace(/^[0-9a-f]{64} [ *]/, ''));
+  writeFileSync(manifest, names.map((n) => `${createHash('sha256').update(readFileSync(join(dir, n))).digest('hex')}  ${n}\n`).join(''));
 }
 
 let checkpoint: string;
@@ -105,10 +123,12 @@ describe('bad input gives one clear line and exit code 1', () => {
     const config = JSON.parse(readFileSync(join(other, 'config.json'), 'utf8'));
     config.model.ffnDim = 48;
     writeFileSync(join(other, 'config.json'), JSON.stringify(config));
+    resealChecksums(other);
     expectUserError(await cli(['translate', '--checkpoint', other], 'ka lo\n'), /weights\.bin: weight .* has shape \[.*\], the model built from the config expects/);
     const mlm = join(root, 'mlm-task');
     cpSync(checkpoint, mlm, { recursive: true });
     writeFileSync(join(mlm, 'config.json'), JSON.stringify({ ...config, task: 'mlm' }));
+    resealChecksums(mlm);
     expectUserError(await cli(['translate', '--checkpoint', mlm], 'ka lo\n'), /config\.json: this checkpoint is for task 'mlm', not translation/);
   });
 
@@ -182,5 +202,109 @@ describe('two trainings on one --out folder', () => {
     expect(await firstDone, stderr).toBe(0);
     const ckpt = await loadCheckpoint(join(out, 'checkpoint_last'));
     expect(ckpt.trainerState?.step).toBe(8);
+  });
+});
+
+describe('file-system mistakes and interruptions (issue 13 items 10, 11, 13)', () => {
+  const errno = (code: string, syscall: string, path?: string) =>
+    Object.assign(new Error(`${code}: ${syscall} '${path}'`), { code, syscall, ...(path ? { path } : {}) });
+
+  it('maps file-system errors the user can fix to one line and exit 1, in one place', () => {
+    expect(fileSystemProblem(errno('EROFS', 'mkdir', '/mnt/ro/out'))).toBe('/mnt/ro/out: read-only file system (EROFS in mkdir)');
+    expect(fileSystemProblem(errno('EEXIST', 'mkdir', '/tmp/x'))).toMatch(/^\/tmp\/x: a file is in the way/);
+    expect(fileSystemProblem(errno('EACCES', 'open', '/root/x'))).toBe('/root/x: permission denied (EACCES in open)');
+    expect(fileSystemProblem(errno('EIO', 'read', '/x'))).toBeNull(); // the hardware's problem: reported as internal
+    expect(fileSystemProblem(new Error('plain'))).toBeNull();
+    const io = captureIo();
+    expect(reportError(errno('EROFS', 'mkdir', '/mnt/ro/out'), io)).toBe(1);
+    expect(io.err).toBe('error: /mnt/ro/out: read-only file system (EROFS in mkdir)\n');
+  });
+
+  it('exits 130 on SIGINT and 143 on SIGTERM', () => {
+    const io = captureIo();
+    expect(reportError(new InterruptedError('SIGTERM'), io)).toBe(143);
+    expect(reportError(new InterruptedError('SIGINT'), io)).toBe(130);
+    expect(io.err).toBe('error: interrupted by SIGTERM\nerror: interrupted by SIGINT\n');
+  });
+
+  it('SIGTERM while the tokenizer trains: the trainer child is killed, no temporary folder is left, exit 143', async () => {
+    const data = corpusCopy('spm-sigterm');
+    rmSync(join(data, 'spm.model'));
+    const out = join(root, 'spm-sigterm-out');
+    const pidFile = join(root, 'spm-sigterm.pid');
+    const child = spawn(process.execPath, ['bin/factorized-transformer.js', ...train(data, 'spm-sigterm-out')], {
+      env: { ...process.env, FT_BACKEND: 'cpu', SPM_TRAIN: join(import.meta.dirname, 'fixtures/cli/fake-spm-train.sh'), FAKE_SPM_MODE: 'slow', FAKE_SPM_PIDFILE: pidFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    for (let i = 0; i < 600 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(pidFile), stderr).toBe(true);
+    const trainerPid = Number(readFileSync(pidFile, 'utf8'));
+    expect(readdirSync(out).some((e) => e.startsWith('.tokenizer-'))).toBe(true);
+    child.kill('SIGTERM');
+    expect(await exited, stderr).toBe(143);
+    expect(stderr).toMatch(/^error: interrupted by SIGTERM$/m);
+    expect(() => process.kill(trainerPid, 0), 'spm_train still running').toThrow();
+    // Nothing left: the scratch folder is gone, and with it the --out folder the run had created.
+    expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
+  }, 60_000);
+
+  it('removes the tokenizer scratch folders of dead runs (only those)', async () => {
+    const out = join(root, 'stale-scratch');
+    mkdirSync(out);
+    const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid!;
+    const sleeper = spawn('sleep', ['30']);
+    try {
+      mkdirSync(join(out, `.tokenizer-${dead}`));
+      writeFileSync(join(out, `.tokenizer-${dead}`, 'spm.model'), 'half-trained');
+      mkdirSync(join(out, `.tokenizer-${sleeper.pid}`));
+      mkdirSync(join(out, '.tokenizer-notapid'));
+      expect(removeStaleScratch(out, '.tokenizer-')).toEqual([`.tokenizer-${dead}`]);
+      expect(readdirSync(out).sort()).toEqual([`.tokenizer-${sleeper.pid}`, '.tokenizer-notapid'].sort());
+      // A training run does it at its start.
+      mkdirSync(join(out, `.tokenizer-${dead}`));
+      rmSync(join(out, `.tokenizer-${sleeper.pid}`), { recursive: true });
+      rmSync(join(out, '.tokenizer-notapid'), { recursive: true });
+      const result = await cli(train(DATA, 'stale-scratch'));
+      expect(result.code, result.err).toBe(0);
+      expect(readdirSync(out).filter((e) => e.startsWith('.tokenizer-'))).toEqual([]);
+    } finally {
+      sleeper.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('a failed first checkpoint write does not claim that a previous checkpoint was kept', async () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ units: 2, inputShape: [3] })] });
+    const full = { writeFile: async () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' })) };
+    try {
+      const first = join(root, 'disk-full-first');
+      const err = await saveCheckpoint(first, { model, writer: full }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UserError);
+      expect((err as Error).message).toMatch(/disk full \(ENOSPC\); no checkpoint was written$/);
+      const second = join(root, 'disk-full-second');
+      await saveCheckpoint(second, { model });
+      const again = await saveCheckpoint(second, { model, writer: full }).catch((e: unknown) => e);
+      expect((again as Error).message).toMatch(/disk full \(ENOSPC\); the previous checkpoint is kept$/);
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
+describe('--overwrite of a run folder (quickstart)', () => {
+  it('empties a run folder of ours, and refuses one that holds anything a run does not write', async () => {
+    const run = join(root, 'overwrite-run');
+    cpSync(join(root, 'good'), run, { recursive: true });
+    expect(readdirSync(run)).toContain('checkpoint_last');
+    expect(notOurs(run, 'run')).toBeNull();
+    clearRunFolder(run);
+    expect(readdirSync(run)).toEqual([]);
+    const mixed = join(root, 'overwrite-mixed');
+    cpSync(join(root, 'good'), mixed, { recursive: true });
+    writeFileSync(join(mixed, 'notes.txt'), 'mine');
+    expect(() => clearRunFolder(mixed)).toThrow(/refusing to delete it: it holds 'notes\.txt', which a training run does not write/);
+    expect(readdirSync(mixed)).toEqual(expect.arrayContaining(['notes.txt', 'checkpoint_last', 'metrics.jsonl']));
   });
 });

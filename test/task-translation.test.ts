@@ -76,7 +76,7 @@ describe('translation task on the copy fixture', () => {
       const valid = await encodeSplit(DATA, 'valid', translator.config, translator.tokenizer, () => undefined);
       const batches = new TranslationBatches(valid, translator.tokenizer, { maxTokens: 512, shuffle: false, seed: 0 });
       // The trainer validated the in-memory model at step 40; the reloaded one scores the same.
-      const reloaded = teacherForcedLoss(translator.model, batches, translator.tokenizer.padId);
+      const reloaded = await teacherForcedLoss(translator.model, batches, translator.tokenizer.padId);
       expect(reloaded.loss).toBeCloseTo(state.lastValidation.loss, 5);
 
       // tfjs' own loader reads the same model.json + weights.bin and computes the same logits.
@@ -102,7 +102,7 @@ describe('translation task on the copy fixture', () => {
       await translateLines(translator, lines, { beam: 2 });
       await translateLines(translator, lines, { beam: 1 });
       const valid = await encodeSplit(DATA, 'valid', translator.config, translator.tokenizer, () => undefined);
-      teacherForcedLoss(translator.model, new TranslationBatches(valid, translator.tokenizer, { maxTokens: 512, shuffle: false, seed: 0 }), translator.tokenizer.padId);
+      await teacherForcedLoss(translator.model, new TranslationBatches(valid, translator.tokenizer, { maxTokens: 512, shuffle: false, seed: 0 }), translator.tokenizer.padId);
       expect(tf.memory().numTensors).toBe(before);
     } finally {
       translator.dispose();

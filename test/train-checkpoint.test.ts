@@ -35,7 +35,7 @@ describe('checkpoints', () => {
     const tokFile = path.join(tmpDir(), 'spm.model');
     writeFileSync(tokFile, 'tokenizer bytes');
     await saveCheckpoint(dir, { model, optimizer: opt, config: { dim: TOY.dim }, tokenizerFiles: [tokFile] });
-    expect(readdirSync(dir).sort()).toEqual(['config.json', 'model.json', 'optimizer.bin', 'optimizer.json', 'spm.model', 'weights.bin']);
+    expect(readdirSync(dir).sort()).toEqual(['SHA256SUMS', 'config.json', 'model.json', 'optimizer.bin', 'optimizer.json', 'spm.model', 'weights.bin']);
     // No temporary siblings remain.
     expect(readdirSync(path.dirname(dir))).toEqual(['checkpoint_last']);
 
@@ -122,7 +122,7 @@ describe('checkpoints', () => {
     writeFileSync(path.join(parent, 'file'), 'x');
     const err = await saveCheckpoint(path.join(parent, 'file', 'ckpt'), { model: buildToyModel() }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UserError);
-    expect((err as Error).message).toMatch(/^cannot write checkpoint .*ckpt: a file is in the way of the folder \(EEXIST\); the previous checkpoint is kept$/);
+    expect((err as Error).message).toMatch(/^cannot write checkpoint .*ckpt: a file is in the way of the folder \(EEXIST\); no checkpoint was written$/);
   });
 
   it('recovers a replacement interrupted between its two renames', async () => {

@@ -108,7 +108,8 @@ describe('Trainer', () => {
     const wa = weightValues(straightModel);
     const wb = weightValues(second);
     wa.forEach((w, i) => expect(Array.from(wb[i])).toEqual(Array.from(w)));
-    expect(resumed.optimizer.getState().buffers.map((b) => Array.from(b))).toEqual(straight.optimizer.getState().buffers.map((b) => Array.from(b)));
+    const [stateB, stateA] = await Promise.all([resumed.optimizer.getState(), straight.optimizer.getState()]);
+    expect(stateB.buffers.map((b) => Array.from(b))).toEqual(stateA.buffers.map((b) => Array.from(b)));
     expect(resultB.bestScore).toBe(resultA.bestScore);
     // metrics.jsonl has the same train losses (time and speed differ, of course).
     const trainLosses = (dir: string) =>

@@ -60,6 +60,25 @@ describe('labelSmoothedCrossEntropy', () => {
     tf.dispose([l, t, out.loss, out.nllLoss]);
   });
 
+  it('counts tokens from the host ids when given (targetIds), without reading the targets back', () => {
+    const ids = Int32Array.from([1, 6, 2, 0, 3, 0, 0, 0, 5, 5, 4, 2]);
+    const dataSync = tf.Tensor.prototype.dataSync;
+    tf.Tensor.prototype.dataSync = () => {
+      throw new Error('dataSync called');
+    };
+    let out: ReturnType<typeof labelSmoothedCrossEntropy>;
+    try {
+      out = labelSmoothedCrossEntropy(logits, targets, { smoothing: 0.1, padId: 0, targetIds: ids });
+    } finally {
+      tf.Tensor.prototype.dataSync = dataSync;
+    }
+    const ref = labelSmoothedCrossEntropy(logits, targets, { smoothing: 0.1, padId: 0 });
+    expect(out.numTokens).toBe(8);
+    expect(out.loss.dataSync()[0]).toBe(ref.loss.dataSync()[0]);
+    expect(() => labelSmoothedCrossEntropy(logits, targets, { smoothing: 0, padId: 0, targetIds: ids.subarray(1) })).toThrow(/targetIds has 11 values/);
+    tf.dispose([out.loss, out.nllLoss, ref.loss, ref.nllLoss]);
+  });
+
   it('leaks no tensors and rejects bad input', () => {
     const before = tf.memory().numTensors;
     const out = labelSmoothedCrossEntropy(logits, targets, { smoothing: 0.1, padId: 0 });

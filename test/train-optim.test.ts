@@ -69,11 +69,11 @@ describe('optimizers', () => {
     }
   });
 
-  it('state round-trips exactly: a restored optimizer continues bit-for-bit', () => {
+  it('state round-trips exactly: a restored optimizer continues bit-for-bit', async () => {
     for (const name of ['adam', 'nag'] as const) {
       const straight = run(name, true, 3);
       const half = run(name, true, 2);
-      const state = half.opt.getState();
+      const state = await half.opt.getState();
       const p = tf.variable(tf.tensor(Array.from(half.p.dataSync()), [2, 3]));
       const resumed = new TrainOptimizer({ name, betas: [0.9, 0.98], eps: 1e-8, momentum: 0.9, weightDecay: 0.1 }, [{ name: 'p', variable: p, decay: true }]);
       // The metadata travels as JSON (optimizer.json), the slots as float32 (optimizer.bin).
@@ -86,13 +86,14 @@ describe('optimizers', () => {
     }
   });
 
-  it('refuses state of another optimizer or shape, and keeps numTensors flat', () => {
+  it('refuses state of another optimizer or shape, and keeps numTensors flat', async () => {
     const a = run('adam', true, 1);
     const p = tf.variable(tf.zeros([3, 2]));
     const other = new TrainOptimizer({ name: 'adam' }, [{ name: 'p', variable: p, decay: true }]);
-    expect(() => other.setState(a.opt.getState())).toThrow(/shape \[2,3\].*\[3,2\]/);
+    const stateA = await a.opt.getState();
+    expect(() => other.setState(stateA)).toThrow(/shape \[2,3\].*\[3,2\]/);
     const nag = new TrainOptimizer({ name: 'nag' }, [{ name: 'p', variable: a.p, decay: true }]);
-    expect(() => nag.setState(a.opt.getState())).toThrow(/optimizer is 'adam'/);
+    expect(() => nag.setState(stateA)).toThrow(/optimizer is 'adam'/);
     const before = tf.memory().numTensors;
     const g = tf.onesLike(a.p);
     for (let i = 0; i < 3; i++) a.opt.step({ [a.p.name]: g }, 0.01);
@@ -131,18 +132,18 @@ describe('schedules', () => {
 });
 
 describe('gradient clipping', () => {
-  it('scales by maxNorm / (norm + 1e-6) only when the norm exceeds it; 0 = off', () => {
+  it('scales by maxNorm / (norm + 1e-6) only when the norm exceeds it; 0 = off', async () => {
     const grads = { a: tf.tensor1d([3, 0]), b: tf.tensor1d([0, 4]) };
-    const norm = globalNorm(grads);
+    const norm = await globalNorm(grads);
     expect(norm).toBeCloseTo(5, 6);
     expect(clipByGlobalNorm(grads, norm, 0)).toBe(1);
     expect(clipByGlobalNorm(grads, norm, 10)).toBe(1);
     const coef = clipByGlobalNorm(grads, norm, 1);
     expect(coef).toBeCloseTo(1 / (5 + 1e-6), 9);
-    expect(globalNorm(grads)).toBeCloseTo(1, 5);
+    expect(await globalNorm(grads)).toBeCloseTo(1, 5);
     tf.dispose(Object.values(grads));
     const bad = { a: tf.tensor1d([NaN, 1]) };
-    expect(Number.isNaN(globalNorm(bad))).toBe(true);
+    expect(Number.isNaN(await globalNorm(bad))).toBe(true);
     bad.a.dispose();
   });
 });

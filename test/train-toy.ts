@@ -128,7 +128,7 @@ export function toyLoss(model: tf.LayersModel, smoothing = 0.1): LossFn<ToyBatch
     const input = tf.tensor2d(batch.input, batch.shape, 'int32');
     const target = tf.tensor2d(batch.target, batch.shape, 'int32');
     const logits = model.apply(input, { training }) as tf.Tensor;
-    const out = labelSmoothedCrossEntropy(logits, target, { smoothing, padId: PAD });
+    const out = labelSmoothedCrossEntropy(logits, target, { smoothing, padId: PAD, targetIds: batch.target });
     return { loss: out.loss, nllLoss: out.nllLoss, numTokens: out.numTokens };
   };
 }

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from models import Seq2Seq, report, setup_threads
+from models import Seq2Seq, beam_search, report, setup_threads
 
 p = argparse.ArgumentParser()
 p.add_argument('--vocab', type=int, default=8000)
@@ -26,36 +26,12 @@ g = torch.Generator().manual_seed(1)
 src = torch.randint(4, a.vocab, (a.sentences, a.src_len), generator=g)
 
 
-@torch.no_grad()
-def beam_search():
-    N, K = a.sentences, a.beam
-    mem, mem_mask = model.encode(src)
-    mem = mem.repeat_interleave(K, dim=0)
-    mem_mask = mem_mask.repeat_interleave(K, dim=0)
-    caches = [{'self': {}, 'cross': {'static': True}} for _ in model.dec]
-    tokens = torch.full((N * K,), 1, dtype=torch.long)
-    scores = torch.zeros(N, K)
-    scores[:, 1:] = float('-inf')
-    for step in range(a.len + 1):
-        logp = model.decode_step(tokens, step, mem, mem_mask, caches)  # [N*K, V]
-        if step < a.len:
-            logp[:, 2] = float('-inf')  # EOS banned before the length is reached
-        else:
-            eos = logp[:, 2].clone()
-            logp.fill_(float('-inf'))
-            logp[:, 2] = eos  # and forced at it
-        total = (scores.reshape(N * K, 1) + logp).reshape(N, K * a.vocab)
-        scores, idx = total.topk(K, dim=1)
-        parents = (idx // a.vocab + torch.arange(N)[:, None] * K).reshape(-1)
-        tokens = (idx % a.vocab).reshape(-1)
-        for c in caches:
-            c['self']['k'] = c['self']['k'].index_select(0, parents)
-            c['self']['v'] = c['self']['v'].index_select(0, parents)
-    return scores
+def run():
+    return beam_search(model, src, a.len, a.beam, a.vocab)
 
 
-beam_search()
+run()
 t0 = time.perf_counter()
-beam_search()
+run()
 sec = time.perf_counter() - t0
 report({'sentences_per_s': a.sentences / sec, 'seconds': sec})

@@ -142,6 +142,37 @@ class BertMLM(nn.Module):
         return h @ self.tok.weight.t() + self.out_bias
 
 
+@torch.no_grad()
+def beam_search(model, src, length, beam, vocab):
+    """Beam search where every hypothesis runs exactly `length` tokens + EOS (ours with minLen = maxLen):
+    per step one decoder pass over the new token, log-softmax, a top-k over beam x vocabulary and a
+    reorder of the self-attention caches. Runs on src's device."""
+    N, K, dev = src.shape[0], beam, src.device
+    mem, mem_mask = model.encode(src)
+    mem = mem.repeat_interleave(K, dim=0)
+    mem_mask = mem_mask.repeat_interleave(K, dim=0)
+    caches = [{'self': {}, 'cross': {'static': True}} for _ in model.dec]
+    tokens = torch.full((N * K,), 1, dtype=torch.long, device=dev)
+    scores = torch.zeros(N, K, device=dev)
+    scores[:, 1:] = float('-inf')
+    for step in range(length + 1):
+        logp = model.decode_step(tokens, step, mem, mem_mask, caches)  # [N*K, V]
+        if step < length:
+            logp[:, 2] = float('-inf')  # EOS banned before the length is reached
+        else:
+            eos = logp[:, 2].clone()
+            logp.fill_(float('-inf'))
+            logp[:, 2] = eos  # and forced at it
+        total = (scores.reshape(N * K, 1) + logp).reshape(N, K * vocab)
+        scores, idx = total.topk(K, dim=1)
+        parents = (idx // vocab + torch.arange(N, device=dev)[:, None] * K).reshape(-1)
+        tokens = (idx % vocab).reshape(-1)
+        for c in caches:
+            c['self']['k'] = c['self']['k'].index_select(0, parents)
+            c['self']['v'] = c['self']['v'].index_select(0, parents)
+    return scores
+
+
 def smoothed_ce(logits, targets, eps, pad):
     """Sum over non-pad tokens of (1-eps)·nll + eps·mean_v(-log p): logsumexp + gather, like ours."""
     V = logits.shape[-1]

@@ -15,7 +15,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
 import { UserError } from '../errors.ts';
 import { seededDropout, globalRandom } from '../random.ts';
-import { spectralInit as balanceFactors } from '../factorized/spectral.ts';
+import { writeFactorPair } from '../factorized/dense.ts';
+import { hostRandomUniform } from '../factorized/host-random.ts';
 import type { FactorPair } from '../factorized/frobenius.ts';
 import type { AttentionCache } from './cache.ts';
 
@@ -33,8 +34,11 @@ export interface FactorizedMultiHeadAttentionConfig {
   dropout?: number;
   /** Causal self-attention (each position sees itself and the past only). Default false. */
   causal?: boolean;
-  /** Balance the initial factor pairs (QK, OV) by spectral initialization. Default true. */
-  spectralInit?: boolean;
+  /**
+   * Balance the initial factor pairs (QK, OV) by spectral initialization: both (true), neither
+   * (false), or per pair. Default true.
+   */
+  spectralInit?: boolean | { qk: boolean; ov: boolean };
 }
 
 export interface AttendOptions {
@@ -71,7 +75,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   readonly useBias: boolean;
   readonly dropout: number;
   readonly causal: boolean;
-  readonly spectralInit: boolean;
+  readonly spectralInit: boolean | { qk: boolean; ov: boolean };
   /** Model width d (known after build, or from the config). */
   modelDim: number | undefined;
   /** Per-head rank r (after build). */
@@ -148,33 +152,29 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     // [d, d] layer gives at r = d/H (dh/d² with dh = d/H): factor variance √(dh/r)/d.
     const dh = d / H;
     const limit = Math.sqrt((3 * Math.sqrt(dh / r)) / d);
-    const init = () => tf.initializers.randomUniform({ minval: -limit, maxval: limit, seed: globalRandom.nextSeed() });
-    this.queryFactor = this.addWeight('queryFactor', [H, d, r], 'float32', init());
-    this.keyFactor = this.addWeight('keyFactor', [H, d, r], 'float32', init());
-    this.valueFactor = this.addWeight('valueFactor', [H, d, r], 'float32', init());
-    this.outputFactor = this.addWeight('outputFactor', [H, r, d], 'float32', init());
+    // Drawn on the host (= tf.initializers.randomUniform with these seeds, in this order) so that
+    // spectral init needs no read-back, which GPU backends cannot do synchronously: host-random.ts.
+    const draw = (shape: number[]) => hostRandomUniform(shape, -limit, limit, globalRandom.nextSeed());
+    const wq = draw([H, d, r]);
+    const wk = draw([H, d, r]);
+    const wv = draw([H, d, r]);
+    const wo = draw([H, r, d]);
+    const zeros = () => tf.initializers.zeros();
+    this.queryFactor = this.addWeight('queryFactor', [H, d, r], 'float32', zeros());
+    this.keyFactor = this.addWeight('keyFactor', [H, d, r], 'float32', zeros());
+    this.valueFactor = this.addWeight('valueFactor', [H, d, r], 'float32', zeros());
+    this.outputFactor = this.addWeight('outputFactor', [H, r, d], 'float32', zeros());
     if (this.useBias) {
       this.queryBias = this.addWeight('queryBias', [H, r], 'float32', tf.initializers.zeros());
       this.keyBias = this.addWeight('keyBias', [H, r], 'float32', tf.initializers.zeros());
       this.valueBias = this.addWeight('valueBias', [H, r], 'float32', tf.initializers.zeros());
       this.outputBias = this.addWeight('outputBias', [d], 'float32', tf.initializers.zeros());
     }
-    if (this.spectralInit) this.balanceFactorPairs();
+    // Spectral initialization of (Wq, Wk) and (Wv, Woᵀ): same products, balanced factors.
+    const si = typeof this.spectralInit === 'boolean' ? { qk: this.spectralInit, ov: this.spectralInit } : this.spectralInit;
+    writeFactorPair(this.queryFactor, this.keyFactor, wq, wk, { heads: H, m: d, n: d, r, vTransposed: false }, si.qk);
+    writeFactorPair(this.valueFactor, this.outputFactor, wv, wo, { heads: H, m: d, n: d, r, vTransposed: true }, si.ov);
     this.built = true;
-  }
-
-  /** Spectral initialization of (Wq, Wk) and (Wv, Woᵀ): same products, balanced factors. */
-  balanceFactorPairs(): void {
-    const qk = balanceFactors(this.queryFactor.read(), this.keyFactor.read());
-    this.queryFactor.write(qk.U);
-    this.keyFactor.write(qk.V);
-    tf.dispose([qk.U, qk.V]);
-    const woT = tf.transpose(this.outputFactor.read(), [0, 2, 1]);
-    const ov = balanceFactors(this.valueFactor.read(), woT);
-    const wo = tf.transpose(ov.V, [0, 2, 1]);
-    this.valueFactor.write(ov.U);
-    this.outputFactor.write(wo);
-    tf.dispose([woT, ov.U, ov.V, wo]);
   }
 
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {

@@ -49,11 +49,12 @@ function headColumns(w: Float32Array, b: Float32Array | null, d: number, inner: 
  * OV_h = [wv_h; bv_h] wo_h are factorized by thin QR + small SVD (never forming d × d products)
  * and truncated to `rank`. `relativeErrors` are ‖P − P_r‖_F / ‖P‖_F over all heads of each kind
  * (0 when rank ≥ the dense head dim); with biases, P includes the bias row.
+ * Async: the dense weights are read back with `await data()` (GPU backends cannot read synchronously).
  */
-export function fromDenseAttention(weights: DenseAttentionWeights): {
+export async function fromDenseAttention(weights: DenseAttentionWeights): Promise<{
   layer: FactorizedMultiHeadAttention;
   relativeErrors: { qk: number; ov: number };
-} {
+}> {
   const { wq, wk, wv, wo, numHeads: H } = weights;
   if (wq.rank !== 2) throw new UserError(`fromDenseAttention: wq must be [d, H*dh]; got shape [${wq.shape}]`);
   const [d, inner] = wq.shape;
@@ -87,13 +88,9 @@ export function fromDenseAttention(weights: DenseAttentionWeights): {
   const r = weights.rank ?? dh;
   if (!Number.isInteger(r) || r < 1) throw new UserError(`fromDenseAttention: rank must be a positive integer; got ${r}`);
 
-  const wqA = wq.dataSync() as Float32Array;
-  const wkA = wk.dataSync() as Float32Array;
-  const wvA = wv.dataSync() as Float32Array;
-  const woA = wo.dataSync() as Float32Array;
-  const bqA = useBias ? (weights.bq!.dataSync() as Float32Array) : null;
-  const bkA = useBias ? (weights.bk!.dataSync() as Float32Array) : null;
-  const bvA = useBias ? (weights.bv!.dataSync() as Float32Array) : null;
+  const read = (t: tf.Tensor) => t.data() as Promise<Float32Array>;
+  const [wqA, wkA, wvA, woA] = await Promise.all([read(wq), read(wk), read(wv), read(wo)]);
+  const [bqA, bkA, bvA] = useBias ? await Promise.all([read(weights.bq!), read(weights.bk!), read(weights.bv!)]) : [null, null, null];
   // The dense layer scales logits by 1/√dh, the factorized one by 1/√r: fold √(r/dh) into QK,
   // split evenly over both factors to keep them balanced.
   const qkScale = Math.pow(r / dh, 0.25);

@@ -1,13 +1,17 @@
 /**
- * Engine choice and start-up: tfjs-node-gpu > tfjs-node > wasm > cpu.
+ * Engine choice and start-up: tfjs-node-gpu > webgpu (a real GPU) > tfjs-node > wasm > cpu.
  *
  * The native TensorFlow backends download libtensorflow at install time and are optional
  * dependencies; where they are missing we fall back to the pure-npm engines and say why, once.
+ * webgpu (webgpu.ts: tfjs-backend-webgpu on Dawn, both optional npm packages) is the GPU engine
+ * that installs from npm alone; `auto` takes it only on a real adapter, never a software one.
  * The wasm engine is made fast here: threaded (SIMD + pthreads, see wasmThreads.ts), matrix
  * products on the system BLAS through the optional native addon (kernels/matMul.ts), and the
  * kernels stock wasm lacks or does slowly replaced (kernels/).
  *
- * Env: FT_BACKEND (auto|tensorflow|wasm|cpu), FT_THREADS (compute threads; default the number of
+ * Env: FT_BACKEND (auto|tensorflow|webgpu|wasm|cpu; webgpu forces the engine, a software adapter
+ * included, and falls back with one logged reason when no adapter starts), FT_WEBGPU_FLAGS (Dawn's
+ * flags, e.g. backend=vulkan,adapter=NVIDIA; see webgpu.ts), FT_THREADS (compute threads; default the number of
  * CPUs, 1 under vitest), FT_NATIVE_BLAS=0 (skip the addon), FT_WASM_THREADS=0|1 (force the wasm
  * thread pool off/on; by default on only when the native BLAS is unavailable).
  */
@@ -21,8 +25,9 @@ import { registerCrossEntropyGrad } from './kernels/crossEntropy.ts';
 import { registerVectorizedTileGradient } from './kernels/tileGradient.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
+import { gpuDeviceNodeVisible, probeWebGpu, startWebGpu, webGpuStatus, type WebGpuStatus } from './webgpu.ts';
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export interface BackendOptions {
   /** Which engine; defaults to env FT_BACKEND, then 'auto'. */
   backend?: BackendChoice;
@@ -47,6 +52,8 @@ export interface BackendDescription {
   nativeBlas: { available: boolean; reason?: string; config?: string; threads?: number; coreTypeChosen?: string };
   /** Which implementation BatchMatMul/_FusedMatMul use on this engine. */
   matMul: 'native' | 'wasm-sliced' | 'stock';
+  /** The WebGPU adapter (of the running engine, or what a probe found), or why there is none. */
+  webgpu: WebGpuStatus | { adapter?: undefined; reason: string; flags?: undefined };
   versions: Record<string, string>;
 }
 
@@ -57,7 +64,7 @@ let wasmThreadsState: { enabled: boolean; reason?: string } = { enabled: false, 
 let matMulPath: BackendDescription['matMul'] = 'stock';
 let wasmPrepared = false;
 
-const CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+const CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 function parseChoice(value: string | undefined, source: string): BackendChoice {
   const v = (value ?? 'auto').trim() || 'auto';
@@ -128,11 +135,15 @@ async function prepareWasm(): Promise<void> {
   wasmPrepared = true;
 }
 
-async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
-  // The cpu kernels always: tests and tools compare against (or fall back to) cpu on any engine.
+/** The cpu kernels and the (engine-independent) Tile gradient: tests and tools compare against (or fall back to) cpu on any engine. */
+function registerSharedKernels(): void {
   registerUnsortedSegmentSum('cpu');
   registerCrossEntropyGrad('cpu', loadNativeBlas().blas);
   registerVectorizedTileGradient();
+}
+
+async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
+  registerSharedKernels();
   if (name === 'wasm') await prepareWasm();
   let ok = await tf.setBackend(name);
   await tf.ready();
@@ -156,9 +167,26 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   }
   const skipped: BackendInfo['skipped'] = [];
   let name: string | undefined;
-  const order: ('tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu')[] =
-    requested === 'auto' ? ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'] : requested === 'tensorflow' ? ['tensorflow-gpu', 'tensorflow'] : [requested];
+  // A forced webgpu that cannot start falls back like auto (minus the GPU engines), with its reason logged.
+  const order: ('tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu')[] =
+    requested === 'auto'
+      ? ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu']
+      : requested === 'tensorflow'
+        ? ['tensorflow-gpu', 'tensorflow']
+        : requested === 'webgpu'
+          ? ['webgpu', 'tensorflow', 'wasm', 'cpu']
+          : [requested];
   for (const candidate of order) {
+    if (candidate === 'webgpu') {
+      const reason = await tryWebGpu(requested === 'webgpu');
+      if (!reason) {
+        name = candidate;
+        break;
+      }
+      skipped.push({ name: 'webgpu', reason });
+      if (requested === 'webgpu') process.stderr.write(`[factorized-transformer] webgpu unavailable: ${reason}; falling back\n`);
+      continue;
+    }
     if (candidate === 'tensorflow-gpu' || candidate === 'tensorflow') {
       const pkg = candidate === 'tensorflow-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
       const why = tryRequire(pkg);
@@ -167,6 +195,12 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
         continue;
       }
       if (await setUp('tensorflow')) {
+        // auto wants tfjs-node-gpu on a GPU only: on a CPU-only TensorFlow, webgpu or the CPU engines come next.
+        const onGpu = (tf.backend() as { isUsingGpuDevice?: boolean }).isUsingGpuDevice;
+        if (requested === 'auto' && candidate === 'tensorflow-gpu' && onGpu === false) {
+          skipped.push({ name: pkg, reason: 'installed, but TensorFlow found no CUDA GPU' });
+          continue;
+        }
         name = candidate;
         break;
       }
@@ -190,11 +224,39 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
   if ((options.verbose ?? true) && !logged && !process.env.VITEST) {
     logged = true;
     const d = describeBackend();
-    const extra = name === 'wasm' ? ` (${d.threads} threads, matMul ${d.matMul}${d.nativeBlas.available ? '' : `; native BLAS unavailable: ${d.nativeBlas.reason}`})` : '';
+    const gpu = d.webgpu.adapter;
+    const extra =
+      name === 'wasm'
+        ? ` (${d.threads} threads, matMul ${d.matMul}${d.nativeBlas.available ? '' : `; native BLAS unavailable: ${d.nativeBlas.reason}`})`
+        : name === 'webgpu' && gpu
+          ? ` (${gpu.vendor} ${gpu.architecture}: ${gpu.description || gpu.device}${gpu.isFallbackAdapter ? ', software' : ''})`
+          : '';
     const why = skipped.length ? `; skipped ${skipped.map((s) => `${s.name}: ${s.reason}`).join(', ')}` : '';
     process.stderr.write(`[factorized-transformer] backend ${name}${extra}${why}\n`);
   }
   return current;
+}
+
+/**
+ * Starts webgpu; undefined when it runs, else why not. Forced: any adapter, software included.
+ * Auto: only a real GPU, decided by a child-process probe first so that machines without one
+ * (or with only lavapipe) never load Dawn into this process (see webgpu.ts).
+ */
+async function tryWebGpu(forced: boolean): Promise<string | undefined> {
+  if (!forced) {
+    // FT_WEBGPU_FLAGS may pick a backend that needs no device node (e.g. OpenGL ES): then always probe.
+    if (!gpuDeviceNodeVisible() && !process.env.FT_WEBGPU_FLAGS) {
+      return 'no GPU device visible (/dev/dri/renderD*, /dev/nvidia*); only a software adapter could run (FT_BACKEND=webgpu uses one)';
+    }
+    const probe = probeWebGpu();
+    if (!probe.adapter) return probe.reason;
+    if (probe.adapter.isFallbackAdapter) {
+      return `only a software adapter (${probe.adapter.description || probe.adapter.device}); FT_BACKEND=webgpu uses it anyway`;
+    }
+  }
+  registerSharedKernels();
+  const status = await startWebGpu(forced);
+  return status.adapter ? undefined : status.reason;
 }
 
 /** The engine chosen by the last initBackend call, if any. */
@@ -229,7 +291,7 @@ export function describeBackend(): BackendDescription {
     threads = computeThreads();
   }
   const versions: Record<string, string> = { node: process.versions.node };
-  for (const pkg of ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']) {
+  for (const pkg of ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-webgpu', 'webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu']) {
     const v = packageVersion(pkg);
     if (v) versions[pkg] = v;
   }
@@ -244,10 +306,13 @@ export function describeBackend(): BackendDescription {
       ? { available: true, config: native.blas.config(), threads: native.blas.getNumThreads(), coreTypeChosen: native.coreTypeChosen }
       : { available: false, reason: native.reason },
     matMul: active === 'wasm' ? matMulPath : 'stock',
+    webgpu: webGpuStatus() ?? { reason: 'not probed (call probeWebGpu, as doctor does)' },
     versions,
   };
 }
 
 export { TFJS_WASM_VERSION };
+export { probeWebGpu, parseWebGpuFlags } from './webgpu.ts';
+export type { WebGpuAdapterDescription, WebGpuStatus } from './webgpu.ts';
 export { softmaxCrossEntropy } from './kernels/crossEntropy.ts';
 export type { SoftmaxCrossEntropy, SoftmaxCrossEntropyOptions } from './kernels/crossEntropy.ts';

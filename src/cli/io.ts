@@ -2,6 +2,8 @@
  * Where a CLI run reads and writes. The real process streams by default; tests pass a captured
  * io to run the CLI in-process (spawning a process costs seconds of start-up per call).
  */
+import { decodeUtf8File } from '../text/lines.ts';
+
 export interface CliIo {
   /** Writes to standard output (results: translations, scores, JSON). */
   stdout(text: string): void;
@@ -18,7 +20,8 @@ export function processIo(): CliIo {
     readStdin: async () => {
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-      return Buffer.concat(chunks).toString('utf8');
+      // Strict, as every file reader: invalid UTF-8 is an error naming the line, not U+FFFD.
+      return decodeUtf8File(Buffer.concat(chunks), '<stdin>');
     },
   };
 }

@@ -27,7 +27,7 @@ export function buildProgram(io: CliIo): Command {
     .description('Transformers with factorized multi-head attention (spectral init + Frobenius decay): translation and masked-LM')
     .version(packageJson.version, '-V, --version')
     .addOption(
-      new Option('--backend <name>', 'compute engine (default: env FT_BACKEND, else the fastest available)').choices(['auto', 'tensorflow', 'wasm', 'cpu']),
+      new Option('--backend <name>', 'compute engine (default: env FT_BACKEND, else the fastest available)').choices(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']),
     )
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true });
 

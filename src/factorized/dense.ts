@@ -10,7 +10,8 @@ import { UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
 import type { FactorPair } from './frobenius.ts';
 import { resolveRank } from './rank.ts';
-import { spectralInit } from './spectral.ts';
+import { hostRandomUniform } from './host-random.ts';
+import { balanceStoredPair } from './spectral.ts';
 
 export type FactorizedActivation = 'linear' | 'relu' | 'gelu' | 'tanh' | 'sigmoid';
 const ACTIVATIONS: readonly FactorizedActivation[] = ['linear', 'relu', 'gelu', 'tanh', 'sigmoid'];
@@ -83,11 +84,14 @@ export class FactorizedDense extends tf.layers.Layer {
     const r = (this.rank = resolveRank(`FactorizedDense '${this.name}'`, inDim, this.units, this.rankOption, this.rankScale));
     // Product entries get the variance of a Glorot-uniform dense kernel, 2 / (in + units).
     const limit = Math.sqrt(3 * Math.sqrt(2 / (inDim + this.units) / r));
-    const init = () => tf.initializers.randomUniform({ minval: -limit, maxval: limit, seed: globalRandom.nextSeed() });
-    this.inputFactor = this.addWeight('inputFactor', [inDim, r], 'float32', init());
-    this.outputFactor = this.addWeight('outputFactor', [r, this.units], 'float32', init());
+    // Drawn on the host (the same numbers as tf.initializers.randomUniform with these seeds), so
+    // spectral init needs no read-back; see host-random.ts.
+    const u = hostRandomUniform([inDim, r], -limit, limit, globalRandom.nextSeed());
+    const vs = hostRandomUniform([r, this.units], -limit, limit, globalRandom.nextSeed());
+    this.inputFactor = this.addWeight('inputFactor', [inDim, r], 'float32', tf.initializers.zeros());
+    this.outputFactor = this.addWeight('outputFactor', [r, this.units], 'float32', tf.initializers.zeros());
     if (this.useBias) this.bias = this.addWeight('bias', [this.units], 'float32', tf.initializers.zeros());
-    if (this.spectralInit) balancePair(this.inputFactor, this.outputFactor);
+    writeFactorPair(this.inputFactor, this.outputFactor, u, vs, { heads: 1, m: inDim, n: this.units, r, vTransposed: true }, this.spectralInit);
     this.built = true;
   }
 
@@ -127,14 +131,25 @@ export class FactorizedDense extends tf.layers.Layer {
   }
 }
 
-/** Spectral initialization of a 2-D pair stored as (U [m, r], V_s [r, n]). */
-export function balancePair(u: tf.LayerVariable, vStoredTransposed: tf.LayerVariable): void {
-  const vT = tf.transpose(vStoredTransposed.read());
-  const { U, V } = spectralInit(u.read(), vT);
-  const vs = tf.transpose(V);
-  u.write(U);
-  vStoredTransposed.write(vs);
-  tf.dispose([vT, U, V, vs]);
+/**
+ * Writes a factor pair's initial host values into its variables (shapes as stored: `v` is
+ * [heads?, r, n] when `vTransposed`), balanced by spectral initialization first when `balance`.
+ * The values never come back from the device: see host-random.ts.
+ */
+export function writeFactorPair(
+  u: tf.LayerVariable,
+  v: tf.LayerVariable,
+  uValues: Float32Array,
+  vValues: Float32Array,
+  dims: { heads: number; m: number; n: number; r: number; vTransposed: boolean },
+  balance: boolean,
+): void {
+  const values = balance ? balanceStoredPair(uValues, vValues, dims) : { u: uValues, v: vValues };
+  const ut = tf.tensor(values.u, u.shape as number[], 'float32');
+  const vt = tf.tensor(values.v, v.shape as number[], 'float32');
+  u.write(ut);
+  v.write(vt);
+  tf.dispose([ut, vt]);
 }
 
 tf.serialization.registerClass(FactorizedDense);

@@ -8,7 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
 import { UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
-import { balancePair } from './dense.ts';
+import { writeFactorPair } from './dense.ts';
+import { hostRandomNormal } from './host-random.ts';
 import type { FactorPair } from './frobenius.ts';
 import { resolveRank } from './rank.ts';
 
@@ -55,10 +56,13 @@ export class FactorizedEmbedding extends tf.layers.Layer {
     const r = this.rank;
     // Product entries ~ N(0, 1/outputDim), the usual Transformer embedding init (fairseq).
     const std = Math.pow(1 / (this.outputDim * r), 0.25);
-    const init = () => tf.initializers.randomNormal({ mean: 0, stddev: std, seed: globalRandom.nextSeed() });
-    this.embeddingFactor = this.addWeight('embeddingFactor', [this.inputDim, r], 'float32', init());
-    this.projectionFactor = this.addWeight('projectionFactor', [r, this.outputDim], 'float32', init());
-    if (this.spectralInit) balancePair(this.embeddingFactor, this.projectionFactor);
+    // Drawn on the host (= tf.initializers.randomNormal with these seeds): see host-random.ts.
+    const u = hostRandomNormal([this.inputDim, r], 0, std, globalRandom.nextSeed());
+    const vs = hostRandomNormal([r, this.outputDim], 0, std, globalRandom.nextSeed());
+    this.embeddingFactor = this.addWeight('embeddingFactor', [this.inputDim, r], 'float32', tf.initializers.zeros());
+    this.projectionFactor = this.addWeight('projectionFactor', [r, this.outputDim], 'float32', tf.initializers.zeros());
+    const dims = { heads: 1, m: this.inputDim, n: this.outputDim, r, vTransposed: true };
+    writeFactorPair(this.embeddingFactor, this.projectionFactor, u, vs, dims, this.spectralInit);
     this.built = true;
   }
 

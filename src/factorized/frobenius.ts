@@ -118,15 +118,19 @@ export function addFrobeniusDecayGrads(
   return out;
 }
 
-/** Total ½ Σ ‖UVᵀ‖² over the enabled pairs, as a number (for logging the regularizer). */
-export function frobeniusPenaltyTotal(pairs: FactorPair[], enabled: FrobeniusDecayPairs = ALL_FACTOR_PAIRS): number {
+/**
+ * Total ½ Σ ‖UVᵀ‖² over the enabled pairs, as a number (for logging the regularizer). One
+ * `await data()` for all pairs (GPU backends cannot read synchronously); summed on the host in
+ * Float64, pair by pair.
+ */
+export async function frobeniusPenaltyTotal(pairs: FactorPair[], enabled: FrobeniusDecayPairs = ALL_FACTOR_PAIRS): Promise<number> {
+  const used = pairs.filter((pair) => enabled[pair.kind]);
+  if (used.length === 0) return 0;
+  const stacked = tf.tidy(() => tf.stack(used.map((pair) => pairPenalty(pair))));
+  const values = await stacked.data();
+  stacked.dispose();
   let total = 0;
-  for (const pair of pairs) {
-    if (!enabled[pair.kind]) continue;
-    const p = pairPenalty(pair);
-    total += p.dataSync()[0];
-    p.dispose();
-  }
+  for (const v of values) total += v;
   return total;
 }
 

@@ -1,7 +1,11 @@
 /**
  * Spectral initialization and dense-to-factor conversion (ARCHITECTURE §1, "SI").
  *
- * Both run once at init/conversion time, on the host in Float64 (see linalg.ts for why).
+ * Both run once at init/conversion time, on the host in Float64 (see linalg.ts for why). The
+ * host-array cores (`spectralInitValues`, `balanceStoredPair`, `factorizeArray`) are what layers
+ * use while they build: layers draw their random factors on the host (host-random.ts), so building
+ * a model never reads a tensor back — a synchronous read throws on GPU backends (webgpu in Node).
+ * The tensor entry points (`spectralInit`, `factorize`) read their inputs with `await data()`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
@@ -12,7 +16,7 @@ import { balancedFactors, fromArray, svd } from './linalg.ts';
  * returns U_h = A √s, V_h = B √s. The products are unchanged (their rank is ≤ r by construction)
  * and UᵀU = VᵀV = diag(s). `U [H?, m, r]`, `V [H?, n, r]`; returns new tensors (inputs untouched).
  */
-export function spectralInit(U: tf.Tensor, V: tf.Tensor): { U: tf.Tensor; V: tf.Tensor } {
+export async function spectralInit(U: tf.Tensor, V: tf.Tensor): Promise<{ U: tf.Tensor; V: tf.Tensor }> {
   if (U.rank !== V.rank || (U.rank !== 2 && U.rank !== 3)) {
     throw new UserError(`spectralInit: U and V must both be [m, r] or [H, m, r]; got shapes [${U.shape}] and [${V.shape}]`);
   }
@@ -23,16 +27,53 @@ export function spectralInit(U: tf.Tensor, V: tf.Tensor): { U: tf.Tensor; V: tf.
   if (r !== rv || (batched && V.shape[0] !== heads)) {
     throw new UserError(`spectralInit: U [${U.shape}] and V [${V.shape}] must share the head count and rank`);
   }
-  const uData = U.dataSync();
-  const vData = V.dataSync();
+  const [uData, vData] = await Promise.all([U.data(), V.data()]);
+  const out = spectralInitValues(uData, vData, heads, m, n, r);
+  return { U: tf.tensor(out.u, U.shape), V: tf.tensor(out.v, V.shape) };
+}
+
+/** Host core of `spectralInit`: `u` [heads, m, r] and `v` [heads, n, r], row-major. */
+export function spectralInitValues(
+  u: ArrayLike<number>,
+  v: ArrayLike<number>,
+  heads: number,
+  m: number,
+  n: number,
+  r: number,
+): { u: Float32Array; v: Float32Array } {
   const outU = new Float32Array(heads * m * r);
   const outV = new Float32Array(heads * n * r);
   for (let h = 0; h < heads; h++) {
-    const res = balancedFactors(fromArray(m, r, uData, h * m * r), fromArray(n, r, vData, h * n * r), r);
+    const res = balancedFactors(fromArray(m, r, u, h * m * r), fromArray(n, r, v, h * n * r), r);
     outU.set(res.u.data, h * m * r);
     outV.set(res.v.data, h * n * r);
   }
-  return { U: tf.tensor(outU, U.shape), V: tf.tensor(outV, V.shape) };
+  return { u: outU, v: outV };
+}
+
+/** Swaps the last two axes of `heads` row-major [rows, cols] blocks. */
+function transposeBlocks(x: ArrayLike<number>, heads: number, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(heads * rows * cols);
+  for (let h = 0; h < heads; h++) {
+    const base = h * rows * cols;
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[base + j * rows + i] = x[base + i * cols + j];
+  }
+  return out;
+}
+
+/**
+ * Spectral initialization of a pair as a layer stores it: `u` [heads, m, r] and `vStored`
+ * [heads, n, r], or [heads, r, n] when `vTransposed` (returned in the same layout).
+ */
+export function balanceStoredPair(
+  u: ArrayLike<number>,
+  vStored: ArrayLike<number>,
+  dims: { heads: number; m: number; n: number; r: number; vTransposed: boolean },
+): { u: Float32Array; v: Float32Array } {
+  const { heads, m, n, r, vTransposed } = dims;
+  const v = vTransposed ? transposeBlocks(vStored, heads, r, n) : vStored;
+  const out = spectralInitValues(u, v, heads, m, n, r);
+  return { u: out.u, v: vTransposed ? transposeBlocks(out.v, heads, n, r) : out.v };
 }
 
 /**
@@ -41,11 +82,11 @@ export function spectralInit(U: tf.Tensor, V: tf.Tensor): { U: tf.Tensor; V: tf.
  * Ranks above min(m, n) pad with zero columns. Cost: one Jacobi SVD of W, O(min(m, n)³) per sweep
  * (see linalg.svd for measured times): fine up to a few hundred, slow (minutes) at 1024.
  */
-export function factorize(W: tf.Tensor2D, rank: number): { U: tf.Tensor2D; V: tf.Tensor2D; relativeError: number } {
+export async function factorize(W: tf.Tensor2D, rank: number): Promise<{ U: tf.Tensor2D; V: tf.Tensor2D; relativeError: number }> {
   if (W.rank !== 2) throw new UserError(`factorize: W must be a matrix [m, n]; got shape [${W.shape}]`);
   if (!Number.isInteger(rank) || rank < 1) throw new UserError(`factorize: rank must be a positive integer; got ${rank}`);
   const [m, n] = W.shape;
-  const res = factorizeArray(W.dataSync(), m, n, rank);
+  const res = factorizeArray(await W.data(), m, n, rank);
   return { U: tf.tensor2d(Float32Array.from(res.u), [m, rank]), V: tf.tensor2d(Float32Array.from(res.v), [n, rank]), relativeError: res.relativeError };
 }
 

@@ -1,9 +1,11 @@
 /**
  * Checks the (hypotheses, reference streams) input shared by every corpus metric and regroups
  * the references per segment, following sacreBLEU: `refStreams` holds one array per reference
- * set, each aligned with the hypotheses; an empty reference line means "no reference of this
- * set for this segment" and is dropped; the signature's nrefs is 'var' when segments end up
- * with different numbers of references.
+ * set, each aligned with the hypotheses. As in sacreBLEU 2.6.0 (`_cache_references` drops only
+ * None), an empty reference line is a valid reference of length zero, not a missing one: a
+ * corpus whose reference file has an empty line scores like `sacrebleu REF -i HYP`. Only
+ * null/undefined mean "no reference of this set for this segment" (sacreBLEU's None); the
+ * signature's nrefs is 'var' when segments end up with different numbers of references.
  */
 import { UserError } from '../errors.ts';
 
@@ -11,7 +13,7 @@ import { UserError } from '../errors.ts';
 export const SACREBLEU_VERSION = '2.6.0';
 
 export interface SegmentReferences {
-  /** Per segment, its non-empty references in stream order. */
+  /** Per segment, its references in stream order (empty strings included, null/undefined left out). */
   perSegment: string[][];
   /** Number of references per segment, or 'var' when it differs across segments. */
   nrefs: number | 'var';
@@ -37,12 +39,12 @@ export function groupReferences(hyps: readonly string[], refStreams: readonly (r
     const refs: string[] = [];
     for (let k = 0; k < refStreams.length; k++) {
       const ref = refStreams[k]![i];
-      if (ref === undefined || ref === null || ref === '') continue;
+      if (ref === undefined || ref === null) continue;
       if (typeof ref !== 'string') throw new UserError(`${metric}: reference ${k + 1} of line ${i + 1} is not a string`);
       refs.push(ref);
     }
     if (refs.length === 0) {
-      throw new UserError(`${metric}: line ${i + 1} has no non-empty reference (sacreBLEU needs at least one per hypothesis)`);
+      throw new UserError(`${metric}: line ${i + 1} has no reference at all (every stream is null there; an empty string is a valid, empty reference)`);
     }
     counts.add(refs.length);
     perSegment.push(refs);

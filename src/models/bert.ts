@@ -16,9 +16,7 @@ import { MaskedLMHead } from './mlm-head.ts';
 import { TokenEmbedding } from './embedding.ts';
 import { layerNorm } from './sublayers.ts';
 import { FactorizedMultiHeadAttention } from '../attention/index.ts';
-import { loadCheckpoint } from '../train/checkpoint.ts';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { findCheckpointFolder, loadCheckpoint } from '../train/checkpoint.ts';
 import { TransformerEncoderBlock } from './blocks.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -301,8 +299,8 @@ export function encoderFromMaskedLM(model: tf.LayersModel): tf.LayersModel {
 
 /** A run folder (with checkpoint_best / checkpoint_last) or a checkpoint folder → the folder holding model.json. */
 function checkpointFolder(dir: string): string {
-  if (existsSync(join(dir, 'model.json'))) return dir;
-  for (const name of ['checkpoint_best', 'checkpoint_last']) if (existsSync(join(dir, name, 'model.json'))) return join(dir, name);
+  const found = findCheckpointFolder(dir);
+  if (found !== null) return found;
   throw new UserError(`${dir}: no model.json, checkpoint_best or checkpoint_last inside (expected a folder written by train mlm)`);
 }
 

@@ -13,7 +13,6 @@ import { UserError } from '../errors.ts';
 import { seededDropout } from '../random.ts';
 import { FactorizedMultiHeadAttention } from '../attention/index.ts';
 import type { AttentionCache } from '../attention/index.ts';
-import { spectralInit as balanceFactors } from '../factorized/spectral.ts';
 import type { FactorPair } from '../factorized/index.ts';
 import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWeights } from './sublayers.ts';
 import type { Activation } from './config.ts';
@@ -98,27 +97,9 @@ function makeAttention(name: string, c: ResolvedBlockConfig, causal: boolean): F
     useBias: c.attentionBias,
     dropout: c.attentionDropout,
     causal,
-    // The layer balances both pairs or neither; a single pair is balanced after build.
-    spectralInit: c.spectralInit.qk && c.spectralInit.ov,
+    // Balanced at build, per pair, from host-drawn values (no read-back: see factorized/host-random.ts).
+    spectralInit: { qk: c.spectralInit.qk, ov: c.spectralInit.ov },
   });
-}
-
-/** Spectral initialization of just one of the attention pairs (when SI differs per pair type). */
-function balanceOnePair(attn: FactorizedMultiHeadAttention, c: ResolvedBlockConfig): void {
-  if (c.spectralInit.qk === c.spectralInit.ov) return;
-  if (c.spectralInit.qk) {
-    const { U, V } = balanceFactors(attn.queryFactor.read(), attn.keyFactor.read());
-    attn.queryFactor.write(U);
-    attn.keyFactor.write(V);
-    tf.dispose([U, V]);
-  } else {
-    const woT = tf.transpose(attn.outputFactor.read(), [0, 2, 1]);
-    const { U, V } = balanceFactors(attn.valueFactor.read(), woT);
-    const wo = tf.transpose(V, [0, 2, 1]);
-    attn.valueFactor.write(U);
-    attn.outputFactor.write(wo);
-    tf.dispose([woT, U, V, wo]);
-  }
 }
 
 /** Shared parts of both blocks: config, FFN, residual wiring, weight bookkeeping. */
@@ -244,7 +225,6 @@ export class TransformerEncoderBlock extends TransformerBlockBase {
   override build(_inputShape: tf.Shape | tf.Shape[]): void {
     const d = this.blockConfig.modelDim;
     buildSublayer(this.selfAttention, [[null, d]]);
-    balanceOnePair(this.selfAttention, this.blockConfig);
     buildSublayer(this.selfAttentionNorm, [[null, d]]);
     this.buildFeedForward();
     this.built = true;
@@ -309,10 +289,8 @@ export class TransformerDecoderBlock extends TransformerBlockBase {
   override build(_inputShape: tf.Shape | tf.Shape[]): void {
     const d = this.blockConfig.modelDim;
     buildSublayer(this.selfAttention, [[null, d]]);
-    balanceOnePair(this.selfAttention, this.blockConfig);
     buildSublayer(this.selfAttentionNorm, [[null, d]]);
     buildSublayer(this.crossAttention, [[null, d], [null, d]]);
-    balanceOnePair(this.crossAttention, this.blockConfig);
     buildSublayer(this.crossAttentionNorm, [[null, d]]);
     this.buildFeedForward();
     this.built = true;

@@ -11,7 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
 import { UserError } from '../errors.ts';
 import { globalRandom, seededDropout } from '../random.ts';
-import { spectralInit as balanceFactors } from '../factorized/spectral.ts';
+import { writeFactorPair } from '../factorized/dense.ts';
+import { hostRandomNormal } from '../factorized/host-random.ts';
 import { resolveRank } from '../factorized/rank.ts';
 import type { FactorPair } from '../factorized/index.ts';
 
@@ -105,26 +106,25 @@ export class TokenEmbedding extends tf.layers.Layer {
     const V = this.vocabSize;
     const d = this.modelDim;
     const std = 1 / Math.sqrt(d); // fairseq: N(0, d^-1/2)
-    const padRow = tf.tidy(() => tf.oneHot(tf.tensor1d([this.padId], 'int32'), V).reshape([V, 1]));
     if (this.rankScale == null) {
+      const padRow = tf.tidy(() => tf.oneHot(tf.tensor1d([this.padId], 'int32'), V).reshape([V, 1]));
       this.embeddings = this.addWeight('embeddings', [V, d], 'float32', tf.initializers.randomNormal({ stddev: std, seed: globalRandom.nextSeed() }));
       zeroPadRow(this.embeddings, padRow);
+      padRow.dispose();
     } else {
       // Random factors whose product has the dense init's entry variance 1/d: each factor N(0, (r·d)^-1/2).
+      // Drawn on the host (= tf.initializers.randomNormal with these seeds) so that spectral init
+      // needs no read-back, which GPU backends cannot do synchronously: factorized/host-random.ts.
       const r = this.rank;
       const factorStd = Math.pow(r * d, -0.25);
-      const init = () => tf.initializers.randomNormal({ stddev: factorStd, seed: globalRandom.nextSeed() });
-      this.embeddingU = this.addWeight('embeddingU', [V, r], 'float32', init());
-      this.embeddingV = this.addWeight('embeddingV', [d, r], 'float32', init());
-      zeroPadRow(this.embeddingU, padRow);
-      if (this.spectralInit) {
-        const { U, V: Vf } = balanceFactors(this.embeddingU.read(), this.embeddingV.read());
-        this.embeddingU.write(U);
-        this.embeddingV.write(Vf);
-        tf.dispose([U, Vf]);
-      }
+      const u = hostRandomNormal([V, r], 0, factorStd, globalRandom.nextSeed());
+      const v = hostRandomNormal([d, r], 0, factorStd, globalRandom.nextSeed());
+      // The pad row times 0 (as zeroPadRow does on the device, signed zeros included).
+      for (let j = 0; j < r; j++) u[this.padId * r + j] *= 0;
+      this.embeddingU = this.addWeight('embeddingU', [V, r], 'float32', tf.initializers.zeros());
+      this.embeddingV = this.addWeight('embeddingV', [d, r], 'float32', tf.initializers.zeros());
+      writeFactorPair(this.embeddingU, this.embeddingV, u, v, { heads: 1, m: V, n: d, r, vTransposed: false }, this.spectralInit);
     }
-    padRow.dispose();
     if (this.positions === 'learned') {
       this.positionEmbeddings = this.addWeight('positionEmbeddings', [this.maxPositions, d], 'float32',
         tf.initializers.randomNormal({ stddev: std, seed: globalRandom.nextSeed() }));

@@ -127,8 +127,9 @@ export interface MaskedPredictionScores {
 /**
  * Scores MLM logits `[B, P, V]` against labels `[B, P]` (padding entries hold `padId`), with a
  * numerically stable log-softmax. Used by evaluation; training uses the trainer's cross-entropy.
+ * Reads its results with `await data()`: GPU backends cannot read synchronously.
  */
-export function scoreMaskedPredictions(logits: tf.Tensor, labels: Int32Array, padId: number): MaskedPredictionScores {
+export async function scoreMaskedPredictions(logits: tf.Tensor, labels: Int32Array, padId: number): Promise<MaskedPredictionScores> {
   const vocab = logits.shape[logits.shape.length - 1] as number;
   const n = labels.length;
   if (logits.size !== n * vocab) throw new Error(`scoreMaskedPredictions: logits [${logits.shape}] do not match ${n} labels`);
@@ -140,8 +141,7 @@ export function scoreMaskedPredictions(logits: tf.Tensor, labels: Int32Array, pa
     const nll = tf.neg(tf.gather(logProbs.reshape([n * vocab]), flatIndex));
     return [nll, tf.argMax(flat, 1)];
   });
-  const nll = nllT.dataSync();
-  const argmax = argmaxT.dataSync();
+  const [nll, argmax] = await Promise.all([nllT.data(), argmaxT.data()]);
   tf.dispose([nllT, argmaxT]);
   let sumNll = 0;
   let count = 0;

@@ -6,6 +6,7 @@
  * Plain UTF-8, one sentence per line. Files are streamed (readLines) and their token ids cached in
  * a binary file next to the text (id-cache.ts), so memory holds ids, never the whole text.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { idCachePath, readIdCache, writeIdCache } from './id-cache.ts';
@@ -55,11 +56,12 @@ export async function encodeTextFile(path: string, tokenizer: Tokenizer, opts: E
   const useCache = opts.cache ?? true;
   const cachePath = useCache ? idCachePath(path, tokenizer.fingerprint) : null;
   if (cachePath) {
-    const cached = readIdCache(cachePath);
-    if (cached) {
+    const cached = readIdCache(cachePath, tokenizer.vocabSize);
+    if (cached && (await matchesSource(path, tokenizer, cached))) {
       opts.log?.(`${path}: ${cached.length} lines from cache ${cachePath}`);
       return { path, ids: cached, numTokens: cached.reduce((n, l) => n + l.length, 0), cachePath, fromCache: true };
     }
+    if (cached || existsSync(cachePath)) opts.log?.(`${path}: the id cache ${cachePath} is damaged or stale; encoding the text again`);
   }
   const ids = new GrowableInt32();
   const lengths: number[] = [];
@@ -80,6 +82,22 @@ export async function encodeTextFile(path: string, tokenizer: Tokenizer, opts: E
     start += lengths[i];
   }
   return { path, ids: lines, numTokens: all.length, cachePath: written ? cachePath : null, fromCache: false };
+}
+
+/** Lines re-encoded to check a cache against its text (cheap: the first few lines only). */
+const SPOT_CHECK_LINES = 8;
+
+/** Whether the cache's first lines are what the tokenizer makes of the text's first lines. */
+async function matchesSource(path: string, tokenizer: Tokenizer, cached: Int32Array[]): Promise<boolean> {
+  let n = 0;
+  for await (const { text } of readLines(path)) {
+    if (n >= cached.length) return false;
+    const ids = tokenizer.encode(text);
+    const got = cached[n];
+    if (ids.length !== got.length || ids.some((id, k) => id !== got[k])) return false;
+    if (++n >= SPOT_CHECK_LINES) return true;
+  }
+  return n === cached.length;
 }
 
 export type SplitName = 'train' | 'valid' | 'test' | (string & {});

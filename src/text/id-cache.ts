@@ -4,27 +4,33 @@
  * It is rebuilt whenever the text or the tokenizer changes (the key changes), and written
  * atomically (temporary file + rename).
  *
- * Layout (little-endian): "FTIDS" 0 0 1 | u32 numLines | u32 0 | f64 numTokens |
- *   u32 lengths[numLines] | i32 ids[numTokens].
+ * Layout (little-endian): "FTIDS" 0 0 2 | u32 numLines | u32 0 | f64 numTokens |
+ *   sha256 of the body (32 bytes) | body: u32 lengths[numLines] | i32 ids[numTokens].
+ * A cache whose body does not match its checksum, or with an id outside the tokenizer's
+ * vocabulary, is treated as missing (and rebuilt): a damaged cache must never reach the model.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync, fstatSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
-const MAGIC = Buffer.from([0x46, 0x54, 0x49, 0x44, 0x53, 0, 0, 1]);
-const HEADER_BYTES = 24;
+const MAGIC = Buffer.from([0x46, 0x54, 0x49, 0x44, 0x53, 0, 0, 2]);
+const DIGEST_OFFSET = 24;
+const HEADER_BYTES = 56;
 
 export function idCachePath(textPath: string, tokenizerFingerprint: string): string {
   const st = statSync(textPath);
   const key = createHash('sha256')
-    .update(`ids-v1\0${tokenizerFingerprint}\0${st.size}\0${st.mtimeMs}`)
+    .update(`ids-v2\0${tokenizerFingerprint}\0${st.size}\0${st.mtimeMs}`)
     .digest('hex')
     .slice(0, 16);
   return `${textPath}.${key}.ids.bin`;
 }
 
-/** Reads a cache file; null when it is missing or malformed (the caller then re-encodes). */
-export function readIdCache(cachePath: string): Int32Array[] | null {
+/**
+ * Reads a cache file; null when it is missing, malformed, fails its checksum or holds an id not
+ * below `vocabSize` (the caller then re-encodes).
+ */
+export function readIdCache(cachePath: string, vocabSize = Infinity): Int32Array[] | null {
   let fd: number;
   try {
     fd = openSync(cachePath, 'r');
@@ -48,8 +54,11 @@ export function readIdCache(cachePath: string): Int32Array[] | null {
       if (n <= 0) return null;
       off += n;
     }
+    const digest = createHash('sha256').update(bytes).digest();
+    if (!digest.equals(header.subarray(DIGEST_OFFSET, HEADER_BYTES))) return null;
     const lengths = new Uint32Array(body, 0, numLines);
     const ids = new Int32Array(body, 4 * numLines, numTokens);
+    for (let i = 0; i < ids.length; i++) if (ids[i] < 0 || ids[i] >= vocabSize) return null;
     const lines: Int32Array[] = new Array(numLines);
     let start = 0;
     for (let i = 0; i < numLines; i++) {
@@ -72,6 +81,11 @@ export function writeIdCache(cachePath: string, lengths: Uint32Array, ids: Int32
   MAGIC.copy(header, 0);
   header.writeUInt32LE(lengths.length, 8);
   header.writeDoubleLE(ids.length, 16);
+  createHash('sha256')
+    .update(new Uint8Array(lengths.buffer, lengths.byteOffset, lengths.byteLength))
+    .update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength))
+    .digest()
+    .copy(header, DIGEST_OFFSET);
   const tmp = `${cachePath}.tmp-${randomUUID()}`;
   try {
     const fd = openSync(tmp, 'w');

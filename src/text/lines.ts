@@ -19,6 +19,37 @@ export function checkTextFile(path: string, expected = 'UTF-8 text, one sentence
   if (st.size === 0) throw new UserError(`${path} is empty (expected ${expected})`);
 }
 
+function invalidUtf8(path: string, lineNumber: number): UserError {
+  return new UserError(`${path}:${lineNumber}: invalid UTF-8 (expected UTF-8 text, one sentence per line)`);
+}
+
+/**
+ * Decodes a whole file's bytes as strict UTF-8 (the rule readLines applies line by line), for
+ * readers that need the text at once (masked-LM splits, `bleu`'s files). Bytes are kept as they
+ * are otherwise (no BOM or CR removal). Throws UserError `path:line: invalid UTF-8 ...` naming the
+ * first bad line.
+ */
+export function decodeUtf8File(bytes: Uint8Array, path: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    // Find the line: a newline byte is never inside a UTF-8 sequence, so lines decode on their own.
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    let start = 0;
+    for (let line = 1; ; line++) {
+      const nl = bytes.indexOf(0x0a, start);
+      const end = nl === -1 ? bytes.length : nl;
+      try {
+        decoder.decode(bytes.subarray(start, end));
+      } catch {
+        throw invalidUtf8(path, line);
+      }
+      if (nl === -1) throw invalidUtf8(path, line);
+      start = nl + 1;
+    }
+  }
+}
+
 /**
  * Yields the lines of `path` (without their `\n` or `\r\n`; a leading BOM is dropped).
  * Throws UserError `path:line: invalid UTF-8 ...` on the first malformed line, unless
@@ -38,7 +69,7 @@ export async function* readLines(path: string, opts: { invalid?: 'error' | 'repl
       if (lineNumber === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
       return text;
     } catch {
-      throw new UserError(`${path}:${lineNumber}: invalid UTF-8 (expected UTF-8 text, one sentence per line)`);
+      throw invalidUtf8(path, lineNumber);
     }
   };
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {

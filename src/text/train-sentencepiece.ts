@@ -7,10 +7,10 @@
  * only the encoder/decoder.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statfsSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { mkdirSync } from 'node:fs';
-import { UserError } from '../errors.ts';
+import { InterruptedError, UserError } from '../errors.ts';
+import { parseSentencePieceModel } from './sentencepiece-model.ts';
 
 export interface TrainSentencePieceOptions {
   /** One text file or several (one sentence per line). */
@@ -95,28 +95,85 @@ export async function trainSentencePiece(opts: TrainSentencePieceOptions): Promi
   const tmpName = `.${basename(opts.modelPrefix)}.tmp`;
   const tmpPrefix = join(outDir, tmpName);
   const args = sentencePieceTrainArgs(opts, tmpName, outDir);
+  // A signal while spm_train runs (Ctrl-C, `kill`): stop the child too (it would run on, orphaned),
+  // let the finally blocks here and in the callers remove the temporaries, then exit 130/143.
+  let interrupted: NodeJS.Signals | null = null;
+  let child: ReturnType<typeof execFile> | null = null;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupted ??= signal;
+    child?.kill('SIGTERM');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     await new Promise<void>((done, reject) => {
-      execFile(trainer, args, { cwd: outDir, maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
+      child = execFile(trainer, args, { cwd: outDir, maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {
+        if (interrupted) return reject(new InterruptedError(interrupted));
         if (!err) return done();
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
           return reject(new UserError(`${trainer} not found on PATH; ${SPM_INSTALL_HINT}`));
         }
-        // spm_train's reason is on the line with the failed check, e.g. "... Vocabulary size too high (5000). Please set it to a value <= 6."
-        const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.includes('LOG(INFO)'));
-        const reason = lines.find((l) => /_status\.ok\(\)|Check failed|ERROR|FATAL/.test(l)) ?? lines.pop() ?? String(err);
-        // A corpus too small for the vocabulary is the common case: say which option changes it.
-        const hint = /Vocabulary size too high/.test(reason) ? ' (a smaller --vocab-size, or data.vocabSize in a config)' : '';
-        reject(new UserError(`${trainer} failed for ${opts.modelPrefix}: ${reason.replace(/^.*\] /, '')}${hint}`));
+        reject(new UserError(`${trainer} failed for ${opts.modelPrefix}: ${explainFailure(stderr, err, outDir)}`));
       });
     });
+    checkWrittenModel(`${tmpPrefix}.model`, trainer, opts.modelPrefix, outDir);
     renameSync(`${tmpPrefix}.vocab`, `${opts.modelPrefix}.vocab`);
     renameSync(`${tmpPrefix}.model`, `${opts.modelPrefix}.model`);
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     rmSync(`${tmpPrefix}.model`, { force: true });
     rmSync(`${tmpPrefix}.vocab`, { force: true });
   }
   return `${opts.modelPrefix}.model`;
+}
+
+/** Free space in `dir`, e.g. '1.2 MB free', or '' when the file system does not say. */
+function freeSpace(dir: string): string {
+  try {
+    const fs = statfsSync(dir);
+    return `${((fs.bavail * fs.bsize) / 1e6).toFixed(1)} MB free in ${dir}`;
+  } catch {
+    return '';
+  }
+}
+
+/** spm_train's reason for a failure, in this package's terms (its own flags mean nothing to our users). */
+export function explainFailure(stderr: string, err: unknown, outDir: string): string {
+  // The reason is on the line with the failed check, e.g. "... Vocabulary size too high (5000). Please set it to a value <= 6."
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.includes('LOG(INFO)'));
+  const reason = (lines.find((l) => /_status\.ok\(\)|Check failed|ERROR|FATAL/.test(l)) ?? lines.pop() ?? String(err)).replace(/^.*\] /, '');
+  const chars = /Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)/.exec(reason);
+  if (chars) {
+    // A real corpus has more distinct characters than a tiny vocabulary (transformer_tiny's 64) holds.
+    return (
+      `the corpus needs a vocabulary of at least ${chars[2]} pieces (its distinct characters plus the special pieces), ` +
+      `not ${chars[1]}; set --vocab-size ${chars[2]} or more (data.vocabSize in a config)`
+    );
+  }
+  // A corpus too small for the vocabulary is the common case: say which option changes it.
+  if (/Vocabulary size too high/.test(reason)) return `${reason} (a smaller --vocab-size, or data.vocabSize in a config)`;
+  if (/No space left|ENOSPC/i.test(stderr)) return `disk full (${freeSpace(outDir)})`;
+  return reason;
+}
+
+/**
+ * spm_train does not check its final write: on a full disk it exits 0 with a truncated model.
+ * Such a model is reported here as what it is, not later as "not a SentencePiece model".
+ */
+function checkWrittenModel(file: string, trainer: string, modelPrefix: string, outDir: string): void {
+  let problem: string | null = null;
+  try {
+    const bytes = readFileSync(file);
+    const info = parseSentencePieceModel(bytes);
+    if (info.pieces.length === 0) problem = 'it holds no pieces';
+  } catch (err) {
+    problem = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'it is missing' : `it cannot be read (${(err as Error).message})`;
+  }
+  if (problem !== null) {
+    const free = freeSpace(outDir);
+    throw new UserError(`${trainer} wrote a damaged model for ${modelPrefix}: ${problem}; is the disk full?${free ? ` (${free})` : ''}`);
+  }
 }
 
 /** True when the trainer can be run (tests that need it skip otherwise). */

@@ -5,7 +5,10 @@
  * A folder is written in full to a hidden temporary sibling, every file fsynced, then renamed into
  * place, so a crash never leaves a half-written checkpoint. Replacing an existing folder takes two
  * renames (old → .old, tmp → target); if a crash falls between them, `recoverCheckpoint` puts the old
- * one back. tfjs without tfjs-node has no file:// handler, hence the small Node IO handler below.
+ * one back, and readers find it meanwhile (`locateCheckpoint`). Every folder carries SHA256SUMS
+ * (`sha256sum -c` format) covering each of its files, checked on load, so a damaged file is refused
+ * by name instead of being trained on. tfjs without tfjs-node has no file:// handler, hence the
+ * small Node IO handler below.
  */
 import * as tf from '@tensorflow/tfjs';
 import { promises as fsp, existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -28,7 +31,42 @@ export const OPTIMIZER_JSON = 'optimizer.json';
 export const OPTIMIZER_BIN = 'optimizer.bin';
 export const TRAINER_STATE_JSON = 'trainer-state.json';
 export const CONFIG_JSON = 'config.json';
-const OWN_FILES = new Set([MODEL_JSON, WEIGHTS_BIN, OPTIMIZER_JSON, OPTIMIZER_BIN, TRAINER_STATE_JSON, CONFIG_JSON]);
+/** The folder's checksum manifest: one `<sha256>  <file>` line per other file (coreutils' format). */
+export const CHECKSUMS_FILE = 'SHA256SUMS';
+const OWN_FILES = new Set([MODEL_JSON, WEIGHTS_BIN, OPTIMIZER_JSON, OPTIMIZER_BIN, TRAINER_STATE_JSON, CONFIG_JSON, CHECKSUMS_FILE]);
+
+function checksumManifest(files: { name: string; data: Uint8Array }[]): { name: string; data: Uint8Array } {
+  return { name: CHECKSUMS_FILE, data: Buffer.from(files.map((f) => `${sha256(f.data)}  ${f.name}\n`).join('')) };
+}
+
+/**
+ * Checks every file listed in `dir`/SHA256SUMS (or those `which` selects) against its checksum; a
+ * damaged or missing one is a UserError naming it. Returns false when the folder has no SHA256SUMS
+ * (written by 0.1.0, before the manifest existed), so the caller can say what could not be checked.
+ */
+export function verifyCheckpointFiles(dir: string, which: (name: string) => boolean = () => true): boolean {
+  const manifest = path.join(dir, CHECKSUMS_FILE);
+  if (!existsSync(manifest)) return false;
+  const lines = readFileSync(manifest, 'utf8').split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  if (lines.length === 0) throw new UserError(`${manifest}: empty (damaged checkpoint)`);
+  lines.forEach((line, i) => {
+    const m = /^([0-9a-f]{64}) [ *]([^/\\]+)$/.exec(line);
+    if (!m || m[2] === '.' || m[2] === '..') throw new UserError(`${manifest}:${i + 1}: not a '<sha256>  <file>' line (damaged checkpoint)`);
+    if (!which(m[2])) return;
+    const file = path.join(dir, m[2]);
+    let data: Buffer;
+    try {
+      data = readFileSync(file);
+    } catch {
+      throw new UserError(`${file}: missing (listed in ${CHECKSUMS_FILE}; incomplete checkpoint)`);
+    }
+    if (sha256(data) !== m[1]) {
+      throw new UserError(`${file}: checksum does not match the one recorded in ${CHECKSUMS_FILE} (damaged file); refusing to use this checkpoint`);
+    }
+  });
+  return true;
+}
 
 /** Writes one file durably. Injectable so tests can simulate a full disk. */
 export interface FileWriter {
@@ -61,7 +99,9 @@ const DISK_ERRORS: Record<string, string> = {
 function diskError(err: unknown, target: string): Error {
   const code = (err as NodeJS.ErrnoException).code;
   if (code && code in DISK_ERRORS) {
-    return new UserError(`cannot write checkpoint ${target}: ${DISK_ERRORS[code]} (${code}); the previous checkpoint is kept`);
+    // Only claim a previous checkpoint was kept when there is one (not at a run's first save).
+    const kept = existsSync(target) ? 'the previous checkpoint is kept' : 'no checkpoint was written';
+    return new UserError(`cannot write checkpoint ${target}: ${DISK_ERRORS[code]} (${code}); ${kept}`);
   }
   return err as Error;
 }
@@ -105,6 +145,55 @@ export function recoverCheckpoint(target: string, removeTemporaries = false): vo
   }
 }
 
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * The folder to read for checkpoint `dir`. A kill between the two renames of a replacement leaves
+ * the complete previous checkpoint at `.NAME.old-*` and nothing at `dir`: it is moved back when no
+ * training holds the run folder (else, or on a read-only folder, read where it lies). A live writer
+ * is between its renames for microseconds only, so that case waits briefly for `dir` first.
+ * Returns null when there is no such checkpoint.
+ */
+export function locateCheckpoint(dir: string): string | null {
+  const parent = path.dirname(dir);
+  const base = path.basename(dir);
+  const aside = (): string[] =>
+    existsSync(parent)
+      ? readdirSync(parent)
+          .filter((e) => e.startsWith(`.${base}.old-`))
+          .map((e) => path.join(parent, e))
+      : [];
+  if (existsSync(dir)) return dir;
+  if (aside().length === 0) return null;
+  if (!isOutputLocked(parent)) {
+    try {
+      recoverCheckpoint(dir);
+    } catch {
+      /* a read-only folder: read the checkpoint where it lies */
+    }
+  } else {
+    for (let waited = 0; waited < 2000 && !existsSync(dir); waited += 50) sleepSync(50);
+  }
+  if (existsSync(dir)) return dir;
+  return aside().find((d) => existsSync(path.join(d, MODEL_JSON))) ?? null;
+}
+
+/**
+ * A checkpoint given as its own folder or as a run folder (its checkpoint_best, else
+ * checkpoint_last), through `locateCheckpoint`; null when there is none.
+ */
+export function findCheckpointFolder(dir: string): string | null {
+  const own = locateCheckpoint(dir);
+  if (own !== null && existsSync(path.join(own, MODEL_JSON))) return own;
+  for (const name of ['checkpoint_best', 'checkpoint_last']) {
+    const inner = locateCheckpoint(path.join(dir, name));
+    if (inner !== null && existsSync(path.join(inner, MODEL_JSON))) return inner;
+  }
+  return null;
+}
+
 /** Writes `files` as the folder `target`, atomically replacing any folder already there. */
 export async function writeFolderAtomic(
   target: string,
@@ -121,7 +210,7 @@ export async function writeFolderAtomic(
   let old: string | null = null;
   try {
     await fsp.mkdir(tmp);
-    for (const f of files) await writer.writeFile(path.join(tmp, f.name), f.data);
+    for (const f of [...files, checksumManifest(files)]) await writer.writeFile(path.join(tmp, f.name), f.data);
     await fsyncDir(tmp);
     if (existsSync(target)) {
       old = tempSibling(target, 'old');
@@ -253,7 +342,8 @@ function assertFiniteWeights(specs: tf.io.WeightsManifestEntry[], data: ArrayBuf
       const values = new Float32Array(data, offset, bytes / 4);
       for (let i = 0; i < values.length; i++) {
         if (!Number.isFinite(values[i])) {
-          throw new UserError(`refusing to save ${what}: weight ${spec.name} holds NaN/Inf (the model diverged); the previous checkpoint is kept`);
+          const kept = existsSync(what) ? 'the previous checkpoint is kept' : 'no checkpoint was written';
+          throw new UserError(`refusing to save ${what}: weight ${spec.name} holds NaN/Inf (the model diverged); ${kept}`);
         }
       }
     }
@@ -278,7 +368,7 @@ export async function saveCheckpoint(dir: string, options: SaveCheckpointOptions
   const files = modelFiles(artifacts);
   assertFiniteWeights(artifacts.weightSpecs!, files[1].data.buffer as ArrayBuffer, dir);
   if (options.optimizer) {
-    const { meta, buffers } = options.optimizer.getState();
+    const { meta, buffers } = await options.optimizer.getState();
     const total = buffers.reduce((n, b) => n + b.length, 0);
     const bin = new Float32Array(total);
     let offset = 0;
@@ -322,10 +412,14 @@ export interface LoadedCheckpoint {
 }
 
 /** Reads and validates a checkpoint folder. Every problem is a UserError naming the file. */
-export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
-  // A live training may be between its two renames right now: only repair folders nobody writes.
-  if (!isOutputLocked(path.dirname(dir))) recoverCheckpoint(dir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`checkpoint ${dir}: no such folder`);
+export async function loadCheckpoint(requested: string): Promise<LoadedCheckpoint> {
+  // After a kill between the two renames of a replacement, the checkpoint lies aside: find it.
+  const dir = locateCheckpoint(requested) ?? requested;
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`checkpoint ${requested}: no such folder`);
+  // Every file before it is parsed, so damage is named as such; the model's two files last, as
+  // their own checks (JSON, sizes, weights.bin's checksum in model.json) say more precisely what is wrong.
+  const modelFile = (name: string): boolean => name === WEIGHTS_BIN || name === MODEL_JSON;
+  const verified = verifyCheckpointFiles(dir, (name) => !modelFile(name));
   const artifacts = await readModelArtifacts(dir);
   const weightSpecs = artifacts.weightSpecs!;
   const weightData = artifacts.weightData as ArrayBuffer;
@@ -340,6 +434,8 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const tokenizerFiles = readdirSync(dir)
     .filter((f) => !OWN_FILES.has(f) && !f.startsWith('.'))
     .map((f) => path.join(dir, f));
+  if (verified) verifyCheckpointFiles(dir, modelFile);
+  else warnUnverified(dir, artifacts.userDefinedMetadata?.[WEIGHTS_SHA256_KEY] !== undefined);
   return {
     dir,
     config,
@@ -351,6 +447,17 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     loadModel: () => tf.loadLayersModel(fileIOHandler(dir)),
     restoreWeightsInto: (model) => restoreWeights(model, weightSpecs, weightData, path.join(dir, WEIGHTS_BIN)),
   };
+}
+
+/**
+ * Checkpoints of 0.1.0 have no SHA256SUMS: they still load (a run folder must not become unusable
+ * with an update), with a loud warning on stderr; their next save adds the manifest.
+ */
+function warnUnverified(dir: string, weightsChecked: boolean): void {
+  const what = weightsChecked ? 'only weights.bin was checked (its checksum in model.json)' : 'none of its files could be checked, not even weights.bin';
+  process.emitWarning(`checkpoint ${dir} has no ${CHECKSUMS_FILE} (written before checksums covered every file): ${what}; a damaged file would go unnoticed. Re-save it (resume the run, or average-checkpoints --inputs ${dir}) to add checksums.`, {
+    code: 'FT_UNVERIFIED_CHECKPOINT',
+  });
 }
 
 async function readOptimizerState(dir: string): Promise<OptimizerState> {

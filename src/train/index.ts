@@ -6,7 +6,8 @@
  *   model: { model: net.model, factorPairs: () => net.factorPairs() },
  *   lossFn: (batch, { training }) => {
  *     const logits = net.model.apply(inputsOf(batch), { training }) as tf.Tensor;
- *     return labelSmoothedCrossEntropy(logits, targetsOf(batch), { smoothing: 0.1, padId }); // sums + numTokens
+ *     // targetIds: the batch's host ids, so no tensor is read back (GPU backends cannot read synchronously)
+ *     return labelSmoothedCrossEntropy(logits, targetsOf(batch), { smoothing: 0.1, padId, targetIds: batch.targets }); // sums + numTokens
  *   },
  *   data,                       // { numBatches(epoch), batches(epoch, startIndex) }
  *   validate: async () => ({ loss, perplexity, bleu }),
@@ -27,7 +28,7 @@ export { TrainOptimizer } from './optimizers.ts';
 export type { OptimizerName, OptimizerConfig, OptimizedParam, OptimizerState, OptimizerStateMeta } from './optimizers.ts';
 export { makeSchedule } from './schedules.ts';
 export type { Schedule, ScheduleConfig } from './schedules.ts';
-export { globalNorm, clipByGlobalNorm, accumulateInto, scaleGrads, disposeGrads } from './gradients.ts';
+export { globalNorm, sumOfSquares, clipByGlobalNorm, accumulateInto, scaleGrads, disposeGrads } from './gradients.ts';
 export type { GradMap } from './gradients.ts';
 export {
   saveCheckpoint,
@@ -36,11 +37,15 @@ export {
   listStepCheckpoints,
   fileIOHandler,
   recoverCheckpoint,
+  locateCheckpoint,
+  findCheckpointFolder,
+  verifyCheckpointFiles,
+  CHECKSUMS_FILE,
   writeFolderAtomic,
   durableWriter,
 } from './checkpoint.ts';
 export type { SaveCheckpointOptions, LoadedCheckpoint, FileWriter } from './checkpoint.ts';
-export { acquireOutputLock } from './lock.ts';
+export { acquireOutputLock, isOutputLocked } from './lock.ts';
 export type { OutputLock } from './lock.ts';
 export { ProgressReporter, MetricsWriter, formatProgressLine, formatDuration } from './progress.ts';
 export type { MetricsRecord, ProgressMode, ProgressUpdate } from './progress.ts';

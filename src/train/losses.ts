@@ -16,6 +16,13 @@ export interface LabelSmoothingOptions {
   smoothing: number;
   /** Target id that marks padding; those positions contribute nothing. */
   padId: number;
+  /**
+   * The targets' values on the host, row-major (the batch's own id array). Tokens are counted and
+   * ids checked from it, so the targets tensor is never read back; GPU backends cannot read
+   * synchronously, so pass it on every training and evaluation path. Without it the ids are read
+   * with `dataSync()` (fine on cpu/wasm/tfjs-node only).
+   */
+  targetIds?: ArrayLike<number>;
 }
 
 export interface CrossEntropyResult {
@@ -43,8 +50,11 @@ export function labelSmoothedCrossEntropy(
     );
   }
   if (targets.dtype !== 'int32') throw new Error(`labelSmoothedCrossEntropy: targets must be int32, got ${targets.dtype}`);
-  // Counting on the host: targets are small int tensors built from host arrays anyway.
-  const targetIds = targets.dataSync();
+  // Counting on the host, from the batch's own ids when given (targets are built from host arrays).
+  const targetIds = options.targetIds ?? targets.dataSync();
+  if (targetIds.length !== targets.size) {
+    throw new Error(`labelSmoothedCrossEntropy: targetIds has ${targetIds.length} values, targets [${targets.shape}] ${targets.size}`);
+  }
   let numTokens = 0;
   for (let i = 0; i < targetIds.length; i++) {
     const id = targetIds[i];

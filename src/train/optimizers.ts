@@ -137,9 +137,16 @@ export class TrainOptimizer {
     this.lrOld = lr;
   }
 
-  getState(): OptimizerState {
-    const buffers: Float32Array[] = [];
-    for (const row of this.slots) for (const slot of row) buffers.push(Float32Array.from(slot.dataSync() as Float32Array));
+  /**
+   * A copy of the state (for checkpoints). Async: the slots are read back with `data()`, as GPU
+   * backends require; all reads are issued at once and the numbers are those of this moment, since
+   * nothing can update the slots before the promise settles (`step` is synchronous).
+   */
+  async getState(): Promise<OptimizerState> {
+    const slots = this.slots.flat();
+    const values = await Promise.all(slots.map((slot) => slot.data() as Promise<Float32Array>));
+    // data() may hand out the backend's own array (cpu): copy, so later updates cannot change it.
+    const buffers = values.map((v) => Float32Array.from(v));
     return {
       meta: {
         format: 'factorized-transformer/optimizer@1',

@@ -22,15 +22,19 @@ export class MetricsWriter {
     appendFileSync(this.file, JSON.stringify(record) + '\n');
   }
 
-  /** On resume: drops records past the checkpoint's step, so the file matches an uninterrupted run. */
-  truncateAfter(step: number): void {
+  /**
+   * On resume: drops records past the checkpoint's step, so the file matches an uninterrupted run;
+   * with `dropValidAtStep`, also the valid record of `step` itself (its validation is re-run).
+   */
+  truncateAfter(step: number, dropValidAtStep = false): void {
     if (!existsSync(this.file)) return;
     const kept = readFileSync(this.file, 'utf8')
       .split('\n')
       .filter((line) => {
         if (!line.trim()) return false;
         try {
-          return (JSON.parse(line) as MetricsRecord).step <= step;
+          const record = JSON.parse(line) as MetricsRecord;
+          return record.step < step || (record.step === step && !(dropValidAtStep && record.type === 'valid'));
         } catch {
           return false; // a line cut by a crash
         }

@@ -26,4 +26,10 @@ export interface TrainerState {
   lastValidation: Record<string, number> | null;
   /** Sums since the last logged train record (loss, nll, target tokens). */
   logWindow: { loss: number; nll: number; tokens: number };
+  /**
+   * The step whose validation was due when this state was saved: checkpoint_last is written before
+   * validating, so a validation that fails or is killed costs no progress; a resumed run runs it
+   * first. Null/absent when none is pending (and in states written before this field existed).
+   */
+  pendingValidation?: number | null;
 }

@@ -23,7 +23,7 @@ import {
 } from '../factorized/index.ts';
 import { TrainOptimizer, type OptimizerName } from './optimizers.ts';
 import { makeSchedule, type Schedule, type ScheduleConfig } from './schedules.ts';
-import { accumulateInto, clipByGlobalNorm, disposeGrads, globalNorm, scaleGrads, type GradMap } from './gradients.ts';
+import { accumulateInto, clipByGlobalNorm, disposeGrads, scaleGrads, sumOfSquares, type GradMap } from './gradients.ts';
 import {
   listStepCheckpoints,
   loadCheckpoint,
@@ -124,7 +124,9 @@ export interface TrainerOptions<B> {
   writer?: FileWriter;
   /**
    * On SIGINT/SIGTERM finish the current update, save checkpoint_last and return with stopReason
-   * 'interrupted' (a second signal exits at once). Default: true when outDir is set.
+   * 'interrupted' and the signal in `signal` (the caller exits 130/143; this library never calls
+   * process.exit). A second signal is re-raised with the default action: the process dies of it at
+   * once. Default: true when outDir is set.
    */
   handleSignals?: boolean;
   /** Called after every applied or skipped update. */
@@ -158,11 +160,17 @@ export interface TrainResult {
   elapsedSeconds: number;
   nanSkips: number;
   tokensSeen: number;
+  /** The signal that stopped the run (stopReason 'interrupted'), for the caller's exit code. */
+  signal?: NodeJS.Signals;
 }
 
 /** Sums over the micro-batches of one update. */
 interface MicroBatchSums {
   grads: GradMap;
+  /** Each micro-batch's summed loss (and nll), still on the device: applyUpdate reads them all at once. */
+  losses: tf.Scalar[];
+  nlls: tf.Scalar[];
+  /** Filled in by applyUpdate from that one read. */
   lossSum: number;
   nllSum: number;
   tokens: number;
@@ -359,7 +367,8 @@ export class Trainer<B> {
       }
       if (outDir) {
         metrics = new MetricsWriter(path.join(outDir, 'metrics.jsonl'));
-        if (this.state.step > 0) metrics.truncateAfter(this.state.step);
+        // A pending validation is re-run first (runLoop): drop any record it left before dying.
+        if (this.state.step > 0) metrics.truncateAfter(this.state.step, this.state.pendingValidation === this.state.step);
         else if (!resumeDir || !existsSync(resumeDir)) rmSync(metrics.file, { force: true });
       }
       return await this.loop(progress, metrics);
@@ -369,13 +378,20 @@ export class Trainer<B> {
     }
   }
 
-  private interrupted: string | null = null;
+  private interrupted: NodeJS.Signals | null = null;
 
   private async loop(progress: ProgressReporter, metrics: MetricsWriter | null): Promise<TrainResult> {
     const o = this.options;
     this.interrupted = null;
     const onSignal = (signal: NodeJS.Signals): void => {
-      if (this.interrupted) process.exit(130);
+      if (this.interrupted) {
+        // Abort at once: without our handlers the signal's default action ends the process
+        // (exit status 128 + signal, as shells expect), with no process.exit in the library.
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+        process.kill(process.pid, signal);
+        return;
+      }
       this.interrupted = signal;
       progress.message(`${signal}: finishing this update and saving checkpoint_last (${signal} again to abort at once)`);
     };
@@ -405,6 +421,14 @@ export class Trainer<B> {
     let lastLoss = NaN;
     // A resumed run whose budget is already spent does nothing.
     let stopReason: StopReason | null = this.budgetReason(elapsed());
+    // checkpoint_last is saved before its step's validation; if that validation did not complete
+    // (killed, or it failed), run it now, as the uninterrupted run did right after that save.
+    if (this.state.pendingValidation === this.state.step && this.state.step > 0) {
+      if (o.validate) {
+        if (await this.validateAndTrack(progress, metrics, elapsed())) stopReason ??= 'earlyStop';
+        if (stopReason !== null && o.outDir) await this.saveLast(o.outDir);
+      } else this.state.pendingValidation = null;
+    }
 
     let savedAtStep = this.state.step;
 
@@ -426,7 +450,7 @@ export class Trainer<B> {
             this.state.batchIndex = 0;
             epochDone = true;
           }
-          const info = this.applyUpdate(update);
+          const info = await this.applyUpdate(update);
           this.state.elapsedSeconds = elapsed();
           o.onStep?.(info);
           if (info.skipped) {
@@ -468,18 +492,19 @@ export class Trainer<B> {
           // An interrupted run saves at once; validation is for budgets that ran out.
           const validateNow =
             o.validate !== undefined && stopReason !== 'interrupted' && ((this.every.valid > 0 && step % this.every.valid === 0) || stopReason !== null);
-          if (validateNow) {
-            const improved = await this.runValidation(progress, metrics, elapsed());
-            if (improved && o.outDir) await this.save(path.join(o.outDir, 'checkpoint_best'));
-            if (this.every.patience > 0 && this.state.validationsWithoutImprovement >= this.every.patience) {
-              stopReason ??= 'earlyStop';
-              progress.message(`early stop at step ${step}: no improvement of ${this.state.bestMetric} in ${this.every.patience} validations`);
-            }
-          }
           const saveNow = (this.every.save > 0 && step % this.every.save === 0) || validateNow || stopReason !== null;
+          // Saved BEFORE validating: a validation that fails or is killed never costs the updates
+          // since the last save (or blocks every --resume at the same point). The state marks this
+          // step's validation as pending; a resumed run runs it first, so resume stays exact.
           if (saveNow && o.outDir) {
+            this.state.pendingValidation = validateNow ? step : null;
             await this.saveLast(o.outDir);
             savedAtStep = step;
+          }
+          if (validateNow) {
+            if (await this.validateAndTrack(progress, metrics, elapsed())) stopReason ??= 'earlyStop';
+            // The run ends here: its final checkpoint_last holds this validation too.
+            if (stopReason !== null && o.outDir) await this.saveLast(o.outDir);
           }
         }
       } finally {
@@ -488,10 +513,14 @@ export class Trainer<B> {
     }
     // Stopped at the top of the loop with unsaved progress (the last update of an epoch was skipped).
     if (o.outDir && this.state.step !== savedAtStep) {
-      if (o.validate && stopReason !== 'interrupted' && this.state.lastValidation?.step !== this.state.step) {
-        if (await this.runValidation(progress, metrics, elapsed())) await this.save(path.join(o.outDir, 'checkpoint_best'));
-      }
+      const validateNow = o.validate !== undefined && stopReason !== 'interrupted' && this.state.lastValidation?.step !== this.state.step;
+      // As in the loop: save first, then validate, then save the final state.
+      this.state.pendingValidation = validateNow ? this.state.step : null;
       await this.saveLast(o.outDir);
+      if (validateNow) {
+        await this.validateAndTrack(progress, metrics, elapsed());
+        await this.saveLast(o.outDir);
+      }
     }
     progress.stop();
     return {
@@ -505,6 +534,7 @@ export class Trainer<B> {
       elapsedSeconds: this.state.elapsedSeconds,
       nanSkips: this.state.nanSkips,
       tokensSeen: this.state.tokensSeen,
+      ...(stopReason === 'interrupted' && this.interrupted ? { signal: this.interrupted } : {}),
     };
   }
 
@@ -519,8 +549,8 @@ export class Trainer<B> {
   /** Reads up to updateFreq micro-batches (not past the epoch's end) and sums their gradients. */
   private accumulate(iterator: Iterator<B>, numBatches: number): MicroBatchSums {
     const grads: GradMap = {};
-    let lossSum = 0;
-    let nllSum = 0;
+    const losses: tf.Scalar[] = [];
+    const nlls: tf.Scalar[] = [];
     let tokens = 0;
     let hasNll = false;
     for (let micro = 0; micro < this.updateFreq && this.state.batchIndex < numBatches; micro++) {
@@ -537,33 +567,46 @@ export class Trainer<B> {
         if (out.nllLoss) nll = tf.keep(out.nllLoss);
         return out.loss;
       }, this.variables);
-      lossSum += value.dataSync()[0];
-      value.dispose();
+      // No read here: the values stay on the device until applyUpdate's single read.
+      losses.push(value);
       if (nll) {
         hasNll = true;
-        nllSum += nll.dataSync()[0];
-        nll.dispose();
+        nlls.push(nll);
       }
       tokens += numTokens;
       accumulateInto(grads, g);
       this.state.batchIndex++;
     }
-    return { grads, lossSum, nllSum, tokens, hasNll };
+    return { grads, losses, nlls, lossSum: 0, nllSum: 0, tokens, hasNll };
   }
 
-  /** Scales, adds Frobenius decay, clips and applies one update; or skips it on NaN/Inf. */
-  private applyUpdate(update: MicroBatchSums): StepInfo {
+  /**
+   * Scales, adds Frobenius decay, clips and applies one update; or skips it on NaN/Inf.
+   *
+   * The update's only device read: the micro-batch losses, nlls and Σ‖g‖², stacked and read with
+   * one `await data()` (GPU backends cannot read synchronously, and each read is a pipeline
+   * stall). The sums, the norm's square root and the clip coefficient are then computed on the
+   * host in Float64 exactly as before, so runs (and resumed runs) stay bit-identical.
+   */
+  private async applyUpdate(update: MicroBatchSums): Promise<StepInfo> {
     const o = this.options;
     const lr = this.currentLr();
     const tokens = Math.max(update.tokens, 1);
-    let grads = update.grads;
+    scaleGrads(update.grads, 1 / tokens);
+    // FD gradients join the loss gradient before clipping (ARCHITECTURE §1).
+    const grads = addFrobeniusDecayGrads(update.grads, this.pairs, o.frobeniusDecay ?? 0, this.fdPairs);
+    const k = update.losses.length;
+    const readback = tf.tidy(() => tf.stack([...update.losses, ...update.nlls, sumOfSquares(grads)]));
+    tf.dispose([...update.losses, ...update.nlls]);
+    const values = await readback.data();
+    readback.dispose();
+    // Summed in micro-batch order in Float64, as the per-micro-batch reads did.
+    for (let i = 0; i < k; i++) update.lossSum += values[i];
+    for (let i = 0; i < update.nlls.length; i++) update.nllSum += values[k + i];
     let gradNorm = NaN;
     let finite = Number.isFinite(update.lossSum);
     if (finite) {
-      scaleGrads(grads, 1 / tokens);
-      // FD gradients join the loss gradient before clipping (ARCHITECTURE §1).
-      grads = addFrobeniusDecayGrads(grads, this.pairs, o.frobeniusDecay ?? 0, this.fdPairs);
-      gradNorm = globalNorm(grads);
+      gradNorm = Math.sqrt(values[values.length - 1]);
       finite = Number.isFinite(gradNorm);
     }
     const info: StepInfo = {
@@ -597,6 +640,21 @@ export class Trainer<B> {
     this.state.tokensSeen += update.tokens;
     info.step = this.state.step;
     return info;
+  }
+
+  /**
+   * Runs the due validation, clears the pending mark and saves checkpoint_best on improvement.
+   * Returns true when early stopping's patience has run out.
+   */
+  private async validateAndTrack(progress: ProgressReporter, metrics: MetricsWriter | null, time: number): Promise<boolean> {
+    const improved = await this.runValidation(progress, metrics, time);
+    this.state.pendingValidation = null;
+    if (improved && this.options.outDir) await this.save(path.join(this.options.outDir, 'checkpoint_best'));
+    if (this.every.patience > 0 && this.state.validationsWithoutImprovement >= this.every.patience) {
+      progress.message(`early stop at step ${this.state.step}: no improvement of ${this.state.bestMetric} in ${this.every.patience} validations`);
+      return true;
+    }
+    return false;
   }
 
   /** Runs the task's validation, logs it and updates the best score. Returns whether it improved. */

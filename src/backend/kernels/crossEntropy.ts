@@ -7,12 +7,16 @@
  * tokens x 8k vocabulary (131 MB each) that overflows the 4 GB wasm heap. The gradient has a
  * closed form, g = mask · (dyLoss · (p − (1−ε)·onehot − ε/V) + dyNll · (p − onehot)), which one
  * loop writes straight into its only output. On engines without the kernel (tensorflow, webgl)
- * the same formula runs as ops.
+ * the same formula runs as ops. The upstream gradient dy stays a tensor, an input of the kernel:
+ * reading it on the host (dataSync) would stall a GPU pipeline, and fails outright on webgpu.
+ * On webgpu the forward rows (logsumexp, target logit, mean) are one WGSL kernel too (webgpu.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { NativeBlas } from '../native.ts';
 
 export const CROSS_ENTROPY_GRAD = 'FtSoftmaxCrossEntropyGrad';
+/** Optional per-engine forward kernel: logits [n, V], targets [n] → [n, 3] of (logsumexp, x_target, row mean). */
+export const CROSS_ENTROPY_ROWS = 'FtSoftmaxCrossEntropyRows';
 
 export interface SoftmaxCrossEntropyOptions {
   /** Label smoothing ε in [0, 1). */
@@ -29,6 +33,8 @@ export interface SoftmaxCrossEntropy {
 }
 
 type GradAttrs = { smoothing: number; padId: number; dyLoss: number; dyNll: number };
+/** The kernel's attributes; dyLoss and dyNll come from its `dy` input ([2]: loss, nll). */
+type KernelAttrs = { smoothing: number; padId: number };
 
 /**
  * The gradient loop shared by the wasm and cpu kernels:
@@ -73,34 +79,53 @@ export function registerCrossEntropyGrad(backendName: 'wasm' | 'cpu', native?: N
     kernelName: CROSS_ENTROPY_GRAD,
     backendName,
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { logits, lse, targets } = inputs as { logits: tf.TensorInfo; lse: tf.TensorInfo; targets: tf.TensorInfo };
-      const a = attrs as unknown as GradAttrs;
+      const { logits, lse, targets, dy } = inputs as { logits: tf.TensorInfo; lse: tf.TensorInfo; targets: tf.TensorInfo; dy: tf.TensorInfo };
+      const { smoothing, padId } = attrs as unknown as KernelAttrs;
       const vocab = logits.shape[1];
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
       const b = backend as any;
+      // dy lives in this engine's own (host) memory: reading it here is a memory access, not a sync.
+      const withDy = (d: ArrayLike<number>): GradAttrs => ({ smoothing, padId, dyLoss: d[0], dyNll: d[1] });
       if (backendName === 'wasm') {
         const out = b.makeOutput(logits.shape, 'float32');
         // Heap views only after makeOutput: an allocation may grow the memory and detach older views.
+        const a = withDy(b.typedArrayFromHeap(dy));
         gradValues(b.typedArrayFromHeap(logits), b.typedArrayFromHeap(lse), b.typedArrayFromHeap(targets), vocab, a, b.typedArrayFromHeap(out));
         return out;
       }
       const values = new Float32Array(tf.util.sizeFromShape(logits.shape));
       const read = (t: tf.TensorInfo) => b.data.get(t.dataId).values;
-      gradValues(read(logits), read(lse), read(targets), vocab, a, values);
+      gradValues(read(logits), read(lse), read(targets), vocab, withDy(read(dy)), values);
       return { dataId: b.write(values, logits.shape, 'float32'), shape: logits.shape, dtype: 'float32' };
     },
   });
 }
 
-/** The same gradient as ops, for engines without the kernel. */
-function gradAsOps(logits: tf.Tensor2D, lse: tf.Tensor1D, targets: tf.Tensor1D, vocab: number, a: GradAttrs): tf.Tensor2D {
+/** The same gradient as ops (dy scaled in-graph), for engines without the kernel. */
+function gradAsOps(logits: tf.Tensor2D, lse: tf.Tensor1D, targets: tf.Tensor1D, dy: tf.Tensor1D, vocab: number, a: KernelAttrs): tf.Tensor2D {
   return tf.tidy(() => {
     const mask = tf.cast(tf.notEqual(targets, tf.scalar(a.padId, 'int32')), 'float32').reshape([-1, 1]);
     const p = tf.exp(tf.sub(logits, lse.reshape([-1, 1])));
     const onehot = tf.oneHot(tf.maximum(targets, tf.scalar(0, 'int32')), vocab, 1, 0, 'float32');
-    const g = tf.sub(tf.sub(tf.mul(p, a.dyLoss + a.dyNll), (a.dyLoss * a.smoothing) / vocab), tf.mul(onehot, a.dyLoss * (1 - a.smoothing) + a.dyNll));
+    const [dyLoss, dyNll] = tf.unstack(dy) as [tf.Scalar, tf.Scalar];
+    const uniform = tf.mul(dyLoss, a.smoothing / vocab);
+    const atTarget = tf.add(tf.mul(dyLoss, 1 - a.smoothing), dyNll);
+    const g = tf.sub(tf.sub(tf.mul(p, tf.add(dyLoss, dyNll)), uniform), tf.mul(onehot, atTarget));
     return tf.mul(g, mask) as tf.Tensor2D;
   });
+}
+
+/** Per row: logsumexp, the target's logit (0 for an out-of-range target) and the mean logit. */
+function crossEntropyRows(logits: tf.Tensor2D, targets: tf.Tensor1D): [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D] {
+  if (tf.getKernel(CROSS_ENTROPY_ROWS, tf.getBackend())) {
+    const rows = tf.engine().runKernel(CROSS_ENTROPY_ROWS, { logits, targets }) as tf.Tensor2D;
+    return tf.unstack(rows, 1) as [tf.Tensor1D, tf.Tensor1D, tf.Tensor1D];
+  }
+  const vocab = logits.shape[1];
+  const lse = tf.logSumExp(logits, 1) as tf.Tensor1D;
+  const index = tf.add(tf.mul(tf.range(0, targets.shape[0], 1, 'int32'), tf.scalar(vocab, 'int32')), tf.maximum(targets, tf.scalar(0, 'int32')));
+  const targetLogit = tf.gather(tf.reshape(logits, [-1]), index) as tf.Tensor1D;
+  return [lse, targetLogit, tf.mean(logits, 1) as tf.Tensor1D];
 }
 
 /**
@@ -119,12 +144,10 @@ export function softmaxCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, o
   const forward = (x: tf.Tensor, save: tf.GradSaveFunc) => {
     const logitsIn = x as tf.Tensor2D;
     const [value, lse] = tf.tidy(() => {
-      const lse = tf.logSumExp(logitsIn, 1) as tf.Tensor1D;
+      const [lse, targetLogit, meanLogit] = crossEntropyRows(logitsIn, targets);
       const mask = tf.cast(tf.notEqual(targets, tf.scalar(padId, 'int32')), 'float32');
-      const index = tf.add(tf.mul(tf.range(0, targets.shape[0], 1, 'int32'), tf.scalar(vocab, 'int32')), tf.maximum(targets, tf.scalar(0, 'int32')));
-      const targetLogit = tf.gather(tf.reshape(logitsIn, [-1]), index);
       const nll = tf.sum(tf.mul(tf.sub(lse, targetLogit), mask));
-      const smooth = tf.sum(tf.mul(tf.sub(lse, tf.mean(logitsIn, 1)), mask));
+      const smooth = tf.sum(tf.mul(tf.sub(lse, meanLogit), mask));
       const loss = tf.add(tf.mul(nll, 1 - smoothing), tf.mul(smooth, smoothing));
       return [tf.stack([loss, nll]), lse];
     });
@@ -137,13 +160,13 @@ export function softmaxCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, o
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [savedLogits, savedLse, savedTargets] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
-        const [dyLoss, dyNll] = Array.from(dy.dataSync());
-        const attrs: GradAttrs = { smoothing, padId, dyLoss, dyNll };
-        const backendName = tf.getBackend();
-        if (tf.getKernel(CROSS_ENTROPY_GRAD, backendName)) {
-          return tf.engine().runKernel(CROSS_ENTROPY_GRAD, { logits: savedLogits, lse: savedLse, targets: savedTargets }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
+        const attrs: KernelAttrs = { smoothing, padId };
+        const dyVector = dy as tf.Tensor1D;
+        if (tf.getKernel(CROSS_ENTROPY_GRAD, tf.getBackend())) {
+          const inputs = { logits: savedLogits, lse: savedLse, targets: savedTargets, dy: dyVector };
+          return tf.engine().runKernel(CROSS_ENTROPY_GRAD, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
         }
-        return gradAsOps(savedLogits, savedLse, savedTargets, vocab, attrs);
+        return gradAsOps(savedLogits, savedLse, savedTargets, dyVector, vocab, attrs);
       },
     };
   };

@@ -11,6 +11,7 @@ import { corpusChrf, sentenceChrf, type ChrfOptions } from '../../metrics/chrf.t
 import { alignScoreLines, formatScoreJson, formatScoreText, type FormattableScore } from '../../metrics/format.ts';
 import { pyRstrip } from '../../metrics/python-text.ts';
 import { BLEU_TOKENIZERS, type BleuTokenizerName } from '../../metrics/tokenizers.ts';
+import { decodeUtf8File } from '../../text/lines.ts';
 import { processIo, type CliIo } from '../io.ts';
 
 const METRICS = ['bleu', 'chrf'] as const;
@@ -48,12 +49,16 @@ function nonNegativeNumber(value: string): number {
   return n;
 }
 
-/** Lines of a text file as sacreBLEU reads them: split on '\n' only, trailing whitespace removed. */
+/**
+ * Lines of a text file as sacreBLEU reads them: split on '\n' only, trailing whitespace removed.
+ * Invalid UTF-8 is an error naming file and line (the rule of every corpus reader), not U+FFFD.
+ */
 export function readLines(path: string, role: string): string[] {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = decodeUtf8File(readFileSync(path), path);
   } catch (err) {
+    if (err instanceof UserError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (code ?? String(err));
     throw new UserError(`cannot read ${role} file '${path}': ${reason}`);
@@ -99,11 +104,7 @@ async function runBleuCommand(refPaths: string[], opts: BleuCommandOptions, io: 
       throw new UserError(`reference file '${refPaths[k]}' has ${stream.length} lines but hypothesis file '${hypName}' has ${hyps.length} (one reference line per hypothesis expected)`);
     }
   });
-  for (let i = 0; i < hyps.length; i++) {
-    if (refStreams.every((s) => s[i] === '')) {
-      throw new UserError(`line ${i + 1} is empty in every reference file (${refPaths.join(', ')}): each hypothesis needs a non-empty reference`);
-    }
-  }
+  // An empty reference line is a valid, empty reference, as in sacreBLEU 2.6.0 (see references.ts).
 
   if (!opts.force && metrics.includes('bleu')) {
     const warning = tokenizedInputWarning(hyps);

@@ -4,11 +4,13 @@
  */
 import { Option, type Command } from 'commander';
 import type { MlmConfigOverrides, MlmSplit } from '../../../tasks/mlm.ts';
-import { evaluateMlm, formatMlmEvaluation, trainMlm } from '../../../tasks/mlm.ts';
+import { evaluateMlm, formatMlmEvaluation, MLM_PRESETS, trainMlm } from '../../../tasks/mlm.ts';
+import { InterruptedError } from '../../errors.ts';
 import { commandGroup } from '../groups.ts';
 import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
 import type { CliIo } from '../io.ts';
 import { nonNegativeInt, positiveInt } from '../options.ts';
+import { checkOutFolderPath, cleanupCreatedOnFailure } from '../output-folder.ts';
 
 /** Options of `train mlm` as commander parses them (undefined = not given). */
 interface TrainMlmFlags extends CommonTrainFlags {
@@ -46,7 +48,7 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--data <dir>', 'corpus folder with train.txt and valid.txt (default: the embedded Moby-Dick corpus)')
     .option('--tokenizer <path>', "SentencePiece .model, or a WordPiece tokenizer.json (file or folder); default: the --data folder's, else the shipped English SentencePiece model")
     .requiredOption('--out <dir>', 'output folder: checkpoints (checkpoint_last, checkpoint_best), metrics.jsonl')
-    .option('--preset <name>', 'model + recipe preset: bert_tiny, bert_small, bert_base (default bert_small)')
+    .option('--preset <name>', `model + recipe preset: ${Object.keys(MLM_PRESETS).join(', ')} (default bert_small)`)
     .option('--config <file>', 'JSON config: any subset of {model, train, data} keys');
   addBudgetFlags(command, TRAIN_TEXTS);
   addRecipeFlags(command, TRAIN_TEXTS)
@@ -54,7 +56,8 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--whole-word-masking', 'mask whole words (SentencePiece ▁ / WordPiece ## boundaries)');
   addOutputFlags(command, TRAIN_TEXTS)
     .action(async (flags: TrainMlmFlags) => {
-      const summary = await trainMlm({
+      checkOutFolderPath(flags.out);
+      const summary = await cleanupCreatedOnFailure(flags.out, () => trainMlm({
         data: flags.data,
         tokenizer: flags.tokenizer,
         out: flags.out,
@@ -65,12 +68,14 @@ function registerTrain(program: Command, io: CliIo): void {
         set: flags.set,
         progress: flags.progress,
         log: (line) => io.stderr(`${line}\n`),
-      });
+      }));
       const v = summary.validation;
       const scores = v
         ? `valid masked-token perplexity ${v.perplexity.toFixed(2)} (unigram baseline ${v.unigramPerplexity.toFixed(2)}), accuracy ${(100 * v.accuracy).toFixed(1)} %`
         : 'no validation';
       io.stdout(`trained ${summary.steps} steps in ${summary.wallSeconds.toFixed(0)} s; ${scores}; checkpoints in ${summary.outDir}\n`);
+      // Stopped by Ctrl-C or kill after saving checkpoint_last: exit 130/143, not success.
+      if (summary.signal) throw new InterruptedError(summary.signal);
     });
 }
 

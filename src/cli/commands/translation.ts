@@ -3,14 +3,16 @@
  * The commands only parse options and print; tasks/translation.ts does the work.
  */
 import { Option, type Command } from 'commander';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { UserError } from '../../errors.ts';
-import type { TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { InterruptedError, UserError } from '../../errors.ts';
+import { TRANSLATION_PRESETS, type TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
 import { evaluateTranslation, formatEvaluation, trainTranslation, translateLines } from '../../../tasks/translation.ts';
 import { commandGroup } from '../groups.ts';
 import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
 import type { CliIo } from '../io.ts';
+import { fileSystemProblem } from '../report-error.ts';
 import { finiteNumber, integer, nonNegativeInt, nonNegativeNumber, positiveInt } from '../options.ts';
+import { checkOutFolderPath, checkOutputFile, cleanupCreatedOnFailure } from '../output-folder.ts';
 
 /** Options of `train translation` as commander parses them (undefined = not given). */
 interface TrainFlags extends CommonTrainFlags {
@@ -60,7 +62,7 @@ function registerTrain(program: Command, io: CliIo): void {
     .requiredOption('--out <dir>', 'output folder: checkpoints (checkpoint_last, checkpoint_best, checkpoint_<step>), metrics.jsonl')
     .option('--source-lang <S>', 'source language suffix, e.g. en (default on --resume: the checkpoint\'s)')
     .option('--target-lang <T>', 'target language suffix, e.g. es')
-    .option('--preset <name>', 'model + recipe preset: transformer_tiny, transformer_small, transformer_base (default transformer_small)')
+    .option('--preset <name>', `model + recipe preset: ${Object.keys(TRANSLATION_PRESETS).join(', ')} (default transformer_small)`)
     .option('--config <file>', 'JSON config: any subset of {model, train, data, decode} keys (see README "Configuration")')
     .option('--tokenizer <file>', 'SentencePiece .model or tokenizer.json to use instead of the data folder\'s or a newly trained one');
   addBudgetFlags(command, TRAIN_TEXTS).option('--keep-last <n>', 'also keep the last N checkpoint_<step> folders (for average-checkpoints)', positiveInt);
@@ -74,7 +76,8 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--beam <n>', 'beam size stored with the model for evaluate/translate', positiveInt);
   addOutputFlags(command, TRAIN_TEXTS)
     .action(async (flags: TrainFlags) => {
-      const summary = await trainTranslation({
+      checkOutFolderPath(flags.out);
+      const summary = await cleanupCreatedOnFailure(flags.out, () => trainTranslation({
         data: flags.data,
         out: flags.out,
         sourceLang: flags.sourceLang,
@@ -87,11 +90,13 @@ function registerTrain(program: Command, io: CliIo): void {
         set: flags.set,
         progress: flags.progress,
         log: (line) => io.stderr(`${line}\n`),
-      });
+      }));
       io.stdout(
         `trained ${summary.steps} steps in ${summary.wallSeconds.toFixed(0)} s; ` +
-          `valid loss ${summary.finalValidLoss.toFixed(3)}; checkpoint ${summary.outDir}\n`,
+          `${Number.isFinite(summary.finalValidLoss) ? `valid loss ${summary.finalValidLoss.toFixed(3)}` : 'no validation yet'}; checkpoint ${summary.outDir}\n`,
       );
+      // Stopped by Ctrl-C or kill after saving checkpoint_last: exit 130/143, not success.
+      if (summary.signal) throw new InterruptedError(summary.signal);
     });
 }
 
@@ -123,6 +128,8 @@ function registerEvaluate(program: Command, io: CliIo): void {
     .option('--output <file>', 'also write the translations, one per line')
     .option('--json', 'print the scores as one JSON object')
     .action(async (flags: EvaluateFlags) => {
+      // Checked before the (long) decoding, so a typo in the path does not cost the evaluation.
+      if (flags.output !== undefined) checkOutputFile(flags.output);
       const result = await evaluateTranslation({
         checkpoint: flags.checkpoint,
         data: flags.data,
@@ -134,12 +141,21 @@ function registerEvaluate(program: Command, io: CliIo): void {
         limit: flags.limit,
         log: (line) => io.stderr(`${line}\n`),
       });
-      if (flags.output) writeFileSync(flags.output, result.hypotheses.map((h) => `${h}\n`).join(''));
+      // Scores first: if writing the translations fails after all, the evaluation is not lost.
       if (flags.json) {
         const { hypotheses: _h, references: _r, sources: _s, ...scores } = result;
         io.stdout(`${JSON.stringify(scores)}\n`);
       } else {
         io.stdout(`${formatEvaluation(result)}\n`);
+      }
+      if (flags.output) {
+        try {
+          writeFileSync(flags.output, result.hypotheses.map((h) => `${h}\n`).join(''));
+        } catch (err) {
+          const problem = fileSystemProblem(err);
+          if (problem === null) throw err;
+          throw new UserError(`--output ${flags.output}: cannot write the translations: ${problem} (the scores above are complete)`);
+        }
       }
     });
 }
@@ -163,6 +179,7 @@ function registerTranslate(program: Command, io: CliIo): void {
       let text: string;
       if (flags.input !== undefined) {
         if (!existsSync(flags.input)) throw new UserError(`--input: file '${flags.input}' does not exist`);
+        if (statSync(flags.input).isDirectory()) throw new UserError(`--input: '${flags.input}' is a folder, not a text file`);
         text = readFileSync(flags.input, 'utf8');
       } else {
         text = await io.readStdin();
