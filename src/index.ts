@@ -1,4 +1,4 @@
-/** factorized-transformer: the public API (ARCHITECTURE §3). */
+/** factorized-transformer: the public API (docs/ARCHITECTURE.md §3). */
 export * from './backend/index.ts';
 export * from './factorized/index.ts';
 export * from './attention/index.ts';

@@ -192,7 +192,7 @@ export function pruneUndefined<T>(value: T): T {
 
 /**
  * Per-head rank of factorized attention: `rank` if given, else `max(1, floor(rankScale · d / H))`
- * (ARCHITECTURE §1). Errors name the option: a rank must be a positive integer no larger than d.
+ * (docs/ARCHITECTURE.md §1.1). Errors name the option: a rank must be a positive integer no larger than d.
  */
 export function resolveAttentionRank(
   model: { modelDim: number; numHeads: number; rank?: number | null; rankScale: number },

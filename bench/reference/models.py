@@ -1,6 +1,6 @@
 """PyTorch twins of the benchmarked models (same shapes, same work per step), for ratio = ours / pytorch.
 
-Attention is written as the package computes it (ARCHITECTURE §1 at full rank: per-head factors
+Attention is written as the package computes it (docs/ARCHITECTURE.md §1.2 at full rank: per-head factors
 concatenated into [d, H*r] projections, QKᵀ/√r, softmax, ·V, output projection), which is the
 same arithmetic as a dense multi-head attention. Post-norm blocks, biases in attention, fairseq
 sinusoidal positions and √d embedding scaling for the seq2seq model; learned positions, GELU and a

@@ -1,6 +1,6 @@
 /**
  * FactorizedMultiHeadAttention: multi-head attention written as per-head factor products
- * (ARCHITECTURE §1): logits_h = Xq Wq_h Wk_hᵀ Xkvᵀ / √r, out = Σ_h softmax(logits_h) Xkv Wv_h Wo_h.
+ * (docs/ARCHITECTURE.md §1.2): logits_h = Xq Wq_h Wk_hᵀ Xkvᵀ / √r, out = Σ_h softmax(logits_h) Xkv Wv_h Wo_h.
  * At r = d/H it is exactly a dense MHA; the rank r is free (headDim or rankScale).
  *
  * Weights (in getWeights() order): queryFactor [H, d, r], keyFactor [H, d, r],

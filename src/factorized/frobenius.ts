@@ -1,5 +1,5 @@
 /**
- * Frobenius decay (ARCHITECTURE §1, "FD"): penalize ½‖U Vᵀ‖² per factor pair instead of
+ * Frobenius decay (docs/ARCHITECTURE.md §1.4): penalize ½‖U Vᵀ‖² per factor pair instead of
  * ½(‖U‖² + ‖V‖²), with closed-form gradients that never form the product U Vᵀ.
  */
 import * as tf from '@tensorflow/tfjs';

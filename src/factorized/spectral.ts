@@ -1,5 +1,5 @@
 /**
- * Spectral initialization and dense-to-factor conversion (ARCHITECTURE §1, "SI").
+ * Spectral initialization and dense-to-factor conversion (docs/ARCHITECTURE.md §1.3, §1.6).
  *
  * Both run once at init/conversion time, on the host in Float64 (see linalg.ts for why). The
  * host-array cores (`spectralInitValues`, `balanceStoredPair`, `factorizeArray`) are what layers

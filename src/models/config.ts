@@ -1,6 +1,6 @@
 /**
  * The encoder–decoder Transformer's configuration: every architecture and factorization knob,
- * with defaults and a validator that names the offending key (ARCHITECTURE §5).
+ * with defaults and a validator that names the offending key (docs/ARCHITECTURE.md §5).
  */
 import { UserError } from '../errors.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Checkpoint folders (ARCHITECTURE §4): model.json + weights.bin (tfjs Layers format), optimizer.json
+ * Checkpoint folders (docs/ARCHITECTURE.md §4.2, §4.3): model.json + weights.bin (tfjs Layers format), optimizer.json
  * + optimizer.bin, trainer-state.json, config.json and the tokenizer files.
  *
  * A folder is written in full to a hidden temporary sibling, every file fsynced, then renamed into

@@ -4,7 +4,7 @@
  *
  * Why by hand: tfjs' own optimizers keep their slots in auto-named variables that are awkward to
  * checkpoint exactly, and cannot apply decoupled weight decay to only some weights (factor weights
- * get Frobenius decay instead, see ARCHITECTURE §1). The update formulas follow torch.optim.Adam,
+ * get Frobenius decay instead, see docs/ARCHITECTURE.md §1.4). The update formulas follow torch.optim.Adam,
  * torch.optim.AdamW and fairseq.optim.nag so their numbers can be checked against PyTorch.
  */
 import * as tf from '@tensorflow/tfjs';

@@ -1,6 +1,6 @@
 /**
  * Training progress for people (a cli-progress bar on a terminal, plain lines otherwise) and for
- * programs (metrics.jsonl, one JSON object per log step / validation; see docs/DEV-PLAN.md).
+ * programs (metrics.jsonl, one JSON object per log step / validation; see docs/ARCHITECTURE.md §4.7).
  */
 import { SingleBar } from 'cli-progress';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * A task-agnostic training loop shared by translation and masked-LM (ARCHITECTURE §1, §4):
+ * A task-agnostic training loop shared by translation and masked-LM (docs/ARCHITECTURE.md §6; files §4):
  * gradient accumulation, Frobenius decay + decoupled weight decay, clipping, schedules, validation,
  * best-checkpoint tracking, early stopping, budgets, crash-safe checkpoints and exact resume.
  *
@@ -593,7 +593,7 @@ export class Trainer<B> {
     const lr = this.currentLr();
     const tokens = Math.max(update.tokens, 1);
     scaleGrads(update.grads, 1 / tokens);
-    // FD gradients join the loss gradient before clipping (ARCHITECTURE §1).
+    // FD gradients join the loss gradient before clipping (docs/ARCHITECTURE.md §1.4, §6.1).
     const grads = addFrobeniusDecayGrads(update.grads, this.pairs, o.frobeniusDecay ?? 0, this.fdPairs);
     const k = update.losses.length;
     const readback = tf.tidy(() => tf.stack([...update.losses, ...update.nlls, sumOfSquares(grads)]));
