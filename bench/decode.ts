@@ -7,9 +7,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend } from '../src/backend/index.ts';
 import { beamSearch } from '../src/decode/index.ts';
-import { seq2seqConfigFromPreset, TransformerSeq2Seq } from '../src/models/index.ts';
-import { compared, peakRssMiB, runReference, type Benchmark } from './common.ts';
-import { engineSummary } from './train-translation.ts';
+import { TransformerSeq2Seq } from '../src/models/index.ts';
+import { compared, peakRssMiB, runReference, type Benchmark, type BenchResult } from './common.ts';
+import { benchSeq2SeqConfig, engineSummary } from './train-translation.ts';
 import { randomIds } from './train-step.ts';
 
 export interface DecodeWork {
@@ -27,8 +27,7 @@ export interface DecodeWork {
  */
 export async function timeBeamDecode(preset: string, work: DecodeWork): Promise<{ seconds: number; leakedTensors: number }> {
   const { vocab, sentences, srcLen, len, beam } = work;
-  const config = seq2seqConfigFromPreset(preset, { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
-  const model = new TransformerSeq2Seq(config);
+  const model = new TransformerSeq2Seq(benchSeq2SeqConfig(preset, vocab));
   try {
     const ids = randomIds(sentences * srcLen, vocab, 5);
     const source = Array.from({ length: sentences }, (_, i) => Array.from(ids.subarray(i * srcLen, (i + 1) * srcLen)));
@@ -45,17 +44,29 @@ export async function timeBeamDecode(preset: string, work: DecodeWork): Promise<
   }
 }
 
-export const run: Benchmark = async ({ quick }) => {
-  const work: DecodeWork = { vocab: 8000, sentences: quick ? 4 : 16, srcLen: 24, len: 20, beam: 5 };
-  const { seconds, leakedTensors } = await timeBeamDecode('transformer_small', work);
+/** Ours, then the PyTorch reference (bench/reference/decode.py, same model and work). */
+export async function decodeResult(name: string, preset: string, work: DecodeWork): Promise<BenchResult> {
+  const { seconds, leakedTensors } = await timeBeamDecode(preset, work);
   const extra = {
-    model: 'transformer_small',
-    work: `${work.sentences} sentences x ${work.srcLen} source tokens, beam 5, ${work.len} tokens + EOS each`,
+    model: preset,
+    work: `${work.sentences} sentences x ${work.srcLen} source tokens, beam ${work.beam}, ${work.len} tokens + EOS each, vocab ${work.vocab}`,
     seconds,
     leakedTensors,
     peakRssMiB: peakRssMiB(),
     engine: engineSummary(),
   };
-  const ref = await runReference('decode.py', { sentences: work.sentences, 'src-len': work.srcLen, len: work.len, beam: 5, threads: describeBackend().threads });
-  return [compared('decode', work.sentences / seconds, 'sentences/s', ref, 'sentences_per_s', extra)];
-};
+  const ref = await runReference('decode.py', {
+    model: preset,
+    vocab: work.vocab,
+    sentences: work.sentences,
+    'src-len': work.srcLen,
+    len: work.len,
+    beam: work.beam,
+    threads: describeBackend().threads,
+  });
+  return compared(name, work.sentences / seconds, 'sentences/s', ref, 'sentences_per_s', extra);
+}
+
+export const run: Benchmark = async ({ quick }) => [
+  await decodeResult('decode', 'transformer_small', { vocab: 8000, sentences: quick ? 4 : 16, srcLen: 24, len: 20, beam: 5 }),
+];

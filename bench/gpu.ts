@@ -3,8 +3,9 @@
  * Training tokens/s of transformer_small and transformer_base (one Adam update on a fixed batch,
  * as bench/train-translation.ts) and beam-5 decoding sentences/s (as bench/decode.ts), each beside
  * PyTorch on CUDA for the same model, batch and work (bench/reference/gpu_cuda.py) when a python3
- * with a CUDA build of torch is found (PYTHON, else python3 on the PATH, else /usr/bin/python3);
- * otherwise each line says why the reference was skipped.
+ * with a CUDA build of torch is found (the newest among PYTHON, FT_BENCH_PYTHONS or bench/.venv,
+ * /usr/bin/python3 and python3 on the PATH: common.ts referencePythons); otherwise each line says
+ * why the reference was skipped.
  *
  * bench/run.ts starts the webgpu engine for this benchmark whatever --backend says. Where there is
  * no adapter it stops with the reason: CPU figures under this name would mislead. On a software
@@ -33,9 +34,9 @@ function work(quick: boolean): GpuWork {
 
 const CUDA_PROBE = { code: 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)', need: 'PyTorch with CUDA (torch.cuda.is_available())' };
 
+/** The newest CUDA PyTorch among the interpreters (common.ts referencePythons); no second 1.x run. */
 function cudaReference(args: Record<string, string | number>): Promise<ReferenceResult> {
-  const pythons = process.env.PYTHON ? [process.env.PYTHON] : ['python3', '/usr/bin/python3'];
-  return runReference('gpu_cuda.py', args, { pythons, probe: CUDA_PROBE, timeoutMs: 1_200_000 });
+  return runReference('gpu_cuda.py', args, { probe: CUDA_PROBE, timeoutMs: 1_200_000, legacy: false });
 }
 
 /** The adapter and engine, as doctor reports them, for every line's `extra`. */

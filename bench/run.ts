@@ -23,12 +23,17 @@ interface BenchEntry {
 const BENCHMARKS: Record<string, BenchEntry> = {
   attention: { load: () => import('./attention.ts'), byDefault: true },
   decode: { load: () => import('./decode.ts'), byDefault: true },
+  'decode-cpu': { load: () => import('./decode-cpu.ts'), byDefault: true },
   // Minutes per step on a software Vulkan device: only when asked for.
   gpu: { load: () => import('./gpu.ts'), byDefault: false, backend: 'webgpu' as BackendChoice },
   kernels: { load: () => import('./kernels.ts'), byDefault: true },
   memory: { load: () => import('./memory.ts'), byDefault: true },
+  // Kernel calls and time per kernel type of one training step and one beam step: a diagnosis, not a figure.
+  profile: { load: () => import('./profile.ts'), byDefault: false },
   'train-mlm': { load: () => import('./train-mlm.ts'), byDefault: true },
+  'train-mlm-default': { load: () => import('./train-mlm-default.ts'), byDefault: true },
   'train-translation': { load: () => import('./train-translation.ts'), byDefault: true },
+  'train-translation-cpu': { load: () => import('./train-translation-cpu.ts'), byDefault: true },
 };
 const available = Object.keys(BENCHMARKS);
 
@@ -60,10 +65,10 @@ function print(r: BenchResult): void {
     console.log(JSON.stringify(r));
     return;
   }
-  const base = r.baseline === null ? 'no baseline' : `baseline ${r.baseline.toPrecision(4)} ${r.unit}`;
-  const ratio = r.ratio === null ? '' : `, ratio ${r.ratio.toFixed(3)}`;
+  const base = r.baseline === null ? 'no baseline' : `${r.baselineName ?? 'baseline'} ${r.baseline.toPrecision(4)} ${r.unit}`;
+  const ratio = (r.ratio === null ? '' : `, ratio ${r.ratio.toFixed(3)}`) + (r.pytorch1 ? `; PyTorch ${r.pytorch1.version} ${r.pytorch1.value.toPrecision(4)}, ratio ${r.pytorch1.ratio.toFixed(3)}` : '');
   const extra = r.extra ? `  ${JSON.stringify(r.extra)}` : '';
-  console.log(`${r.name}: ${r.value.toPrecision(4)} ${r.unit} (${base}${ratio})${extra}`);
+  console.log(`${r.name}: ${Number.isInteger(r.value) ? r.value : r.value.toPrecision(4)} ${r.unit} (${base}${ratio})${extra}`);
 }
 
 try {

@@ -7,19 +7,26 @@
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, softmaxCrossEntropy } from '../src/backend/index.ts';
 import { bertConfigFromPreset } from '../src/models/bert-presets.ts';
-import { buildBertForMaskedLM } from '../src/models/bert.ts';
+import { buildBertForMaskedLM, type BertConfig } from '../src/models/bert.ts';
 import { TrainOptimizer } from '../src/train/index.ts';
-import { compared, peakRssMiB, runReference, timeMedian, type Benchmark } from './common.ts';
+import { compared, peakRssMiB, runReference, timeMedian, type Benchmark, type BenchResult } from './common.ts';
 import { engineSummary } from './train-translation.ts';
 import { makeTrainStep, randomIds } from './train-step.ts';
 
-export const run: Benchmark = async ({ quick }) => {
-  const vocab = 8000;
-  const batch = quick ? 8 : 32;
-  const seqLen = 128;
-  const masked = 20;
-  const steps = quick ? 2 : 3;
-  const config = bertConfigFromPreset('bert_small', { vocabSize: vocab, padId: 0 });
+export interface MlmBatch {
+  batch: number;
+  seqLen: number;
+  /** Masked positions per sequence (the head gathers them before the vocabulary projection). */
+  masked: number;
+}
+
+/**
+ * Ours, then the PyTorch reference (bench/reference/train_mlm.py, same shape and dropout), for one
+ * Adam update of the masked-LM `config` on a fixed random batch; median of `steps` after a warm-up.
+ */
+export async function mlmTrainResult(name: string, label: string, config: BertConfig, shape: MlmBatch, steps: number): Promise<BenchResult> {
+  const { batch, seqLen, masked } = shape;
+  const vocab = config.vocabSize;
   const { model } = buildBertForMaskedLM(config);
   const ids = tf.tensor2d(randomIds(batch * seqLen, vocab, 3), [batch, seqLen], 'int32');
   const positionValues = new Int32Array(batch * masked);
@@ -38,8 +45,8 @@ export const run: Benchmark = async ({ quick }) => {
   const ms = await timeMedian(step, steps, 1);
   const ours = (batch * seqLen) / (ms / 1000);
   const extra = {
-    model: 'bert_small',
-    batch: `${batch}x${seqLen} tokens, ${masked} masked per sequence`,
+    model: label,
+    batch: `${batch}x${seqLen} tokens, ${masked} masked per sequence, vocab ${vocab}, dropout ${config.dropout}`,
     msPerStep: ms,
     peakRssMiB: peakRssMiB(),
     numTensors: tf.memory().numTensors,
@@ -49,6 +56,20 @@ export const run: Benchmark = async ({ quick }) => {
   tf.dispose([ids, positions, labels, flatLabels]);
   optimizer.dispose();
   model.dispose();
-  const ref = await runReference('train_mlm.py', { batch, 'seq-len': seqLen, masked, steps, warmup: 1, threads: describeBackend().threads });
-  return [compared('train-mlm', ours, 'tokens/s', ref, 'tokens_per_s', extra)];
+  const ref = await runReference('train_mlm.py', {
+    vocab,
+    batch,
+    'seq-len': seqLen,
+    masked,
+    dropout: config.dropout,
+    steps,
+    warmup: 1,
+    threads: describeBackend().threads,
+  });
+  return compared(name, ours, 'tokens/s', ref, 'tokens_per_s', extra);
+}
+
+export const run: Benchmark = async ({ quick }) => {
+  const config = bertConfigFromPreset('bert_small', { vocabSize: 8000, padId: 0 });
+  return [await mlmTrainResult('train-mlm', 'bert_small', config, { batch: quick ? 8 : 32, seqLen: 128, masked: 20 }, quick ? 2 : 3)];
 };

@@ -6,9 +6,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, softmaxCrossEntropy } from '../src/backend/index.ts';
-import { seq2seqConfigFromPreset, TransformerSeq2Seq } from '../src/models/index.ts';
+import type { Seq2SeqConfig } from '../src/models/config.ts';
+import { presets, seq2seqConfigFromPreset, TransformerSeq2Seq } from '../src/models/index.ts';
 import { TrainOptimizer } from '../src/train/index.ts';
-import { compared, peakRssMiB, runReference, timeMedian, type Benchmark } from './common.ts';
+import { resolveTranslationConfig, seq2seqModelConfig } from '../tasks/translation-config.ts';
+import { compared, peakRssMiB, runReference, timeMedian, type Benchmark, type BenchResult } from './common.ts';
 import { makeTrainStep, randomIds } from './train-step.ts';
 
 export interface TranslationBatch {
@@ -26,9 +28,21 @@ export interface TranslationTrainBench {
   dispose(): void;
 }
 
+/**
+ * The model config of `preset`: an architecture of src/models/presets.ts (separate source and
+ * target embeddings), else a translation task preset as training builds it (transformer_small_cpu:
+ * the quickstart's model, one joint vocabulary).
+ */
+export function benchSeq2SeqConfig(preset: string, vocab: number): Seq2SeqConfig {
+  const ids = { padId: 0, bosId: 1, eosId: 2 };
+  if (preset in presets) return seq2seqConfigFromPreset(preset, { srcVocabSize: vocab, tgtVocabSize: vocab, ...ids });
+  const task = resolveTranslationConfig({ preset, sourceLang: 'src', targetLang: 'tgt', flags: { train: { maxSteps: 1 } } });
+  return seq2seqModelConfig(task, { vocabSize: vocab, ...ids });
+}
+
 export function translationTrainBench(preset: string, shape: TranslationBatch): TranslationTrainBench {
   const { vocab, batch, srcLen, tgtLen } = shape;
-  const config = seq2seqConfigFromPreset(preset, { srcVocabSize: vocab, tgtVocabSize: vocab, padId: 0, bosId: 1, eosId: 2 });
+  const config = benchSeq2SeqConfig(preset, vocab);
   const model = new TransformerSeq2Seq(config);
   const source = tf.tensor2d(randomIds(batch * srcLen, vocab, 1), [batch, srcLen], 'int32');
   const target = randomIds(batch * (tgtLen + 1), vocab, 2);
@@ -54,16 +68,18 @@ export function translationTrainBench(preset: string, shape: TranslationBatch): 
   };
 }
 
-export const run: Benchmark = async ({ quick }) => {
-  const shape = { vocab: 8000, batch: quick ? 16 : 128, srcLen: 32, tgtLen: 32 };
-  const steps = quick ? 2 : 3;
-  const bench = translationTrainBench('transformer_small', shape);
+/**
+ * Ours, then the PyTorch reference (newest torch ≥ 2, plus 1.x when found: common.ts runReference),
+ * for one training step of `preset` on `shape`; the median of `steps` after one warm-up.
+ */
+export async function translationTrainResult(name: string, preset: string, shape: TranslationBatch, steps: number): Promise<BenchResult> {
+  const bench = translationTrainBench(preset, shape);
   const rssBefore = peakRssMiB();
   const ms = await timeMedian(bench.step, steps, 1);
   const ours = bench.targetTokens / (ms / 1000);
   const extra = {
-    model: 'transformer_small',
-    batch: `${shape.batch}x${shape.tgtLen} target tokens (+${shape.batch}x${shape.srcLen} source)`,
+    model: preset,
+    batch: `${shape.batch}x${shape.tgtLen} target tokens (+${shape.batch}x${shape.srcLen} source), vocab ${shape.vocab}`,
     msPerStep: ms,
     peakRssMiB: peakRssMiB(),
     peakRssBeforeStepsMiB: rssBefore,
@@ -73,6 +89,8 @@ export const run: Benchmark = async ({ quick }) => {
   };
   bench.dispose();
   const ref = await runReference('train_translation.py', {
+    model: preset,
+    vocab: shape.vocab,
     batch: shape.batch,
     'src-len': shape.srcLen,
     'tgt-len': shape.tgtLen,
@@ -80,8 +98,12 @@ export const run: Benchmark = async ({ quick }) => {
     warmup: 1,
     threads: describeBackend().threads,
   });
-  return [compared('train-translation', ours, 'tokens/s', ref, 'tokens_per_s', extra)];
-};
+  return compared(name, ours, 'tokens/s', ref, 'tokens_per_s', extra);
+}
+
+export const run: Benchmark = async ({ quick }) => [
+  await translationTrainResult('train-translation', 'transformer_small', { vocab: 8000, batch: quick ? 16 : 128, srcLen: 32, tgtLen: 32 }, quick ? 2 : 3),
+];
 
 export function engineSummary(): string {
   const d = describeBackend();

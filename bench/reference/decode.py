@@ -9,9 +9,10 @@ import time
 
 import torch
 
-from models import Seq2Seq, beam_search, report, setup_threads
+from models import PRESETS, Seq2Seq, beam_search, report, setup_threads
 
 p = argparse.ArgumentParser()
+p.add_argument('--model', choices=sorted(PRESETS), default='transformer_small')
 p.add_argument('--vocab', type=int, default=8000)
 p.add_argument('--sentences', type=int, default=16)
 p.add_argument('--src-len', type=int, default=24)
@@ -21,7 +22,7 @@ p.add_argument('--threads', type=int, default=2)
 a = p.parse_args()
 setup_threads(a.threads)
 
-model = Seq2Seq(a.vocab).eval()
+model = Seq2Seq(a.vocab, **PRESETS[a.model]).eval()
 g = torch.Generator().manual_seed(1)
 src = torch.randint(4, a.vocab, (a.sentences, a.src_len), generator=g)
 

@@ -11,12 +11,7 @@ import time
 
 import torch
 
-from models import Seq2Seq, beam_search, report, smoothed_ce, timed_steps
-
-PRESETS = {
-    'transformer_small': dict(d=256, heads=4, ffn=1024, layers=2, dropout=0.2),
-    'transformer_base': dict(d=512, heads=8, ffn=2048, layers=6, dropout=0.1),
-}
+from models import PRESETS, Seq2Seq, beam_search, report, smoothed_ce, timed_steps
 
 p = argparse.ArgumentParser()
 p.add_argument('--task', choices=['train', 'decode'], required=True)

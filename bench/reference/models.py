@@ -2,9 +2,10 @@
 
 Attention is written as the package computes it (docs/ARCHITECTURE.md §1.2 at full rank: per-head factors
 concatenated into [d, H*r] projections, QKᵀ/√r, softmax, ·V, output projection), which is the
-same arithmetic as a dense multi-head attention. Post-norm blocks, biases in attention, fairseq
-sinusoidal positions and √d embedding scaling for the seq2seq model; learned positions, GELU and a
-tied MLM head for BERT. Loss: label-smoothed cross-entropy over non-pad tokens; optimizer: Adam.
+same arithmetic as a dense multi-head attention. Post-norm blocks (pre-norm with a final LayerNorm
+per stack for transformer_small_cpu), biases in attention, fairseq sinusoidal positions and √d
+embedding scaling for the seq2seq model (PRESETS: the shapes of src/models/presets.ts and
+tasks/translation-config.ts); learned positions, GELU and a tied MLM head for BERT. Loss: label-smoothed cross-entropy over non-pad tokens; optimizer: Adam.
 """
 import json
 import math
@@ -62,8 +63,9 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d, heads, ffn, dropout, cross, act):
+    def __init__(self, d, heads, ffn, dropout, cross, act, norm_first=False):
         super().__init__()
+        self.norm_first = norm_first
         self.self_attn = Attention(d, heads)
         self.n1 = nn.LayerNorm(d)
         self.cross = Attention(d, heads) if cross else None
@@ -73,23 +75,42 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.act = act
 
+    def residual(self, x, norm, sublayer):
+        """x + dropout(sublayer(norm(x))) pre-norm, norm(x + dropout(sublayer(x))) post-norm."""
+        if self.norm_first:
+            return x + self.drop(sublayer(norm(x)))
+        return norm(x + self.drop(sublayer(x)))
+
     def forward(self, x, self_mask, mem=None, mem_mask=None, cache=None):
-        x = self.n1(x + self.drop(self.self_attn(x, x, self_mask, None if cache is None else cache['self'])))
+        x = self.residual(x, self.n1, lambda h: self.self_attn(h, h, self_mask, None if cache is None else cache['self']))
         if self.cross is not None:
-            x = self.n2(x + self.drop(self.cross(x, mem, mem_mask, None if cache is None else cache['cross'])))
-        return self.n3(x + self.drop(self.f2(self.act(self.f1(x)))))
+            x = self.residual(x, self.n2, lambda h: self.cross(h, mem, mem_mask, None if cache is None else cache['cross']))
+        return self.residual(x, self.n3, lambda h: self.f2(self.act(self.f1(h))))
+
+
+PRESETS = {
+    'transformer_small': dict(d=256, heads=4, ffn=1024, layers=2, dropout=0.2),
+    'transformer_base': dict(d=512, heads=8, ffn=2048, layers=6, dropout=0.1),
+    # The quickstart's: transformer_small at d 128, pre-norm, no dropout, one joint vocabulary.
+    'transformer_small_cpu': dict(d=128, heads=4, ffn=512, layers=2, dropout=0.0, norm_first=True, share=True),
+}
 
 
 class Seq2Seq(nn.Module):
-    """transformer_small: d 256, 4 heads, FFN 1024, 2+2 layers, post-norm, tied output."""
+    """Default transformer_small: d 256, 4 heads, FFN 1024, 2+2 layers, post-norm, tied output.
+    norm_first: pre-norm blocks plus a final LayerNorm after each stack; share: one embedding for
+    source and target (also the output projection)."""
 
-    def __init__(self, vocab, d=256, heads=4, ffn=1024, layers=2, dropout=0.2, pad=0):
+    def __init__(self, vocab, d=256, heads=4, ffn=1024, layers=2, dropout=0.2, pad=0, norm_first=False, share=False):
         super().__init__()
         self.d, self.pad = d, pad
-        self.src_emb, self.tgt_emb = nn.Embedding(vocab, d), nn.Embedding(vocab, d)
+        self.src_emb = nn.Embedding(vocab, d)
+        self.tgt_emb = self.src_emb if share else nn.Embedding(vocab, d)
         self.register_buffer('pos', sinusoidal(1024, d))
-        self.enc = nn.ModuleList(Block(d, heads, ffn, dropout, False, F.relu) for _ in range(layers))
-        self.dec = nn.ModuleList(Block(d, heads, ffn, dropout, True, F.relu) for _ in range(layers))
+        self.enc = nn.ModuleList(Block(d, heads, ffn, dropout, False, F.relu, norm_first) for _ in range(layers))
+        self.dec = nn.ModuleList(Block(d, heads, ffn, dropout, True, F.relu, norm_first) for _ in range(layers))
+        self.enc_norm = nn.LayerNorm(d) if norm_first else nn.Identity()
+        self.dec_norm = nn.LayerNorm(d) if norm_first else nn.Identity()
         self.drop = nn.Dropout(dropout)
 
     def embed(self, emb, ids, offset=0):
@@ -100,7 +121,7 @@ class Seq2Seq(nn.Module):
         x = self.embed(self.src_emb, src)
         for b in self.enc:
             x = b(x, pad_mask)
-        return x, pad_mask
+        return self.enc_norm(x), pad_mask
 
     def forward(self, src, tgt_in):
         mem, mem_mask = self.encode(src)
@@ -109,13 +130,13 @@ class Seq2Seq(nn.Module):
         y = self.embed(self.tgt_emb, tgt_in)
         for b in self.dec:
             y = b(y, causal, mem, mem_mask)
-        return y @ self.tgt_emb.weight.t()
+        return self.dec_norm(y) @ self.tgt_emb.weight.t()
 
     def decode_step(self, tokens, step, mem, mem_mask, caches):
         y = self.embed(self.tgt_emb, tokens[:, None], offset=step)
         for b, c in zip(self.dec, caches):
             y = b(y, None, mem, mem_mask, c)
-        return torch.log_softmax(y[:, -1] @ self.tgt_emb.weight.t(), dim=-1)
+        return torch.log_softmax(self.dec_norm(y[:, -1]) @ self.tgt_emb.weight.t(), dim=-1)
 
 
 class BertMLM(nn.Module):
@@ -187,6 +208,7 @@ def smoothed_ce(logits, targets, eps, pad):
 def report(result):
     result['peak_rss_mib'] = peak_rss_mib()
     result['threads'] = torch.get_num_threads()
+    result['torch'] = torch.__version__
     result['openblas_coretype'] = os.environ.get('OPENBLAS_CORETYPE', '')
     print(json.dumps(result))
     sys.stdout.flush()

@@ -1,11 +1,12 @@
-"""Training step of transformer_small in PyTorch: tokens/s (target tokens) for bench/train-translation.ts."""
+"""Training step of a seq2seq preset (--model, default transformer_small) in PyTorch: tokens/s (target tokens) for bench/train-translation.ts."""
 import argparse
 
 import torch
 
-from models import Seq2Seq, report, setup_threads, smoothed_ce, timed_steps
+from models import PRESETS, Seq2Seq, report, setup_threads, smoothed_ce, timed_steps
 
 p = argparse.ArgumentParser()
+p.add_argument('--model', choices=sorted(PRESETS), default='transformer_small')
 p.add_argument('--vocab', type=int, default=8000)
 p.add_argument('--batch', type=int, default=128)
 p.add_argument('--src-len', type=int, default=32)
@@ -16,7 +17,7 @@ p.add_argument('--threads', type=int, default=2)
 a = p.parse_args()
 setup_threads(a.threads)
 
-model = Seq2Seq(a.vocab).train()
+model = Seq2Seq(a.vocab, **PRESETS[a.model]).train()
 opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-8)
 g = torch.Generator().manual_seed(1)
 src = torch.randint(4, a.vocab, (a.batch, a.src_len), generator=g)
