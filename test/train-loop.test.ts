@@ -226,6 +226,20 @@ describe('Trainer', () => {
     const ckpt = await loadCheckpoint(path.join(out, 'checkpoint_last'));
     expect(ckpt.trainerState!.step).toBe(4);
     expect(existsSync(path.join(out, '.lock'))).toBe(false);
+
+    // NaN at the very first update: there is no good checkpoint to keep, and the message says so.
+    const first = tmpDir();
+    const fresh = buildToyModel();
+    const freshLoss = toyLoss(fresh);
+    const nanAtOnce: LossFn<ToyBatch> = (b, ctx) => {
+      const r = freshLoss(b, ctx);
+      return { ...r, loss: tf.mul(r.loss, NaN) as tf.Scalar };
+    };
+    const firstErr = await new Trainer(baseOptions(fresh, { outDir: first, lossFn: nanAtOnce, updateFreq: 1, maxSteps: 10 }))
+      .train()
+      .catch((e: unknown) => e);
+    expect((firstErr as Error).message).toBe("training stopped at step 1: loss is NaN/Inf (nanPolicy 'stop'); no checkpoint was written yet");
+    expect(existsSync(path.join(first, 'checkpoint_last'))).toBe(false);
   });
 
   it("nanPolicy 'skip' skips non-finite updates, halves the lr scale, and stops after K in a row", async () => {
@@ -263,7 +277,7 @@ describe('Trainer', () => {
     calls = 0;
     const always: LossFn<ToyBatch> = (b, ctx) => nanGrad(good(b, ctx));
     const stopper = new Trainer(baseOptions(model, { lossFn: always, updateFreq: 1, maxSteps: 50, nanPolicy: 'skip', maxConsecutiveNanSkips: 3 }));
-    await expect(stopper.train()).rejects.toThrow(/training stopped at step 1: 3 consecutive updates with NaN\/Inf/);
+    await expect(stopper.train()).rejects.toThrow(/training stopped at step 1: 3 consecutive updates with NaN\/Inf .*; nothing was saved \(no output folder\)$/);
   });
 
   it('tracks the best validation, saves checkpoint_best and stops early', async () => {

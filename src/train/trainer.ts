@@ -457,7 +457,7 @@ export class Trainer<B> {
             progress.message(`step ${this.state.step + 1}: non-finite loss or gradients, update skipped; lr scale now ${this.state.lrScale}`);
             if (this.state.consecutiveNanSkips >= (o.maxConsecutiveNanSkips ?? 5)) {
               throw new NonFiniteLossError(
-                `training stopped at step ${this.state.step + 1}: ${this.state.consecutiveNanSkips} consecutive updates with NaN/Inf loss or gradients (nanPolicy 'skip'); the last good checkpoint is kept`,
+                `training stopped at step ${this.state.step + 1}: ${this.state.consecutiveNanSkips} consecutive updates with NaN/Inf loss or gradients (nanPolicy 'skip'); ${this.keptCheckpoint()}`,
               );
             }
             continue;
@@ -623,7 +623,7 @@ export class Trainer<B> {
       disposeGrads(grads);
       if ((o.nanPolicy ?? 'stop') === 'stop') {
         throw new NonFiniteLossError(
-          `training stopped at step ${this.state.step + 1}: ${Number.isFinite(update.lossSum) ? 'gradients are' : 'loss is'} NaN/Inf (nanPolicy 'stop'); the last good checkpoint is kept`,
+          `training stopped at step ${this.state.step + 1}: ${Number.isFinite(update.lossSum) ? 'gradients are' : 'loss is'} NaN/Inf (nanPolicy 'stop'); ${this.keptCheckpoint()}`,
         );
       }
       this.state.nanSkips++;
@@ -640,6 +640,13 @@ export class Trainer<B> {
     this.state.tokensSeen += update.tokens;
     info.step = this.state.step;
     return info;
+  }
+
+  /** What a run stopped by NaN/Inf leaves behind, for its message: only claim a checkpoint that exists. */
+  private keptCheckpoint(): string {
+    const outDir = this.options.outDir;
+    if (!outDir) return 'nothing was saved (no output folder)';
+    return existsSync(path.join(outDir, 'checkpoint_last')) ? 'the last good checkpoint is kept' : 'no checkpoint was written yet';
   }
 
   /**
