@@ -52,6 +52,11 @@ export function formatDuration(seconds: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
+/** A run's last validation loss for its summary line; NaN (no validation ran) reads as such, never 'NaN'. */
+export function formatValidLoss(loss: number): string {
+  return Number.isFinite(loss) ? `valid loss ${loss.toFixed(3)}` : 'no validation yet';
+}
+
 export interface ProgressUpdate {
   step: number;
   /** Total updates, if known. */

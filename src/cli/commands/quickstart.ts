@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDefaultTranslationCorpus } from '../../text/defaults.ts';
 import { locateCheckpoint } from '../../train/checkpoint.ts';
-import { formatDuration } from '../../train/progress.ts';
+import { formatDuration, formatValidLoss } from '../../train/progress.ts';
 import { evaluateTranslation, formatEvaluation, trainTranslation } from '../../../tasks/translation.ts';
 import type { TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
 import { InterruptedError, UserError } from '../../errors.ts';
@@ -89,7 +89,7 @@ async function quickstart(flags: QuickstartFlags, io: CliIo): Promise<void> {
   });
   io.stdout(
     `trained ${summary.steps} updates in ${formatDuration(summary.wallSeconds)} ` +
-      `(${(summary.numParameters / 1e6).toFixed(2)}M parameters); ${Number.isFinite(summary.finalValidLoss) ? `valid loss ${summary.finalValidLoss.toFixed(3)}` : 'no validation yet'}\n`,
+      `(${(summary.numParameters / 1e6).toFixed(2)}M parameters); ${formatValidLoss(summary.finalValidLoss)}\n`,
   );
   // Stopped by Ctrl-C or kill after saving checkpoint_last: no evaluation; exit 130/143, not success.
   if (summary.signal) throw new InterruptedError(summary.signal);

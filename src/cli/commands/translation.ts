@@ -7,6 +7,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { InterruptedError, UserError } from '../../errors.ts';
 import { TRANSLATION_PRESETS, type TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
 import { evaluateTranslation, formatEvaluation, trainTranslation, translateLines } from '../../../tasks/translation.ts';
+import { formatValidLoss } from '../../train/progress.ts';
 import { commandGroup } from '../groups.ts';
 import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
 import type { CliIo } from '../io.ts';
@@ -93,7 +94,7 @@ function registerTrain(program: Command, io: CliIo): void {
       }));
       io.stdout(
         `trained ${summary.steps} steps in ${summary.wallSeconds.toFixed(0)} s; ` +
-          `${Number.isFinite(summary.finalValidLoss) ? `valid loss ${summary.finalValidLoss.toFixed(3)}` : 'no validation yet'}; checkpoint ${summary.outDir}\n`,
+          `${formatValidLoss(summary.finalValidLoss)}; checkpoint ${summary.outDir}\n`,
       );
       // Stopped by Ctrl-C or kill after saving checkpoint_last: exit 130/143, not success.
       if (summary.signal) throw new InterruptedError(summary.signal);
