@@ -5,7 +5,7 @@
  * 512: 16 x 32 target tokens) — the small-batch regime the quickstart and CPU users train in, where
  * per-kernel overhead dominates. Same step and PyTorch reference as bench/train-translation.ts.
  */
-import { resolveTranslationConfig, type TranslationConfig } from '../tasks/translation-config.ts';
+import { resolveTranslationConfig, type TranslationConfig } from '../src/tasks/translation-config.ts';
 import type { Benchmark } from './common.ts';
 import { translationTrainResult } from './train-translation.ts';
 

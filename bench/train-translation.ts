@@ -9,7 +9,7 @@ import { describeBackend, softmaxCrossEntropy } from '../src/backend/index.ts';
 import type { Seq2SeqConfig } from '../src/models/config.ts';
 import { presets, seq2seqConfigFromPreset, TransformerSeq2Seq } from '../src/models/index.ts';
 import { TrainOptimizer } from '../src/train/index.ts';
-import { resolveTranslationConfig, seq2seqModelConfig } from '../tasks/translation-config.ts';
+import { resolveTranslationConfig, seq2seqModelConfig } from '../src/tasks/translation-config.ts';
 import { compared, peakRssMiB, runReference, timeMedian, type Benchmark, type BenchResult } from './common.ts';
 import { makeTrainStep, randomIds } from './train-step.ts';
 

@@ -16,8 +16,8 @@ import { beamSearch } from '../src/decode/beam-search.ts';
 import { greedyDecode } from '../src/decode/greedy.ts';
 import { collectFactorPairs, factorize, frobeniusPenaltyTotal } from '../src/factorized/index.ts';
 import { SeededRandom } from '../src/random.ts';
-import { evaluateMlm, trainMlm } from '../tasks/mlm.ts';
-import { evaluateTranslation, loadTranslator, sourceForModel, trainTranslation, translateLines, type TranslationTrainOptions } from '../tasks/translation.ts';
+import { evaluateMlm, trainMlm } from '../src/tasks/mlm.ts';
+import { evaluateTranslation, loadTranslator, sourceForModel, trainTranslation, translateLines, type TranslationTrainOptions } from '../src/tasks/translation.ts';
 
 const SYNC_READS = ['dataSync', 'arraySync', 'bufferSync'] as const;
 

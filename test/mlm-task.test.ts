@@ -22,7 +22,7 @@ import {
   resolveMlmData,
   trainMlm,
   type MlmTrainSummary,
-} from '../tasks/mlm.ts';
+} from '../src/tasks/mlm.ts';
 
 // A tiny WordPiece vocabulary (the text fixtures): whole words plus letters and ## pieces.
 const WORDPIECE = join(import.meta.dirname, 'fixtures/text/wordpiece');

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.ts';
-import { mergeConfig, parseSetOverrides, resolveAttentionRank } from '../tasks/config.ts';
-import { resolveTranslationConfig, TRANSLATION_PRESETS } from '../tasks/translation-config.ts';
+import { mergeConfig, parseSetOverrides, resolveAttentionRank } from '../src/tasks/config.ts';
+import { resolveTranslationConfig, TRANSLATION_PRESETS } from '../src/tasks/translation-config.ts';
 import { QUICKSTART_PRESET } from '../src/cli/commands/quickstart.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'ft-task-config-'));

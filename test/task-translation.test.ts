@@ -18,8 +18,8 @@ import {
   trainTranslation,
   translateLines,
   type TranslationTrainOptions,
-} from '../tasks/translation.ts';
-import { encodeSplit, TranslationBatches } from '../tasks/translation-data.ts';
+} from '../src/tasks/translation.ts';
+import { encodeSplit, TranslationBatches } from '../src/tasks/translation-data.ts';
 
 const DATA = 'test/fixtures/tasks/copy';
 const root = mkdtempSync(join(tmpdir(), 'ft-task-translation-'));

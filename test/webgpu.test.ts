@@ -18,7 +18,7 @@ import { CROSS_ENTROPY_GRAD, CROSS_ENTROPY_ROWS } from '../src/backend/kernels/c
 import { webGpuErrorCount } from '../src/backend/webgpu.ts';
 import { setGlobalSeed } from '../src/random.ts';
 import { labelSmoothedCrossEntropy, Trainer } from '../src/train/index.ts';
-import { loadTranslator, trainTranslation, translateLines, type TranslationTrainOptions } from '../tasks/translation.ts';
+import { loadTranslator, trainTranslation, translateLines, type TranslationTrainOptions } from '../src/tasks/translation.ts';
 import { buildToyModel, toyData, PAD, type ToyBatch } from './train-toy.ts';
 
 const gpu = await initBackend({ backend: 'webgpu', verbose: false });

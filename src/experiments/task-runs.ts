@@ -18,16 +18,16 @@ import { loadTokenizer } from '../text/tokenizer.ts';
 import { TransformerSeq2Seq } from '../models/seq2seq.ts';
 import { buildBertForMaskedLM } from '../models/bert.ts';
 import type { ProgressMode } from '../train/progress.ts';
-import { mergeConfig, validateConfig } from '../../tasks/config.ts';
+import { mergeConfig, validateConfig } from '../tasks/config.ts';
 import {
   resolveTranslationConfig,
   seq2seqModelConfig,
   translationConfigFileSchema,
   type TranslationConfig,
   type TranslationConfigOverrides,
-} from '../../tasks/translation-config.ts';
-import { evaluateTranslation, trainTranslation } from '../../tasks/translation.ts';
-import { bertConfigFor, evaluateMlm, mlmConfigFileSchema, parseStoredMlmConfig, resolveMlmConfig, trainMlm, type MlmConfigOverrides } from '../../tasks/mlm.ts';
+} from '../tasks/translation-config.ts';
+import { evaluateTranslation, trainTranslation } from '../tasks/translation.ts';
+import { bertConfigFor, evaluateMlm, mlmConfigFileSchema, parseStoredMlmConfig, resolveMlmConfig, trainMlm, type MlmConfigOverrides } from '../tasks/mlm.ts';
 import { METRICS_JSONL, type RunContext, type RunFunction, type RunResult } from './runner.ts';
 import { VARIANT_SETTINGS, type ExperimentSpec, type PlannedRun } from './spec.ts';
 

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { ensureDefaultTranslationCorpus } from '../../text/defaults.ts';
 import { locateCheckpoint } from '../../train/checkpoint.ts';
 import { formatDuration, formatValidLoss } from '../../train/progress.ts';
-import { evaluateTranslation, formatEvaluation, trainTranslation } from '../../../tasks/translation.ts';
-import type { TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
+import { evaluateTranslation, formatEvaluation, trainTranslation } from '../../tasks/translation.ts';
+import type { TranslationConfigOverrides } from '../../tasks/translation-config.ts';
 import { InterruptedError, UserError } from '../../errors.ts';
 import type { CliIo } from '../io.ts';
 import { positiveInt, positiveNumber } from '../options.ts';
@@ -26,7 +26,7 @@ interface QuickstartFlags {
   limit?: number;
 }
 
-/** The quickstart's model and recipe: transformer_small's shape at CPU scale (see tasks/translation-config.ts). */
+/** The quickstart's model and recipe: transformer_small's shape at CPU scale (see src/tasks/translation-config.ts). */
 export const QUICKSTART_PRESET = 'transformer_small_cpu';
 
 /**

@@ -5,8 +5,8 @@
 import { Option, type Command } from 'commander';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { InterruptedError, UserError } from '../../errors.ts';
-import { TRANSLATION_PRESETS, type TranslationConfigOverrides } from '../../../tasks/translation-config.ts';
-import { evaluateTranslation, formatEvaluation, trainTranslation, translateLines } from '../../../tasks/translation.ts';
+import { TRANSLATION_PRESETS, type TranslationConfigOverrides } from '../../tasks/translation-config.ts';
+import { evaluateTranslation, formatEvaluation, trainTranslation, translateLines } from '../../tasks/translation.ts';
 import { formatValidLoss } from '../../train/progress.ts';
 import { commandGroup } from '../groups.ts';
 import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';

@@ -9,21 +9,21 @@
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { UserError } from '../src/errors.ts';
-import { setGlobalSeed } from '../src/random.ts';
-import { beamSearch } from '../src/decode/beam-search.ts';
-import { greedyDecode } from '../src/decode/greedy.ts';
-import { corpusBleu } from '../src/metrics/bleu.ts';
-import { corpusChrf } from '../src/metrics/chrf.ts';
-import { perplexity } from '../src/metrics/perplexity.ts';
-import { TransformerSeq2Seq } from '../src/models/seq2seq.ts';
-import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
-import { trainSentencePiece } from '../src/text/train-sentencepiece.ts';
-import { CONFIG_JSON, findCheckpointFolder, loadCheckpoint, MODEL_JSON, recoverCheckpoint } from '../src/train/checkpoint.ts';
-import { acquireOutputLock } from '../src/train/lock.ts';
-import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
-import type { ProgressMode } from '../src/train/progress.ts';
-import { Trainer, type BatchSource } from '../src/train/trainer.ts';
+import { UserError } from '../errors.ts';
+import { setGlobalSeed } from '../random.ts';
+import { beamSearch } from '../decode/beam-search.ts';
+import { greedyDecode } from '../decode/greedy.ts';
+import { corpusBleu } from '../metrics/bleu.ts';
+import { corpusChrf } from '../metrics/chrf.ts';
+import { perplexity } from '../metrics/perplexity.ts';
+import { TransformerSeq2Seq } from '../models/seq2seq.ts';
+import { loadTokenizer, type Tokenizer } from '../text/tokenizer.ts';
+import { trainSentencePiece } from '../text/train-sentencepiece.ts';
+import { CONFIG_JSON, findCheckpointFolder, loadCheckpoint, MODEL_JSON, recoverCheckpoint } from '../train/checkpoint.ts';
+import { acquireOutputLock } from '../train/lock.ts';
+import { labelSmoothedCrossEntropy } from '../train/losses.ts';
+import type { ProgressMode } from '../train/progress.ts';
+import { Trainer, type BatchSource } from '../train/trainer.ts';
 import { mergeConfig, parseSetOverrides, pruneUndefined, trainerOptionsFromSection, validateConfig } from './config.ts';
 import {
   checkTranslationConfig,
@@ -36,7 +36,7 @@ import {
 } from './translation-config.ts';
 import { encodeSplit, TranslationBatches, type EncodedSplit, type TranslationBatch } from './translation-data.ts';
 import { checkResumeTokenizer, checkSameRunData, describeRunData, readRunData, writeRunData } from './run-data.ts';
-import { removeStaleScratch } from '../src/text/scratch.ts';
+import { removeStaleScratch } from '../text/scratch.ts';
 
 export interface TranslationTrainOptions {
   /** Corpus folder in fairseq layout: {train,valid,test}.{sourceLang,targetLang}. */

@@ -9,8 +9,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { UserError } from '../src/errors.ts';
-import type { TrainerOptions } from '../src/train/index.ts';
+import { UserError } from '../errors.ts';
+import type { TrainerOptions } from '../train/index.ts';
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().nonnegative();

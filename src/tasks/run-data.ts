@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { UserError } from '../src/errors.ts';
-import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
+import { UserError } from '../errors.ts';
+import { loadTokenizer, type Tokenizer } from '../text/tokenizer.ts';
 
 export const RUN_DATA_JSON = 'run-data.json';
 

@@ -4,7 +4,7 @@
  * in every checkpoint, and `--resume` / `evaluate` / `translate` read it back from there.
  */
 import { z } from 'zod';
-import { UserError } from '../src/errors.ts';
+import { UserError } from '../errors.ts';
 import {
   deepPartialSchema,
   mergeConfig,
@@ -16,8 +16,8 @@ import {
   validateConfig,
   type DeepPartial,
 } from './config.ts';
-import { presets as modelPresets } from '../src/models/presets.ts';
-import { resolveSeq2SeqConfig, type Seq2SeqArchitecture, type Seq2SeqConfig } from '../src/models/config.ts';
+import { presets as modelPresets } from '../models/presets.ts';
+import { resolveSeq2SeqConfig, type Seq2SeqArchitecture, type Seq2SeqConfig } from '../models/config.ts';
 
 const positiveInt = z.number().int().positive();
 const probability = z.number().min(0).max(0.99);

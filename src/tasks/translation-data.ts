@@ -3,11 +3,11 @@
  * tokenizer, filtered by the length rule of the config, and served as token-bounded batches by
  * (epoch, index) so the trainer can resume at any batch.
  */
-import { UserError } from '../src/errors.ts';
-import { makeTranslationBatch, sentenceSizes, TokenBatcher, type TranslationBatch } from '../src/text/batching.ts';
-import { encodeParallelCorpus, readParallelCorpus } from '../src/text/corpus.ts';
-import type { Tokenizer } from '../src/text/tokenizer.ts';
-import type { BatchSource } from '../src/train/trainer.ts';
+import { UserError } from '../errors.ts';
+import { makeTranslationBatch, sentenceSizes, TokenBatcher, type TranslationBatch } from '../text/batching.ts';
+import { encodeParallelCorpus, readParallelCorpus } from '../text/corpus.ts';
+import type { Tokenizer } from '../text/tokenizer.ts';
+import type { BatchSource } from '../train/trainer.ts';
 
 export type { TranslationBatch };
 import type { TranslationConfig } from './translation-config.ts';

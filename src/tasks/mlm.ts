@@ -10,10 +10,10 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { UserError } from '../src/errors.ts';
-import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
-import { ensureDefaultMlmCorpus } from '../src/text/defaults.ts';
-import { decodeUtf8File } from '../src/text/lines.ts';
+import { UserError } from '../errors.ts';
+import { loadTokenizer, type Tokenizer } from '../text/tokenizer.ts';
+import { ensureDefaultMlmCorpus } from '../text/defaults.ts';
+import { decodeUtf8File } from '../text/lines.ts';
 import {
   TokenMasker,
   UnigramModel,
@@ -22,16 +22,16 @@ import {
   packSentences,
   wordStartTable,
   type MaskedLmBatch,
-} from '../src/text/masking.ts';
-import { SeededRandom, setGlobalSeed } from '../src/random.ts';
-import { buildBertForMaskedLM, disposeBertModel, resolveBertConfig, type BertConfig } from '../src/models/bert.ts';
-import { bertPresets } from '../src/models/bert-presets.ts';
-import { scoreMaskedPredictions } from '../src/models/mlm-head.ts';
-import { findCheckpointFolder, loadCheckpoint, locateCheckpoint } from '../src/train/checkpoint.ts';
-import { labelSmoothedCrossEntropy } from '../src/train/losses.ts';
-import { Trainer, type BatchSource } from '../src/train/trainer.ts';
-import type { ProgressMode } from '../src/train/progress.ts';
-import { perplexity as perplexityOf } from '../src/metrics/perplexity.ts';
+} from '../text/masking.ts';
+import { SeededRandom, setGlobalSeed } from '../random.ts';
+import { buildBertForMaskedLM, disposeBertModel, resolveBertConfig, type BertConfig } from '../models/bert.ts';
+import { bertPresets } from '../models/bert-presets.ts';
+import { scoreMaskedPredictions } from '../models/mlm-head.ts';
+import { findCheckpointFolder, loadCheckpoint, locateCheckpoint } from '../train/checkpoint.ts';
+import { labelSmoothedCrossEntropy } from '../train/losses.ts';
+import { Trainer, type BatchSource } from '../train/trainer.ts';
+import type { ProgressMode } from '../train/progress.ts';
+import { perplexity as perplexityOf } from '../metrics/perplexity.ts';
 import {
   deepPartialSchema,
   mergeConfig,
