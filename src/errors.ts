@@ -19,3 +19,15 @@ export class InterruptedError extends Error {
     this.name = 'InterruptedError';
   }
 }
+
+/**
+ * A broken internal contract (a tensor of the wrong shape reaching a layer, a state that cannot
+ * happen): a bug in this package or in the caller's code, not a mistake in the user's input. The
+ * CLI reports it as a bug and prints its stack under FT_DEBUG=1; it never looks like a UserError.
+ */
+export class InternalError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InternalError';
+  }
+}
