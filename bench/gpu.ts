@@ -32,7 +32,7 @@ function work(quick: boolean): GpuWork {
     : { train: { vocab: 8000, batch: 128, srcLen: 32, tgtLen: 32, steps: 5, warmup: 2 }, decode: { vocab: 8000, sentences: 16, srcLen: 24, len: 20, beam: 5 } };
 }
 
-const CUDA_PROBE = { code: 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)', need: 'PyTorch with CUDA (torch.cuda.is_available())' };
+const CUDA_PROBE = { code: 'import torch\nassert torch.cuda.is_available(), "no CUDA device"', need: 'PyTorch with CUDA (torch.cuda.is_available())' };
 
 /** The newest CUDA PyTorch among the interpreters (common.ts referencePythons); no second 1.x run. */
 function cudaReference(args: Record<string, string | number>): Promise<ReferenceResult> {

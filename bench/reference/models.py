@@ -126,7 +126,7 @@ class Seq2Seq(nn.Module):
     def forward(self, src, tgt_in):
         mem, mem_mask = self.encode(src)
         T = tgt_in.shape[1]
-        causal = torch.triu(torch.full((T, T), -1e9), diagonal=1)[None, None]
+        causal = torch.triu(torch.full((T, T), -1e9, device=tgt_in.device), diagonal=1)[None, None]
         y = self.embed(self.tgt_emb, tgt_in)
         for b in self.dec:
             y = b(y, causal, mem, mem_mask)
