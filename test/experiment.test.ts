@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { captureIo } from '../src/cli/io.ts';
 import { UserError } from '../src/errors.ts';
-import { registerExperimentCommands } from '../src/experiments/cli.ts';
+import { registerExperimentCommands } from '../src/cli/commands/experiment.ts';
 import { rankScaleDeltaSpec } from '../src/experiments/charts.ts';
 import { writeReport } from '../src/experiments/report.ts';
 import { meanStd, readExperiment, summarize } from '../src/experiments/results.ts';

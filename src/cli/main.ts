@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { initBackend, type BackendChoice } from '../backend/index.ts';
 import { processIo, type CliIo } from './io.ts';
 import { reportError } from './report-error.ts';
-import { registerExperimentCommands } from '../experiments/cli.ts';
+import { registerExperimentCommands } from './commands/experiment.ts';
 import { registerAverageCommand } from './commands/average.ts';
 import { registerBleuCommand } from './commands/bleu.ts';
 import { registerDoctorCommand } from './commands/doctor.ts';

@@ -13,7 +13,7 @@ export type BleuTokenizer = (line: string) => string;
 // mteval-v13a's language-dependent rules (assuming Western languages), applied in order.
 const RULES_13A: readonly [RegExp, string][] = [
   // ASCII punctuation and symbols except period, comma, dash and apostrophe become tokens.
-  [/([{-~\[-`\x20-&(-+:-@\/])/gu, ' $1 '],
+  [/([{-~[-`\x20-&(-+:-@/])/gu, ' $1 '],
   // Period and comma unless preceded by a digit.
   [/([^0-9])([.,])/gu, '$1 $2 '],
   // Period and comma unless followed by a digit.

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { idCachePath, readIdCache, writeIdCache } from './id-cache.ts';
 import { checkTextFile, readLines } from './lines.ts';
-import type { Tokenizer } from './tokenizer.ts';
+import type { Tokenizer } from './tokenizer-types.ts';
 
 export interface EncodedText {
   path: string;

@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.ts';
-import { completeSpecialIds, type Tokenizer } from './tokenizer.ts';
+import { completeSpecialIds, type Tokenizer } from './tokenizer-types.ts';
 
 const SPELLINGS = {
   pad: ['[PAD]', '<pad>', '<|pad|>'],

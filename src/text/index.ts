@@ -1,5 +1,5 @@
 // Text: tokenizers, fairseq-layout corpora, token batching, and the shipped default corpora.
-export type { Tokenizer, TokenizerKind, SpecialIds } from './tokenizer.ts';
+export type { Tokenizer, TokenizerKind, SpecialIds } from './tokenizer-types.ts';
 export { loadTokenizer } from './tokenizer.ts';
 export { SentencePieceTokenizer } from './sentencepiece.ts';
 export { HuggingFaceTokenizer } from './huggingface.ts';

@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import spm from 'sentencepiece-js';
 import { UserError } from '../errors.ts';
 import { parseSentencePieceModel, type SentencePieceModelInfo } from './sentencepiece-model.ts';
-import { completeSpecialIds, type Tokenizer } from './tokenizer.ts';
+import { completeSpecialIds, type Tokenizer } from './tokenizer-types.ts';
 
 type WasmProcessor = InstanceType<typeof spm.SentencePieceProcessor>;
 

@@ -4,13 +4,13 @@
  */
 import { Option, type Command } from 'commander';
 import { join } from 'node:path';
-import { UserError } from '../errors.ts';
-import { processIo, type CliIo } from '../cli/io.ts';
-import type { ProgressMode } from '../train/progress.ts';
-import { writeReport } from './report.ts';
-import { runExperiment, type RunFunction } from './runner.ts';
-import { expandGrid, loadExperimentSpec } from './spec.ts';
-import { checkSpecAgainstTask, makeTaskRunFunction } from './task-runs.ts';
+import { UserError } from '../../errors.ts';
+import { writeReport } from '../../experiments/report.ts';
+import { runExperiment, type RunFunction } from '../../experiments/runner.ts';
+import { expandGrid, loadExperimentSpec } from '../../experiments/spec.ts';
+import { checkSpecAgainstTask, makeTaskRunFunction } from '../../experiments/task-runs.ts';
+import type { ProgressMode } from '../../train/progress.ts';
+import { processIo, type CliIo } from '../io.ts';
 
 /**
  * Default experiment folder of a spec: checkpoints/experiments/<name> (outside git, like every
