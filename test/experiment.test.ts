@@ -289,7 +289,8 @@ describe('report', () => {
     const md = readFileSync(join(dir, 'report.md'), 'utf8');
     for (const r of runs) expect(md).toContain(`| ${r.name} |`);
     expect(md).toContain('| 0.25 | baseline | 2/2 | 800 | 0.800 | 4.300 ± 0.283 |  | 11.00 ± 1.41 |  |');
-    expect(md).toContain('| 0.25 | si-fd | 2/2 | 800 | 0.800 | 3.950 ± 0.071 | -0.350 (better) | 16.00 ± 1.41 | +5.00 (better) |');
+    // Paired by seed: loss differences -0.5 and -0.2 (mean -0.35, sd 0.212, t(1) = 12.706 → ±1.906).
+    expect(md).toContain('| 0.25 | si-fd | 2/2 | 800 | 0.800 | 3.950 ± 0.071 | -0.350 [-2.256, +1.556] no difference detected | 16.00 ± 1.41 |');
     expect(md).toContain('| rs1-si-fd-seed1 | unfinished |');
     const figures = readdirSync(join(dir, 'figures')).sort();
     expect(figures).toEqual(

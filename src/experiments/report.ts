@@ -12,7 +12,9 @@ import {
   testScoreOf,
   type ConfigurationSummary,
   type ExperimentResults,
+  verdict,
   type MeanStd,
+  type PairedDifference,
   type RunRecord,
 } from './results.ts';
 
@@ -39,23 +41,18 @@ function formatSeconds(s: number): string {
   return s >= 120 ? `${(s / 60).toFixed(1)} min` : `${s.toFixed(0)} s`;
 }
 
+function signed(x: number, digits: number): string {
+  return Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(digits)}` : '—';
+}
+
 /**
- * A configuration's mean minus the baseline's at the same rank scale, with whether that is better
- * (`higherIsBetter` says which way); empty for the baseline itself or when either has no value.
+ * The paired difference to the baseline: `-0.035 [-0.052, -0.018] better`, or `… no difference
+ * detected` where the 95 % interval covers 0; empty for the baseline itself.
  */
-function versusBaseline(
-  row: ConfigurationSummary,
-  rows: ConfigurationSummary[],
-  pick: (s: ConfigurationSummary) => MeanStd,
-  higherIsBetter: boolean,
-  digits: number,
-): string {
-  if (row.variant === 'baseline' || row.rankScale === null) return '';
-  const base = rows.find((r) => r.variant === 'baseline' && r.rankScale === row.rankScale);
-  if (!base || pick(base).n === 0 || pick(row).n === 0) return '';
-  const diff = pick(row).mean - pick(base).mean;
-  const better = higherIsBetter ? diff : -diff;
-  return `${diff >= 0 ? '+' : ''}${diff.toFixed(digits)} (${better > 0 ? 'better' : better < 0 ? 'worse' : 'same'})`;
+export function formatPaired(d: PairedDifference | null, higherIsBetter: boolean, digits: number): string {
+  if (d === null || d.n === 0) return '';
+  if (d.n < 2) return `${signed(d.mean, digits)} (${verdict(d, higherIsBetter)})`;
+  return `${signed(d.mean, digits)} [${signed(d.low, digits)}, ${signed(d.high, digits)}] ${verdict(d, higherIsBetter)}`;
 }
 
 interface Table {
@@ -66,7 +63,7 @@ interface Table {
 export function summaryTable(results: ExperimentResults, summaries: ConfigurationSummary[]): Table {
   const score = testScoreOf(results.task);
   return {
-    header: ['rank scale', 'variant', 'seeds done', 'parameters', 'compression', 'final valid loss', 'Δ loss vs baseline', score.label, `Δ ${score.label.replace(/^test /, '')} vs baseline`, 'steps', 'wall time / run'],
+    header: ['rank scale', 'variant', 'seeds done', 'parameters', 'compression', 'final valid loss', 'Δ loss vs baseline (paired, 95 % CI)', score.label, `Δ ${score.label.replace(/^test /, '')} vs baseline (paired, 95 % CI)`, 'steps', 'wall time / run'],
     rows: summaries.map((s) => [
       s.rankScale === null ? '—' : String(s.rankScale),
       s.variant ?? s.configuration,
@@ -74,9 +71,9 @@ export function summaryTable(results: ExperimentResults, summaries: Configuratio
       formatCount(s.parameters),
       fixed(s.compressionRatio, 3),
       formatMeanStd(s.finalValidLoss, 3),
-      versusBaseline(s, summaries, (x) => x.finalValidLoss, false, 3),
+      formatPaired(s.lossVsBaseline, false, 3),
       formatMeanStd(s.testScore, 2),
-      versusBaseline(s, summaries, (x) => x.testScore, score.higherIsBetter, 2),
+      formatPaired(s.scoreVsBaseline, score.higherIsBetter, 2),
       s.steps.n ? formatCount(s.steps.mean) : '—',
       formatSeconds(s.wallSeconds.mean),
     ]),
@@ -179,7 +176,8 @@ function describe(results: ExperimentResults): string[] {
       'every arm uses the same plain weight decay: on all weights in baseline and si, on the non-factor weights in fd and si-fd (whose factors get Frobenius decay instead). ' +
       'Compression = parameters / parameters of the same model at full rank. Test scores are those of each run\'s best checkpoint ' +
       '(lowest validation loss / perplexity). Mean ± sample std over the finished seeds; ' +
-      'Δ vs baseline: the mean minus the baseline\'s mean at the same rank scale.',
+      'Δ vs baseline: the mean over seeds of (run − the baseline run with the same seed, i.e. the same batches) at the same rank scale, ' +
+      'with its 95 % t-interval; "no difference detected" where the interval covers 0.',
   );
   return lines;
 }
