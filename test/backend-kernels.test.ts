@@ -269,7 +269,7 @@ describe('engine description and start-up', () => {
       cwd: repoRoot,
       encoding: 'utf8',
       timeout: 60_000,
-      env: { ...process.env, FT_THREADS: '2', FT_WASM_THREADS: '1', VITEST: '' },
+      env: { ...process.env, FT_THREADS: '2', FT_WASM_THREADS: '1' },
     });
     expect(r.error, String(r.error)).toBeUndefined(); // a timeout (process kept alive) shows up here
     expect(r.status, r.stderr).toBe(0);

@@ -19,7 +19,7 @@ import { svd, fromArray } from '../src/factorized/linalg.ts';
 import { hostRandomNormal, hostRandomUniform } from '../src/factorized/host-random.ts';
 import { globalRandom, setGlobalSeed } from '../src/random.ts';
 import { FactorizedMultiHeadAttention } from '../src/attention/index.ts';
-import { UserError } from '../src/errors.ts';
+import { InternalError, UserError } from '../src/errors.ts';
 
 function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
   return tf.mul(tf.randomNormal(shape, 0, 1, 'float32', seed), scale);
@@ -146,7 +146,7 @@ describe('spectralInit', () => {
     const r3 = await spectralInit(Us, Vs);
     expectBalancedSameProduct(Us, Vs, r3.U, r3.V);
     const [a, b] = [randn([2, 3], 1), randn([2, 4], 1)];
-    await expect(spectralInit(a, b)).rejects.toThrow(UserError);
+    await expect(spectralInit(a, b)).rejects.toThrow(InternalError); // factor shapes are a contract between layers, not user input
     tf.dispose([a, b]);
     tf.dispose([A, U, V, r1.U, r1.V, scales, Ui, Vi, r2.U, r2.V, Us, Vs, r3.U, r3.V]);
   });
@@ -191,6 +191,7 @@ describe('factorize', () => {
     tf.dispose([u0, v0, U, V]);
     expect(low.relativeError).toBeLessThan(other);
     await expect(factorize(W, 0)).rejects.toThrow(/rank must be a positive integer/);
+    await expect(factorize(W, 0)).rejects.toThrow(InternalError);
     tf.dispose([W, full.U, full.V, rec, low.U, low.V, rec2]);
   });
 });
@@ -205,7 +206,9 @@ describe('Frobenius decay', () => {
     const p2 = frobeniusPenalty(tf.gather(U, 0), tf.gather(V, 0));
     const d2 = tf.tidy(() => tf.mul(0.5, tf.sum(tf.square(tf.matMul(tf.gather(U, 0), tf.gather(V, 0), false, true)))));
     expect(Math.abs(p2.dataSync()[0] - d2.dataSync()[0]) / d2.dataSync()[0]).toBeLessThan(1e-5);
-    expect(() => frobeniusPenalty(randn([2, 3], 1), randn([2, 3, 3], 1))).toThrow(UserError);
+    // A tensor of the wrong shape reaching FD is a broken contract (a bug), not the user's input.
+    expect(() => frobeniusPenalty(randn([2, 3], 1), randn([2, 3, 3], 1))).toThrow(InternalError);
+    expect(() => frobeniusDecayGrads(randn([2, 3], 1), randn([2, 4], 1), 0.1)).toThrow(InternalError);
     tf.dispose([U, V, p, dense, p2, d2]);
   });
 
@@ -400,6 +403,7 @@ describe('fromDenseKernel / fromDenseEmbedding', () => {
     expect(maxAbsDiff(e, eRef)).toBeLessThan(1e-5);
     const badBias = randn([4], 1) as tf.Tensor1D;
     await expect(fromDenseKernel({ kernel, bias: badBias })).rejects.toThrow(/bias must be \[5\]/);
+    await expect(fromDenseKernel({ kernel, bias: badBias })).rejects.toThrow(InternalError);
     badBias.dispose();
     tf.dispose([kernel, bias, x, y, ref, table, ids, e, eRef]);
   });

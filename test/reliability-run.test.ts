@@ -315,8 +315,10 @@ describe('item 7: the library reports the signal and never calls process.exit', 
       `
 import { initBackend } from ${JSON.stringify(join(repo, 'src/backend/index.ts'))};
 import { Trainer } from ${JSON.stringify(join(repo, 'src/train/index.ts'))};
+import { enableSignalHandling } from ${JSON.stringify(join(repo, 'src/train/signals.ts'))};
 import { buildToyModel, toyData, toyLoss } from ${JSON.stringify(join(repo, 'test/train-toy.ts'))};
 await initBackend({ backend: 'cpu', verbose: false });
+enableSignalHandling(); // as the CLI does: Trainers with an outDir then handle SIGINT/SIGTERM
 const twice = process.argv[2] === 'twice';
 const model = buildToyModel();
 const result = await new Trainer({ model, lossFn: toyLoss(model), data: toyData(5), lr: 0.02, maxSteps: 100000, seed: 3,

@@ -85,7 +85,7 @@ import { buildToyModel, toyData, toyLoss } from ${JSON.stringify(path.join(root,
 await initBackend({ backend: 'cpu', verbose: false });
 const model = buildToyModel();
 const result = await new Trainer({ model, lossFn: toyLoss(model), data: toyData(5), lr: 0.02, maxSteps: 100, seed: 3,
-  outDir: ${JSON.stringify(out)}, progress: 'none',
+  outDir: ${JSON.stringify(out)}, progress: 'none', handleSignals: true,
   onStep: (s) => { if (s.step === 3) process.kill(process.pid, 'SIGINT'); } }).train();
 console.log(JSON.stringify(result));
 `,

@@ -14,6 +14,7 @@ import {
   loadCheckpoint,
   ProgressReporter,
   labelSmoothedCrossEntropy,
+  enableSignalHandling,
   type StepInfo,
   type TrainerOptions,
   type LossFn,
@@ -303,7 +304,7 @@ describe('Trainer', () => {
     const valid = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'valid');
     expect(valid.map((r) => r.bleu)).toEqual([10, 20, 15, 18, 19]);
     await expect(new Trainer(baseOptions(model, { outDir: out, maxSteps: 1, validate: async () => ({ loss: 1 }), validEvery: 1, bestMetric: 'bleu', overwrite: true })).train()).rejects.toThrow(
-      "bestMetric 'bleu': not among the validation results (loss)",
+      "`bestMetric` 'bleu': not among the validation results (loss)",
     );
   });
 
@@ -316,7 +317,7 @@ describe('Trainer', () => {
     const timed = await new Trainer(baseOptions(model, { maxTimeMinutes: 1e-9, maxSteps: 100 })).train();
     expect(timed.stopReason).toBe('maxTime');
     expect(timed.steps).toBeLessThanOrEqual(1);
-    expect(() => new Trainer(baseOptions(model, {}))).toThrow(/set at least one of maxSteps, maxEpochs, maxTimeMinutes/);
+    expect(() => new Trainer(baseOptions(model, {}))).toThrow(/set at least one of `maxSteps`, `maxEpochs`, `maxTimeMinutes`/);
     // Time is counted across resumes: a resumed run whose time is already spent does nothing more.
     const out = tmpDir();
     await new Trainer(baseOptions(model, { outDir: out, maxSteps: 2 })).train();
@@ -332,7 +333,7 @@ describe('Trainer', () => {
     const first = new Trainer(baseOptions(model, { outDir: out, maxSteps: 2 }));
     const running = first.train();
     const second = new Trainer(baseOptions(model, { outDir: out, maxSteps: 2, overwrite: true }));
-    await expect(second.train()).rejects.toThrow(/--out .*: another training \(this process, since .*\) is writing to this folder/);
+    await expect(second.train()).rejects.toThrow(/^`out` .*: another training \(this process, since .*\) is writing to this folder; use another `out`/);
     await running;
     expect(existsSync(path.join(out, '.lock'))).toBe(false);
     // A lock from a process that has exited is stale.
@@ -374,19 +375,41 @@ describe('Trainer', () => {
     );
     const model = buildToyModel();
     const bad = (extra: Partial<TrainerOptions<ToyBatch>>) => () => new Trainer(baseOptions(model, { maxSteps: 1, ...extra })).currentLr();
-    expect(bad({ schedule: 'cosine' as 'linear' })).toThrow(/schedule: unknown 'cosine'/);
-    expect(bad({ updateFreq: 0 })).toThrow(/updateFreq: expected an integer >= 1, got 0/);
-    expect(bad({ nanPolicy: 'ignore' as 'skip' })).toThrow(/nanPolicy: expected 'stop' or 'skip'/);
-    expect(bad({ clipNorm: -1 })).toThrow(/clipNorm: expected a number >= 0/);
-    expect(bad({ schedule: 'linear', maxSteps: undefined, maxTimeMinutes: 5 })).toThrow(/schedule 'linear': needs maxSteps or maxEpochs/);
+    expect(bad({ schedule: 'cosine' as 'linear' })).toThrow(/`schedule`: unknown 'cosine'/);
+    expect(bad({ updateFreq: 0 })).toThrow(/`updateFreq`: expected an integer >= 1, got 0/);
+    expect(bad({ nanPolicy: 'ignore' as 'skip' })).toThrow(/`nanPolicy`: expected 'stop' or 'skip'/);
+    expect(bad({ clipNorm: -1 })).toThrow(/`clipNorm`: expected a number >= 0/);
+    expect(bad({ schedule: 'linear', maxSteps: undefined, maxTimeMinutes: 5 })).toThrow(/`schedule` 'linear': needs `maxSteps` or `maxEpochs`/);
     expect(bad({ updateFreq: 0 })).toThrow(UserError);
+  });
+
+  it('leaves SIGINT/SIGTERM alone unless asked: handleSignals, or enableSignalHandling() for Trainers with an outDir', async () => {
+    const model = buildToyModel();
+    const listeners = (): number[] => [process.listenerCount('SIGINT'), process.listenerCount('SIGTERM')];
+    const before = listeners();
+    const during = async (extra: Partial<TrainerOptions<ToyBatch>>): Promise<number[]> => {
+      let seen: number[] = [];
+      await new Trainer(baseOptions(model, { outDir: tmpDir(), maxSteps: 1, ...extra, onStep: () => (seen = listeners()) })).train();
+      return seen;
+    };
+    expect(await during({})).toEqual(before);
+    expect(await during({ handleSignals: true })).toEqual(before.map((n) => n + 1));
+    const disable = enableSignalHandling();
+    try {
+      expect(await during({})).toEqual(before.map((n) => n + 1));
+      expect(await during({ handleSignals: false })).toEqual(before);
+      expect(await during({ outDir: undefined })).toEqual(before);
+    } finally {
+      disable();
+    }
+    expect(listeners()).toEqual(before);
   });
 
   it('refuses to start afresh over an existing checkpoint without resume or overwrite', async () => {
     const out = tmpDir();
     const model = buildToyModel();
     await new Trainer(baseOptions(model, { outDir: out, maxSteps: 1 })).train();
-    await expect(new Trainer(baseOptions(model, { outDir: out, maxSteps: 2 })).train()).rejects.toThrow(/already holds checkpoint_last; pass --resume/);
+    await expect(new Trainer(baseOptions(model, { outDir: out, maxSteps: 2 })).train()).rejects.toThrow(/^`out` .*: already holds checkpoint_last; pass `resume` to continue it/);
   });
 
   it('prints plain progress lines when not on a terminal', async () => {

@@ -12,8 +12,10 @@
  * Env: FT_BACKEND (auto|tensorflow|webgpu|wasm|cpu; webgpu forces the engine, a software adapter
  * included, and falls back with one logged reason when no adapter starts), FT_WEBGPU_FLAGS (Dawn's
  * flags, e.g. backend=vulkan,adapter=NVIDIA; see webgpu.ts), FT_THREADS (compute threads; default the number of
- * CPUs, 1 under vitest), FT_NATIVE_BLAS=0 (skip the addon), FT_WASM_THREADS=0|1 (force the wasm
- * thread pool off/on; by default on only when the native BLAS is unavailable).
+ * CPUs), FT_NATIVE_BLAS=0 (skip the addon), FT_WASM_THREADS=0|1 (force the wasm thread pool off/on;
+ * by default on only when the native BLAS is unavailable), FT_BACKEND_LOG=0 (do not log the choice:
+ * the default of `verbose`). The test setup (test/setup.ts) sets FT_THREADS=1 and FT_BACKEND_LOG=0
+ * like any user could; nothing here knows about the test runner.
  */
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
@@ -31,7 +33,7 @@ export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export interface BackendOptions {
   /** Which engine; defaults to env FT_BACKEND, then 'auto'. */
   backend?: BackendChoice;
-  /** Log the choice (once per process). Default true. */
+  /** Log the choice to stderr (once per process). Default: true unless env FT_BACKEND_LOG=0. */
   verbose?: boolean;
 }
 export interface BackendInfo {
@@ -75,8 +77,8 @@ function parseChoice(value: string | undefined, source: string): BackendChoice {
 }
 
 /**
- * Threads for the compute pools: FT_THREADS, else every CPU this process may use; under vitest 1,
- * because its workers already run one test file per core in parallel.
+ * Threads for the compute pools: FT_THREADS, else every CPU this process may use. (A program that
+ * already runs one process per core, such as the test runner, sets FT_THREADS=1.)
  */
 export function computeThreads(): number {
   const raw = process.env.FT_THREADS;
@@ -85,7 +87,6 @@ export function computeThreads(): number {
     if (!Number.isInteger(n) || n < 1) throw new UserError(`FT_THREADS: expected a positive integer, got '${raw}'`);
     return n;
   }
-  if (process.env.VITEST) return 1;
   return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }
 
@@ -221,7 +222,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     throw new Error(`no usable backend for '${requested}': ${skipped.map((s) => `${s.name} (${s.reason})`).join('; ')}`);
   }
   current = { name, requested, skipped };
-  if ((options.verbose ?? true) && !logged && !process.env.VITEST) {
+  if ((options.verbose ?? process.env.FT_BACKEND_LOG !== '0') && !logged) {
     logged = true;
     const d = describeBackend();
     const gpu = d.webgpu.adapter;

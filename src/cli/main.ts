@@ -9,17 +9,33 @@ import { Command, Option } from 'commander';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { initBackend, type BackendChoice } from '../backend/index.ts';
+import { enableSignalHandling } from '../train/signals.ts';
 import { processIo, type CliIo } from './io.ts';
 import { reportError } from './report-error.ts';
+import { configKeysOfFlags, flagNames, type FlagNames } from './flag-names.ts';
 import { registerExperimentCommands } from './commands/experiment.ts';
 import { registerAverageCommand } from './commands/average.ts';
 import { registerBleuCommand } from './commands/bleu.ts';
 import { registerDoctorCommand } from './commands/doctor.ts';
-import { registerMlmCommands } from './commands/mlm.ts';
+import { mlmOverridesFromFlags, registerMlmCommands } from './commands/mlm.ts';
 import { registerQuickstartCommand } from './commands/quickstart.ts';
-import { registerTranslationCommands } from './commands/translation.ts';
+import { overridesFromFlags, registerTranslationCommands } from './commands/translation.ts';
 
 const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+/** Config key → flag attribute, from the training commands' flag → config mappings (flag-names.ts). */
+const CONFIG_KEYS_OF_FLAGS = configKeysOfFlags([overridesFromFlags, mlmOverridesFromFlags]);
+
+/** The subcommand each program is running, for naming flags in its error messages. */
+const running = new WeakMap<Command, Command>();
+
+/**
+ * The key → flag table for errors of the command `program` runs (of the program itself before a
+ * subcommand was chosen).
+ */
+export function runningFlagNames(program: Command): FlagNames {
+  return flagNames(running.get(program) ?? program, CONFIG_KEYS_OF_FLAGS);
+}
 
 /** Builds a fresh program (commander keeps parse state on the instance, so one per run). */
 export function buildProgram(io: CliIo): Command {
@@ -31,6 +47,8 @@ export function buildProgram(io: CliIo): Command {
     )
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true });
 
+  // First, so that an error of the next hook is reported with this command's flags too.
+  program.hook('preAction', (_program, actionCommand) => void running.set(program, actionCommand));
   // The engine is named in `doctor` and in the training log, not on every run: a mistake's
   // output stays one line.
   program.hook('preAction', async () => {
@@ -64,12 +82,13 @@ export function buildProgram(io: CliIo): Command {
 
 /** Runs the CLI on `argv` (without the node and script paths); resolves to the exit code. */
 export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
+  let program: Command | null = null;
   try {
-    const program = buildProgram(io);
+    program = buildProgram(io);
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
-    return reportError(err, io);
+    return reportError(err, io, program ? runningFlagNames(program) : new Map());
   }
 }
 
@@ -82,8 +101,13 @@ function isEntryPoint(): boolean {
   }
 }
 
-/** Runs on the process streams and exits once stdout has drained. */
+/**
+ * Runs on the process streams and exits once stdout has drained. This is the process, so it opts
+ * in to graceful interruption: a training finishes its update and saves, and the exit code is
+ * 130/143 (runCli, an in-process API, leaves the host process's signals alone).
+ */
 export async function main(argv: string[] = process.argv.slice(2)): Promise<never> {
+  enableSignalHandling();
   const code = await runCli(argv);
   await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
   process.exit(code);

@@ -1,11 +1,14 @@
 /**
  * How the CLI reports a failure. A user mistake (UserError) is one line, `error: <message>`,
- * exit 1, no stack trace. Anything else is a bug or an environment problem: its first line plus
- * a hint, exit 2 (the full stack with FT_DEBUG=1).
+ * exit 1, no stack trace; the config keys it names in backticks are shown as the flags that set
+ * them (flag-names.ts). A broken internal contract (InternalError) is reported as a bug. Anything
+ * else is a bug or an environment problem. Both: the first line plus a hint, exit 2 (the full
+ * stack with FT_DEBUG=1).
  */
 import { CommanderError } from 'commander';
 import { constants } from 'node:os';
-import { UserError } from '../errors.ts';
+import { InternalError, UserError } from '../errors.ts';
+import { withFlagNames, type FlagNames } from './flag-names.ts';
 import type { CliIo } from './io.ts';
 
 export const EXIT_USER_ERROR = 1;
@@ -47,15 +50,29 @@ function firstLine(text: string): string {
   return text.split('\n').find((line) => line.trim() !== '')?.trim() ?? '';
 }
 
-/** Prints `err` and returns the exit code. */
-export function reportError(err: unknown, io: CliIo): number {
+/** The stack under FT_DEBUG, else `hint`. */
+function stackOrHint(err: unknown, io: CliIo, hint: string): void {
+  if (process.env.FT_DEBUG && err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
+  else io.stderr(`hint: ${hint}\n`);
+}
+
+/**
+ * Prints `err` and returns the exit code. `flags` names the flag of each config key the running
+ * command has one for (empty: keys are shown as the library wrote them).
+ */
+export function reportError(err: unknown, io: CliIo, flags: FlagNames = new Map()): number {
   if (err instanceof CommanderError) {
     // Commander has already printed its message (or the help text); keep its exit code.
     return err.exitCode;
   }
   if (err instanceof UserError) {
-    io.stderr(`error: ${firstLine(err.message)}\n`);
+    io.stderr(`error: ${withFlagNames(firstLine(err.message), flags)}\n`);
     return EXIT_USER_ERROR;
+  }
+  if (err instanceof InternalError) {
+    io.stderr(`error: internal error: ${firstLine(err.message)}\n`);
+    stackOrHint(err, io, 'this is a bug in factorized-transformer (or in code calling it), not a mistake in your input; rerun with FT_DEBUG=1 for the stack trace and report it');
+    return EXIT_INTERNAL_ERROR;
   }
   const interrupted = interruptedExitCode(err);
   if (interrupted !== null) {
@@ -69,10 +86,6 @@ export function reportError(err: unknown, io: CliIo): number {
   }
   const message = err instanceof Error ? firstLine(err.message) || err.name : firstLine(String(err));
   io.stderr(`error: ${message}\n`);
-  if (process.env.FT_DEBUG && err instanceof Error && err.stack) {
-    io.stderr(`${err.stack}\n`);
-  } else {
-    io.stderr('hint: this is not a known input mistake; rerun with FT_DEBUG=1 for the stack trace and report it if it persists\n');
-  }
+  stackOrHint(err, io, 'this is not a known input mistake; rerun with FT_DEBUG=1 for the stack trace and report it if it persists');
   return EXIT_INTERNAL_ERROR;
 }

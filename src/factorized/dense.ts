@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
-import { UserError } from '../errors.ts';
+import { InternalError, UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
 import type { FactorPair } from './frobenius.ts';
 import { resolveRank } from './rank.ts';
@@ -80,7 +80,7 @@ export class FactorizedDense extends tf.layers.Layer {
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
     const inDim = shape[shape.length - 1];
-    if (inDim == null) throw new UserError(`FactorizedDense '${this.name}': the input's last dimension must be known`);
+    if (inDim == null) throw new InternalError(`FactorizedDense '${this.name}': the input's last dimension must be known`);
     const r = (this.rank = resolveRank(`FactorizedDense '${this.name}'`, inDim, this.units, this.rankOption, this.rankScale));
     // Product entries get the variance of a Glorot-uniform dense kernel, 2 / (in + units).
     const limit = Math.sqrt(3 * Math.sqrt(2 / (inDim + this.units) / r));

@@ -3,7 +3,7 @@
  * ½(‖U‖² + ‖V‖²), with closed-form gradients that never form the product U Vᵀ.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../errors.ts';
+import { InternalError, UserError } from '../errors.ts';
 
 export type FactorPairKind = 'qk' | 'ov' | 'linear' | 'embedding';
 
@@ -32,7 +32,7 @@ export const ALL_FACTOR_PAIRS: FrobeniusDecayPairs = { qk: true, ov: true, linea
 
 function checkPair(U: tf.Tensor, V: tf.Tensor, what: string): void {
   if (U.rank !== V.rank || (U.rank !== 2 && U.rank !== 3) || U.shape[U.rank - 1] !== V.shape[V.rank - 1] || (U.rank === 3 && U.shape[0] !== V.shape[0])) {
-    throw new UserError(`${what}: expected U [H?, m, r] and V [H?, n, r] with equal H and r; got [${U.shape}] and [${V.shape}]`);
+    throw new InternalError(`${what}: expected U [H?, m, r] and V [H?, n, r] with equal H and r; got [${U.shape}] and [${V.shape}]`);
   }
 }
 
@@ -95,7 +95,7 @@ export function addFrobeniusDecayGrads(
   coef: number,
   enabled: FrobeniusDecayPairs = ALL_FACTOR_PAIRS,
 ): Record<string, tf.Tensor> {
-  if (!Number.isFinite(coef) || coef < 0) throw new UserError(`frobeniusDecay must be a finite number >= 0; got ${coef}`);
+  if (!Number.isFinite(coef) || coef < 0) throw new UserError(`\`frobeniusDecay\` must be a finite number >= 0; got ${coef}`);
   const out: Record<string, tf.Tensor> = { ...grads };
   if (coef === 0) return out;
   for (const pair of pairs) {

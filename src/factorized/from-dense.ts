@@ -3,7 +3,7 @@
  * best rank-r approximation by truncated SVD (`factorize`), exact at full rank.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../errors.ts';
+import { InternalError } from '../errors.ts';
 import { FactorizedDense, type FactorizedActivation } from './dense.ts';
 import { FactorizedEmbedding } from './embedding.ts';
 import { resolveRank } from './rank.ts';
@@ -22,10 +22,10 @@ export async function fromDenseKernel(opts: {
   name?: string;
 }): Promise<{ layer: FactorizedDense; relativeError: number }> {
   const { kernel, bias } = opts;
-  if (kernel.rank !== 2) throw new UserError(`fromDenseKernel: kernel must be [in, units]; got shape [${kernel.shape}]`);
+  if (kernel.rank !== 2) throw new InternalError(`fromDenseKernel: kernel must be [in, units]; got shape [${kernel.shape}]`);
   const [inDim, units] = kernel.shape;
   if (bias && (bias.rank !== 1 || bias.shape[0] !== units)) {
-    throw new UserError(`fromDenseKernel: bias must be [${units}]; got shape [${bias.shape}]`);
+    throw new InternalError(`fromDenseKernel: bias must be [${units}]; got shape [${bias.shape}]`);
   }
   const r = resolveRank('fromDenseKernel', inDim, units, opts.rank, opts.rankScale);
   const { U, V, relativeError } = await factorize(kernel, r);
@@ -43,7 +43,7 @@ export async function fromDenseEmbedding(opts: { embeddings: tf.Tensor2D; rank?:
   relativeError: number;
 }> {
   const { embeddings } = opts;
-  if (embeddings.rank !== 2) throw new UserError(`fromDenseEmbedding: embeddings must be [inputDim, outputDim]; got shape [${embeddings.shape}]`);
+  if (embeddings.rank !== 2) throw new InternalError(`fromDenseEmbedding: embeddings must be [inputDim, outputDim]; got shape [${embeddings.shape}]`);
   const [inputDim, outputDim] = embeddings.shape;
   const r = resolveRank('fromDenseEmbedding', inputDim, outputDim, opts.rank, opts.rankScale);
   const { U, V, relativeError } = await factorize(embeddings, r);

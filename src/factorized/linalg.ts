@@ -6,6 +6,7 @@
  * on small matrices (r × r, or at most d × d), where exactness matters more than speed, so plain
  * row-major Float64Array code is the simplest correct tool. Matrices are row-major `{rows, cols, data}`.
  */
+import { InternalError } from '../errors.ts';
 
 export interface Matrix {
   rows: number;
@@ -34,7 +35,7 @@ export function transpose(a: Matrix): Matrix {
 export function matmul(a: Matrix, b: Matrix, transposeB = false): Matrix {
   const n = transposeB ? b.rows : b.cols;
   const inner = transposeB ? b.cols : b.rows;
-  if (a.cols !== inner) throw new Error(`matmul: inner dimensions ${a.cols} and ${inner} differ`);
+  if (a.cols !== inner) throw new InternalError(`matmul: inner dimensions ${a.cols} and ${inner} differ`);
   const c = zeros(a.rows, n);
   for (let i = 0; i < a.rows; i++) {
     for (let k = 0; k < inner; k++) {
@@ -57,7 +58,7 @@ export function matmul(a: Matrix, b: Matrix, transposeB = false): Matrix {
 export function thinQr(a: Matrix): { q: Matrix; r: Matrix } {
   const m = a.rows;
   const k = a.cols;
-  if (m < k) throw new Error(`thinQr: needs rows >= cols, got ${m} x ${k}`);
+  if (m < k) throw new InternalError(`thinQr: needs rows >= cols, got ${m} x ${k}`);
   const w = Float64Array.from(a.data); // becomes R in its upper triangle
   const vs: Float64Array[] = [];
   for (let j = 0; j < k; j++) {
@@ -209,7 +210,7 @@ function jacobiSvd(a: Matrix): { u: Matrix; s: Float64Array; v: Matrix } {
  * Returns the factors and the singular values of P (all k of them).
  */
 export function balancedFactors(u: Matrix, v: Matrix, rank: number): { u: Matrix; v: Matrix; s: Float64Array } {
-  if (u.cols !== v.cols) throw new Error(`balancedFactors: factor ranks ${u.cols} and ${v.cols} differ`);
+  if (u.cols !== v.cols) throw new InternalError(`balancedFactors: factor ranks ${u.cols} and ${v.cols} differ`);
   const k = u.cols;
   // A thin QR needs rows ≥ cols; a factor with fewer rows than columns gets zero rows added
   // (which adds nothing to the product) and removed again at the end.

@@ -8,7 +8,7 @@
  * The tensor entry points (`spectralInit`, `factorize`) read their inputs with `await data()`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../errors.ts';
+import { InternalError } from '../errors.ts';
 import { balancedFactors, fromArray, svd } from './linalg.ts';
 
 /**
@@ -18,14 +18,14 @@ import { balancedFactors, fromArray, svd } from './linalg.ts';
  */
 export async function spectralInit(U: tf.Tensor, V: tf.Tensor): Promise<{ U: tf.Tensor; V: tf.Tensor }> {
   if (U.rank !== V.rank || (U.rank !== 2 && U.rank !== 3)) {
-    throw new UserError(`spectralInit: U and V must both be [m, r] or [H, m, r]; got shapes [${U.shape}] and [${V.shape}]`);
+    throw new InternalError(`spectralInit: U and V must both be [m, r] or [H, m, r]; got shapes [${U.shape}] and [${V.shape}]`);
   }
   const batched = U.rank === 3;
   const heads = batched ? U.shape[0] : 1;
   const [m, r] = U.shape.slice(-2);
   const [n, rv] = V.shape.slice(-2);
   if (r !== rv || (batched && V.shape[0] !== heads)) {
-    throw new UserError(`spectralInit: U [${U.shape}] and V [${V.shape}] must share the head count and rank`);
+    throw new InternalError(`spectralInit: U [${U.shape}] and V [${V.shape}] must share the head count and rank`);
   }
   const [uData, vData] = await Promise.all([U.data(), V.data()]);
   const out = spectralInitValues(uData, vData, heads, m, n, r);
@@ -83,8 +83,8 @@ export function balanceStoredPair(
  * (see linalg.svd for measured times): fine up to a few hundred, slow (minutes) at 1024.
  */
 export async function factorize(W: tf.Tensor2D, rank: number): Promise<{ U: tf.Tensor2D; V: tf.Tensor2D; relativeError: number }> {
-  if (W.rank !== 2) throw new UserError(`factorize: W must be a matrix [m, n]; got shape [${W.shape}]`);
-  if (!Number.isInteger(rank) || rank < 1) throw new UserError(`factorize: rank must be a positive integer; got ${rank}`);
+  if (W.rank !== 2) throw new InternalError(`factorize: W must be a matrix [m, n]; got shape [${W.shape}]`);
+  if (!Number.isInteger(rank) || rank < 1) throw new InternalError(`factorize: rank must be a positive integer; got ${rank}`);
   const [m, n] = W.shape;
   const res = factorizeArray(await W.data(), m, n, rank);
   return { U: tf.tensor2d(Float32Array.from(res.u), [m, rank]), V: tf.tensor2d(Float32Array.from(res.v), [n, rank]), relativeError: res.relativeError };

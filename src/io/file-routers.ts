@@ -42,6 +42,10 @@ function urlOf(url: string | string[]): string | null {
 
 let registered = false;
 
+/** Routers return null for URLs they do not serve (tfjs' router_registry skips those); the
+ * IORouter type does not say so. */
+const NOT_OURS = null as unknown as tf.io.IOHandler;
+
 /**
  * Registers the `file://` save and load routers, once, unless another package (tfjs-node) already
  * serves `file://` (two matching handlers would make tfjs refuse both). Returns whether ours are
@@ -52,7 +56,7 @@ export function registerFileRouters(): boolean {
   if (tf.io.getSaveHandlers(`${SCHEME}/probe`).length > 0) return false;
   tf.io.registerSaveRouter((url) => {
     const u = urlOf(url);
-    if (u === null) return null;
+    if (u === null) return NOT_OURS;
     const dir = folderOf(u);
     const inner = fileIOHandler(dir);
     return {
@@ -64,7 +68,7 @@ export function registerFileRouters(): boolean {
   });
   tf.io.registerLoadRouter((url) => {
     const u = urlOf(url);
-    return u === null ? null : fileIOHandler(folderOf(u));
+    return u === null ? NOT_OURS : fileIOHandler(folderOf(u));
   });
   registered = true;
   return true;

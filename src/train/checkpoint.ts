@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { promises as fsp, existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { UserError } from '../errors.ts';
+import { InternalError, UserError } from '../errors.ts';
 import type { OptimizerState, OptimizerStateMeta, TrainOptimizer } from './optimizers.ts';
 import type { TrainerState } from './state.ts';
 import { isOutputLocked } from './lock.ts';
@@ -239,7 +239,7 @@ interface ModelJSONFile {
 
 function modelFiles(artifacts: tf.io.ModelArtifacts): { name: string; data: Uint8Array }[] {
   if (!artifacts.modelTopology || !artifacts.weightSpecs || artifacts.weightData === undefined) {
-    throw new Error('model.save produced no topology or weights');
+    throw new InternalError('model.save produced no topology or weights');
   }
   const json: ModelJSONFile = {
     format: artifacts.format,
@@ -329,7 +329,7 @@ async function captureModel(model: tf.LayersModel): Promise<tf.io.ModelArtifacts
       return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
     }),
   );
-  if (!captured) throw new Error('model.save did not call the save handler');
+  if (!captured) throw new InternalError('model.save did not call the save handler');
   return captured;
 }
 

@@ -47,6 +47,7 @@ export {
 export type { SaveCheckpointOptions, LoadedCheckpoint, FileWriter } from './checkpoint.ts';
 export { acquireOutputLock, isOutputLocked } from './lock.ts';
 export type { OutputLock } from './lock.ts';
+export { enableSignalHandling, signalHandlingEnabled } from './signals.ts';
 export { ProgressReporter, MetricsWriter, formatProgressLine, formatDuration } from './progress.ts';
 export type { MetricsRecord, ProgressMode, ProgressUpdate } from './progress.ts';
 export type { TrainerState } from './state.ts';

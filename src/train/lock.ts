@@ -100,16 +100,16 @@ export function acquireOutputLock(outDir: string): OutputLock {
       return makeLock(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new UserError(`--out ${outDir}: cannot create lock file ${file} (${(err as NodeJS.ErrnoException).code})`);
+        throw new UserError(`\`out\` ${outDir}: cannot create lock file ${file} (${(err as NodeJS.ErrnoException).code})`);
       }
     }
     const holder = readLock(file);
     if (holder && holder.host === os.hostname() && isAlive(holder, file)) {
       const who = holder.pid === process.pid ? 'this process' : `process ${holder.pid}`;
-      throw new UserError(`--out ${outDir}: another training (${who}, since ${holder.started}) is writing to this folder; use another --out or wait for it to finish`);
+      throw new UserError(`\`out\` ${outDir}: another training (${who}, since ${holder.started}) is writing to this folder; use another \`out\` or wait for it to finish`);
     }
     if (holder && holder.host !== os.hostname()) {
-      throw new UserError(`--out ${outDir}: locked by pid ${holder.pid} on host ${holder.host}; remove ${file} if that training is gone`);
+      throw new UserError(`\`out\` ${outDir}: locked by pid ${holder.pid} on host ${holder.host}; remove ${file} if that training is gone`);
     }
     // Stale: its process is dead. Re-check right before removing, narrowing the race with another taker.
     const again = readLock(file);
@@ -121,7 +121,7 @@ export function acquireOutputLock(outDir: string): OutputLock {
       }
     }
   }
-  throw new UserError(`--out ${outDir}: could not take the lock ${file}`);
+  throw new UserError(`\`out\` ${outDir}: could not take the lock ${file}`);
 }
 
 function makeLock(file: string): OutputLock {

@@ -8,7 +8,7 @@
  *   loss = (1 − ε)·nll + ε·mean_v(−log p)        (= (1−ε)·nll + ε/V·Σ_v(−log p), fairseq/torch style)
  */
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../errors.ts';
+import { InternalError, UserError } from '../errors.ts';
 import { softmaxCrossEntropy } from '../backend/index.ts';
 
 export interface LabelSmoothingOptions {
@@ -45,21 +45,21 @@ export function labelSmoothedCrossEntropy(
   }
   const vocab = logits.shape[logits.shape.length - 1];
   if (logits.shape.length !== targets.shape.length + 1 || targets.shape.some((d, i) => d !== logits.shape[i])) {
-    throw new Error(
+    throw new InternalError(
       `labelSmoothedCrossEntropy: logits [${logits.shape}] must be targets [${targets.shape}] plus a vocabulary axis`,
     );
   }
-  if (targets.dtype !== 'int32') throw new Error(`labelSmoothedCrossEntropy: targets must be int32, got ${targets.dtype}`);
+  if (targets.dtype !== 'int32') throw new InternalError(`labelSmoothedCrossEntropy: targets must be int32, got ${targets.dtype}`);
   // Counting on the host, from the batch's own ids when given (targets are built from host arrays).
   const targetIds = options.targetIds ?? targets.dataSync();
   if (targetIds.length !== targets.size) {
-    throw new Error(`labelSmoothedCrossEntropy: targetIds has ${targetIds.length} values, targets [${targets.shape}] ${targets.size}`);
+    throw new InternalError(`labelSmoothedCrossEntropy: targetIds has ${targetIds.length} values, targets [${targets.shape}] ${targets.size}`);
   }
   let numTokens = 0;
   for (let i = 0; i < targetIds.length; i++) {
     const id = targetIds[i];
     if (id === padId) continue;
-    if (id < 0 || id >= vocab) throw new Error(`labelSmoothedCrossEntropy: target id ${id} outside vocabulary [0, ${vocab})`);
+    if (id < 0 || id >= vocab) throw new InternalError(`labelSmoothedCrossEntropy: target id ${id} outside vocabulary [0, ${vocab})`);
     numTokens++;
   }
   // The engine's fused kernel: one pass for the value, and a single [n, V] gradient tensor

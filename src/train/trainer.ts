@@ -9,9 +9,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as path from 'node:path';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { cp, rename } from 'node:fs/promises';
-import { UserError } from '../errors.ts';
+import { existsSync, rmSync } from 'node:fs';
+import { InternalError, UserError } from '../errors.ts';
 import { globalRandom, setGlobalSeed } from '../random.ts';
 import {
   ALL_FACTOR_PAIRS,
@@ -24,14 +23,9 @@ import {
 import { TrainOptimizer, type OptimizerName } from './optimizers.ts';
 import { makeSchedule, type Schedule, type ScheduleConfig } from './schedules.ts';
 import { accumulateInto, clipByGlobalNorm, disposeGrads, scaleGrads, sumOfSquares, type GradMap } from './gradients.ts';
-import {
-  listStepCheckpoints,
-  loadCheckpoint,
-  recoverCheckpoint,
-  saveCheckpoint,
-  type FileWriter,
-} from './checkpoint.ts';
-import { acquireOutputLock, type OutputLock } from './lock.ts';
+import { loadCheckpoint, recoverCheckpoint, saveCheckpoint, type FileWriter } from './checkpoint.ts';
+import { RunFolder, resumeSource } from './run-folder.ts';
+import { InterruptWatch, signalHandlingEnabled } from './signals.ts';
 import { MetricsWriter, ProgressReporter, type MetricsRecord, type ProgressMode } from './progress.ts';
 import type { TrainerState } from './state.ts';
 
@@ -126,7 +120,8 @@ export interface TrainerOptions<B> {
    * On SIGINT/SIGTERM finish the current update, save checkpoint_last and return with stopReason
    * 'interrupted' and the signal in `signal` (the caller exits 130/143; this library never calls
    * process.exit). A second signal is re-raised with the default action: the process dies of it at
-   * once. Default: true when outDir is set.
+   * once. Default: false, so a signal keeps its default action; true when outDir is set and the
+   * program called `enableSignalHandling()` (signals.ts; the CLI does).
    */
   handleSignals?: boolean;
   /** Called after every applied or skipped update. */
@@ -186,25 +181,11 @@ export class NonFiniteLossError extends UserError {
   }
 }
 
-function positiveInt(value: number | undefined, name: string, fallback: number, allowZero = true): number {
+/** Option `name` (its value or the fallback) as an integer >= `min`; 0 means "off" where min is 0. */
+function integerOption(value: number | undefined, name: string, fallback: number, min: 0 | 1): number {
   const v = value ?? fallback;
-  if (!Number.isInteger(v) || v < 0 || (!allowZero && v === 0)) {
-    throw new UserError(`${name}: expected an integer ${allowZero ? '>= 0' : '>= 1'}, got ${value}`);
-  }
+  if (!Number.isInteger(v) || v < min) throw new UserError(`\`${name}\`: expected an integer >= ${min}, got ${value}`);
   return v;
-}
-
-/**
- * Undoes what a crash can leave in an output folder we hold the lock of: a replacement interrupted
- * between its renames, and hidden temporary folders.
- */
-function repairOutputFolder(outDir: string): void {
-  recoverCheckpoint(path.join(outDir, 'checkpoint_last'), true);
-  recoverCheckpoint(path.join(outDir, 'checkpoint_best'), true);
-  if (!existsSync(outDir)) return;
-  for (const entry of readdirSync(outDir)) {
-    if (/^\.checkpoint_\d+\.tmp-/.test(entry)) rmSync(path.join(outDir, entry), { recursive: true, force: true });
-  }
 }
 
 export class Trainer<B> {
@@ -219,6 +200,10 @@ export class Trainer<B> {
   private readonly updateFreq: number;
   private readonly limits: { maxSteps: number; maxEpochs: number; maxTimeMinutes: number };
   private readonly every: { valid: number; save: number; log: number; keepLast: number; patience: number };
+  /** The output folder while train() runs (null without outDir). */
+  private run: RunFolder | null = null;
+  /** SIGINT/SIGTERM listeners while train() runs, when it handles signals. */
+  private interrupts: InterruptWatch | null = null;
 
   constructor(options: TrainerOptions<B>) {
     this.options = options;
@@ -226,33 +211,33 @@ export class Trainer<B> {
     this.model = trainable.model;
     this.pairs = trainable.factorPairs ? trainable.factorPairs() : collectFactorPairs(this.model.layers);
     this.fdPairs = { ...ALL_FACTOR_PAIRS, ...(options.fdPairs ?? {}) };
-    this.updateFreq = positiveInt(options.updateFreq, 'updateFreq', 1, false);
+    this.updateFreq = integerOption(options.updateFreq, 'updateFreq', 1, 1);
     this.limits = {
-      maxSteps: positiveInt(options.maxSteps, 'maxSteps', 0),
-      maxEpochs: positiveInt(options.maxEpochs, 'maxEpochs', 0),
+      maxSteps: integerOption(options.maxSteps, 'maxSteps', 0, 0),
+      maxEpochs: integerOption(options.maxEpochs, 'maxEpochs', 0, 0),
       maxTimeMinutes: options.maxTimeMinutes ?? 0,
     };
-    if (!(this.limits.maxTimeMinutes >= 0)) throw new UserError(`maxTimeMinutes: expected a number >= 0, got ${options.maxTimeMinutes}`);
+    if (!(this.limits.maxTimeMinutes >= 0)) throw new UserError(`\`maxTimeMinutes\`: expected a number >= 0, got ${options.maxTimeMinutes}`);
     if (!this.limits.maxSteps && !this.limits.maxEpochs && !this.limits.maxTimeMinutes) {
-      throw new UserError('training budget: set at least one of maxSteps, maxEpochs, maxTimeMinutes');
+      throw new UserError('training budget: set at least one of `maxSteps`, `maxEpochs`, `maxTimeMinutes`');
     }
-    const valid = positiveInt(options.validEvery, 'validEvery', 0);
+    const valid = integerOption(options.validEvery, 'validEvery', 0, 0);
     this.every = {
       valid,
-      save: positiveInt(options.saveEvery, 'saveEvery', valid),
-      log: positiveInt(options.logEvery, 'logEvery', 10, false),
-      keepLast: positiveInt(options.keepLast, 'keepLast', 1, false),
-      patience: positiveInt(options.earlyStopPatience, 'earlyStopPatience', 0),
+      save: integerOption(options.saveEvery, 'saveEvery', valid, 0),
+      log: integerOption(options.logEvery, 'logEvery', 10, 1),
+      keepLast: integerOption(options.keepLast, 'keepLast', 1, 1),
+      patience: integerOption(options.earlyStopPatience, 'earlyStopPatience', 0, 0),
     };
     if (options.nanPolicy && !['stop', 'skip'].includes(options.nanPolicy)) {
-      throw new UserError(`nanPolicy: expected 'stop' or 'skip', got '${options.nanPolicy}'`);
+      throw new UserError(`\`nanPolicy\`: expected 'stop' or 'skip', got '${options.nanPolicy}'`);
     }
     if (options.bestMode && !['min', 'max'].includes(options.bestMode)) {
-      throw new UserError(`bestMode: expected 'min' or 'max', got '${options.bestMode}'`);
+      throw new UserError(`\`bestMode\`: expected 'min' or 'max', got '${options.bestMode}'`);
     }
     for (const key of ['weightDecay', 'frobeniusDecay', 'clipNorm'] as const) {
       const v = options[key];
-      if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new UserError(`${key}: expected a number >= 0, got ${v}`);
+      if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new UserError(`\`${key}\`: expected a number >= 0, got ${v}`);
     }
 
     // Factor weights of pairs under Frobenius decay are excluded from plain weight decay. Without
@@ -315,14 +300,14 @@ export class Trainer<B> {
     let config: ScheduleConfig;
     if (kind === 'linear') {
       const total = this.plannedUpdates();
-      if (!total) throw new UserError("schedule 'linear': needs maxSteps or maxEpochs to know where the decay ends");
+      if (!total) throw new UserError("`schedule` 'linear': needs `maxSteps` or `maxEpochs` to know where the decay ends");
       config = { kind, lr: o.lr, warmupUpdates, totalUpdates: total };
     } else if (kind === 'inverse_sqrt') {
       config = { kind, lr: o.lr, warmupUpdates, warmupInitLr: o.warmupInitLr };
     } else if (kind === 'constant') {
       config = { kind, lr: o.lr, warmupUpdates };
     } else {
-      throw new UserError(`schedule: unknown '${kind}'; expected inverse_sqrt, linear or constant`);
+      throw new UserError(`\`schedule\`: unknown '${kind}'; expected inverse_sqrt, linear or constant`);
     }
     return makeSchedule(config);
   }
@@ -337,7 +322,7 @@ export class Trainer<B> {
     recoverCheckpoint(dir, removeTemporaries);
     const ckpt = await loadCheckpoint(dir);
     if (!ckpt.trainerState || !ckpt.optimizerState) {
-      throw new UserError(`--resume ${dir}: not a training checkpoint (no trainer-state.json / optimizer.json)`);
+      throw new UserError(`\`resume\` ${dir}: not a training checkpoint (no trainer-state.json / optimizer.json)`);
     }
     ckpt.restoreWeightsInto(this.model);
     this.optimizer.setState(ckpt.optimizerState, path.join(dir, 'optimizer.json'));
@@ -347,64 +332,46 @@ export class Trainer<B> {
 
   async train(): Promise<TrainResult> {
     const o = this.options;
-    const outDir = o.outDir;
-    let lock: OutputLock | null = null;
     let metrics: MetricsWriter | null = null;
     const progress = new ProgressReporter(o.progress ?? 'auto', (o.progressStream ?? process.stderr) as NodeJS.WriteStream);
     try {
-      if (outDir) lock = acquireOutputLock(outDir);
-      const resumeDir =
-        typeof o.resume === 'string' ? o.resume : o.resume && outDir ? path.join(outDir, 'checkpoint_last') : null;
-      if (outDir) repairOutputFolder(outDir);
-      if (resumeDir && (typeof o.resume === 'string' || existsSync(resumeDir))) {
-        await this.restore(resumeDir, outDir !== undefined && path.dirname(path.resolve(resumeDir)) === path.resolve(outDir));
+      const run = o.outDir ? RunFolder.open(o.outDir) : null;
+      this.run = run;
+      const resumeDir = resumeSource(o.resume, run);
+      if (resumeDir) {
+        await this.restore(resumeDir, run?.holds(resumeDir) ?? false);
         progress.message(`resumed from ${resumeDir} at step ${this.state.step} (epoch ${this.state.epoch}, batch ${this.state.batchIndex})`);
       } else {
-        if (outDir && !o.overwrite && existsSync(path.join(outDir, 'checkpoint_last'))) {
-          throw new UserError(`--out ${outDir}: already holds checkpoint_last; pass --resume to continue it, or choose another folder`);
-        }
+        run?.refuseToReplace(o.overwrite ?? false);
         setGlobalSeed(this.state.seed);
       }
-      if (outDir) {
-        metrics = new MetricsWriter(path.join(outDir, 'metrics.jsonl'));
+      if (run) {
+        metrics = new MetricsWriter(run.metricsFile);
         // A pending validation is re-run first (runLoop): drop any record it left before dying.
         if (this.state.step > 0) metrics.truncateAfter(this.state.step, this.state.pendingValidation === this.state.step);
-        else if (!resumeDir || !existsSync(resumeDir)) rmSync(metrics.file, { force: true });
+        else if (!resumeDir) rmSync(metrics.file, { force: true });
       }
       return await this.loop(progress, metrics);
     } finally {
       progress.stop();
-      lock?.release();
+      this.run?.release();
+      this.run = null;
     }
   }
 
-  private interrupted: NodeJS.Signals | null = null;
+  private get interrupted(): NodeJS.Signals | null {
+    return this.interrupts?.signal ?? null;
+  }
 
   private async loop(progress: ProgressReporter, metrics: MetricsWriter | null): Promise<TrainResult> {
-    const o = this.options;
-    this.interrupted = null;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (this.interrupted) {
-        // Abort at once: without our handlers the signal's default action ends the process
-        // (exit status 128 + signal, as shells expect), with no process.exit in the library.
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-        process.kill(process.pid, signal);
-        return;
-      }
-      this.interrupted = signal;
-      progress.message(`${signal}: finishing this update and saving checkpoint_last (${signal} again to abort at once)`);
-    };
-    const handleSignals = o.handleSignals ?? o.outDir !== undefined;
-    if (handleSignals) {
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-    }
+    const handleSignals = this.options.handleSignals ?? (signalHandlingEnabled() && this.run !== null);
+    this.interrupts = handleSignals
+      ? new InterruptWatch((signal) => progress.message(`${signal}: finishing this update and saving checkpoint_last (${signal} again to abort at once)`))
+      : null;
     try {
       return await this.runLoop(progress, metrics);
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      this.interrupts?.stop();
     }
   }
 
@@ -426,7 +393,7 @@ export class Trainer<B> {
     if (this.state.pendingValidation === this.state.step && this.state.step > 0) {
       if (o.validate) {
         if (await this.validateAndTrack(progress, metrics, elapsed())) stopReason ??= 'earlyStop';
-        if (stopReason !== null && o.outDir) await this.saveLast(o.outDir);
+        if (stopReason !== null && this.run) await this.saveLast(this.run);
       } else this.state.pendingValidation = null;
     }
 
@@ -496,15 +463,15 @@ export class Trainer<B> {
           // Saved BEFORE validating: a validation that fails or is killed never costs the updates
           // since the last save (or blocks every --resume at the same point). The state marks this
           // step's validation as pending; a resumed run runs it first, so resume stays exact.
-          if (saveNow && o.outDir) {
+          if (saveNow && this.run) {
             this.state.pendingValidation = validateNow ? step : null;
-            await this.saveLast(o.outDir);
+            await this.saveLast(this.run);
             savedAtStep = step;
           }
           if (validateNow) {
             if (await this.validateAndTrack(progress, metrics, elapsed())) stopReason ??= 'earlyStop';
             // The run ends here: its final checkpoint_last holds this validation too.
-            if (stopReason !== null && o.outDir) await this.saveLast(o.outDir);
+            if (stopReason !== null && this.run) await this.saveLast(this.run);
           }
         }
       } finally {
@@ -512,14 +479,14 @@ export class Trainer<B> {
       }
     }
     // Stopped at the top of the loop with unsaved progress (the last update of an epoch was skipped).
-    if (o.outDir && this.state.step !== savedAtStep) {
+    if (this.run && this.state.step !== savedAtStep) {
       const validateNow = o.validate !== undefined && stopReason !== 'interrupted' && this.state.lastValidation?.step !== this.state.step;
       // As in the loop: save first, then validate, then save the final state.
       this.state.pendingValidation = validateNow ? this.state.step : null;
-      await this.saveLast(o.outDir);
+      await this.saveLast(this.run);
       if (validateNow) {
         await this.validateAndTrack(progress, metrics, elapsed());
-        await this.saveLast(o.outDir);
+        await this.saveLast(this.run);
       }
     }
     progress.stop();
@@ -556,7 +523,7 @@ export class Trainer<B> {
     for (let micro = 0; micro < this.updateFreq && this.state.batchIndex < numBatches; micro++) {
       const next = iterator.next();
       if (next.done) {
-        throw new Error(`training data: epoch ${this.state.epoch} ended after ${this.state.batchIndex} batches, numBatches said ${numBatches}`);
+        throw new InternalError(`training data: epoch ${this.state.epoch} ended after ${this.state.batchIndex} batches, numBatches said ${numBatches}`);
       }
       let numTokens = 0;
       let nll: tf.Scalar | undefined;
@@ -644,9 +611,8 @@ export class Trainer<B> {
 
   /** What a run stopped by NaN/Inf leaves behind, for its message: only claim a checkpoint that exists. */
   private keptCheckpoint(): string {
-    const outDir = this.options.outDir;
-    if (!outDir) return 'nothing was saved (no output folder)';
-    return existsSync(path.join(outDir, 'checkpoint_last')) ? 'the last good checkpoint is kept' : 'no checkpoint was written yet';
+    if (!this.run) return 'nothing was saved (no output folder)';
+    return existsSync(this.run.lastCheckpoint) ? 'the last good checkpoint is kept' : 'no checkpoint was written yet';
   }
 
   /**
@@ -656,7 +622,7 @@ export class Trainer<B> {
   private async validateAndTrack(progress: ProgressReporter, metrics: MetricsWriter | null, time: number): Promise<boolean> {
     const improved = await this.runValidation(progress, metrics, time);
     this.state.pendingValidation = null;
-    if (improved && this.options.outDir) await this.save(path.join(this.options.outDir, 'checkpoint_best'));
+    if (improved && this.run) await this.save(this.run.bestCheckpoint);
     if (this.every.patience > 0 && this.state.validationsWithoutImprovement >= this.every.patience) {
       progress.message(`early stop at step ${this.state.step}: no improvement of ${this.state.bestMetric} in ${this.every.patience} validations`);
       return true;
@@ -669,7 +635,7 @@ export class Trainer<B> {
     const results = await this.options.validate!();
     const metric = this.state.bestMetric;
     if (!(metric in results)) {
-      throw new UserError(`bestMetric '${metric}': not among the validation results (${Object.keys(results).join(', ')})`);
+      throw new UserError(`\`bestMetric\` '${metric}': not among the validation results (${Object.keys(results).join(', ')})`);
     }
     const score = results[metric];
     const step = this.state.step;
@@ -706,26 +672,9 @@ export class Trainer<B> {
   }
 
   /** checkpoint_last, plus checkpoint_<step> copies pruned to the last keepLast. */
-  private async saveLast(outDir: string): Promise<void> {
-    const last = path.join(outDir, 'checkpoint_last');
-    await this.save(last);
-    if (this.every.keepLast <= 1) return;
-    const stepDir = path.join(outDir, `checkpoint_${this.state.step}`);
-    // A copy of the complete folder under a hidden name, then a rename: never half-visible.
-    const tmp = path.join(outDir, `.checkpoint_${this.state.step}.tmp-${process.pid}`);
-    try {
-      rmSync(tmp, { recursive: true, force: true });
-      await cp(last, tmp, { recursive: true });
-      rmSync(stepDir, { recursive: true, force: true });
-      await rename(tmp, stepDir);
-    } catch (err) {
-      rmSync(tmp, { recursive: true, force: true });
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code) throw new UserError(`cannot write checkpoint ${stepDir}: ${code}; checkpoint_last is complete`);
-      throw err;
-    }
-    const all = listStepCheckpoints(outDir);
-    for (const old of all.slice(0, Math.max(0, all.length - this.every.keepLast))) rmSync(old.dir, { recursive: true, force: true });
+  private async saveLast(run: RunFolder): Promise<void> {
+    await this.save(run.lastCheckpoint);
+    await run.keepStepCopy(this.state.step, this.every.keepLast);
   }
 
   dispose(): void {

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { NativeBlas } from '../native.ts';
+import { InternalError } from '../../errors.ts';
 
 export const CROSS_ENTROPY_GRAD = 'FtSoftmaxCrossEntropyGrad';
 /** Optional per-engine forward kernel: logits [n, V], targets [n] → [n, 3] of (logsumexp, x_target, row mean). */
@@ -135,9 +136,9 @@ function crossEntropyRows(logits: tf.Tensor2D, targets: tf.Tensor1D): [tf.Tensor
 export function softmaxCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D, options: SoftmaxCrossEntropyOptions): SoftmaxCrossEntropy {
   const { smoothing, padId } = options;
   if (logits.rank !== 2 || targets.rank !== 1 || logits.shape[0] !== targets.shape[0]) {
-    throw new Error(`softmaxCrossEntropy: expected logits [n, V] and targets [n]; got [${logits.shape}] and [${targets.shape}]`);
+    throw new InternalError(`softmaxCrossEntropy: expected logits [n, V] and targets [n]; got [${logits.shape}] and [${targets.shape}]`);
   }
-  if (targets.dtype !== 'int32') throw new Error(`softmaxCrossEntropy: targets must be int32, got ${targets.dtype}`);
+  if (targets.dtype !== 'int32') throw new InternalError(`softmaxCrossEntropy: targets must be int32, got ${targets.dtype}`);
   const vocab = logits.shape[1];
   // Two outputs share one backward pass: customGrad supports a single output, so the loss and the
   // nll are stacked into a [2] vector and split after.

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { NativeBlas } from '../native.ts';
+import { InternalError } from '../../errors.ts';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type WasmBackend = any;
@@ -44,13 +45,13 @@ export interface MatMulPlan {
 export function planMatMul(aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean): MatMulPlan {
   const ar = aShape.length;
   const br = bShape.length;
-  if (ar < 2 || br < 2) throw new Error(`matMul: operands must have rank >= 2, got ${aShape} and ${bShape}`);
+  if (ar < 2 || br < 2) throw new InternalError(`matMul: operands must have rank >= 2, got ${aShape} and ${bShape}`);
   const m = transposeA ? aShape[ar - 1] : aShape[ar - 2];
   const k = transposeA ? aShape[ar - 2] : aShape[ar - 1];
   const kB = transposeB ? bShape[br - 1] : bShape[br - 2];
   const n = transposeB ? bShape[br - 2] : bShape[br - 1];
   if (k !== kB) {
-    throw new Error(
+    throw new InternalError(
       `matMul: inner dimensions ${k} and ${kB} of shapes [${aShape}] and [${bShape}] (transposeA=${transposeA}, transposeB=${transposeB}) must match`,
     );
   }
@@ -112,7 +113,7 @@ function biasIsRowVector(bias: TensorInfo, n: number): boolean {
 function fillBroadcast(c: Float32Array, outShape: number[], bias: Float32Array, biasShape: number[]): void {
   const shape = tf.backend_util.assertAndGetBroadcastShape(biasShape, outShape);
   if (shape.length !== outShape.length || shape.some((d, i) => d !== outShape[i])) {
-    throw new Error(`fused matMul: bias of shape [${biasShape}] does not broadcast to the output [${outShape}]`);
+    throw new InternalError(`fused matMul: bias of shape [${biasShape}] does not broadcast to the output [${outShape}]`);
   }
   const index = broadcastIndex(biasShape, outShape);
   if (!index) c.set(bias);
@@ -129,7 +130,7 @@ function nativeMatMul(
   bias: TensorInfo | null,
   activation: { code: number; alpha: number; prelu: TensorInfo | null },
 ): TensorInfo {
-  if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new Error('matMul: only float32 operands are supported on wasm');
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') throw new InternalError('matMul: only float32 operands are supported on wasm');
   const plan = planMatMul(a.shape, b.shape, transposeA, transposeB);
   const out = backend.makeOutput([...plan.batchShape, plan.m, plan.n], 'float32');
   if (plan.batch * plan.m * plan.n === 0) return out;
@@ -289,7 +290,7 @@ const stockKernels = new Map<string, tf.KernelFunc>();
 function stockKernel(name: string): tf.KernelFunc {
   if (!stockKernels.has(name)) {
     const k = tf.getKernel(name, 'wasm');
-    if (!k) throw new Error(`kernel ${name} is not registered for wasm`);
+    if (!k) throw new InternalError(`kernel ${name} is not registered for wasm`);
     stockKernels.set(name, k.kernelFunc);
   }
   return stockKernels.get(name)!;

@@ -7,6 +7,7 @@
  * thousands of times slower than they need to be. A single pass over the rows does it.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { InternalError } from '../../errors.ts';
 
 type SegmentSumInputs = { x: tf.TensorInfo; segmentIds: tf.TensorInfo };
 type SegmentSumAttrs = { numSegments: number };
@@ -46,7 +47,7 @@ export function registerUnsortedSegmentSum(backendName: 'wasm' | 'cpu'): void {
       const { x, segmentIds } = inputs as unknown as SegmentSumInputs;
       const { numSegments } = attrs as unknown as SegmentSumAttrs;
       if (segmentIds.shape.length !== 1 || segmentIds.shape[0] !== x.shape[0]) {
-        throw new Error(`UnsortedSegmentSum: segmentIds must be 1-D with one id per row of x; got [${segmentIds.shape}] for x [${x.shape}]`);
+        throw new InternalError(`UnsortedSegmentSum: segmentIds must be 1-D with one id per row of x; got [${segmentIds.shape}] for x [${x.shape}]`);
       }
       const shape = outputShape(x.shape, numSegments);
       // eslint-disable-next-line @typescript-eslint/no-explicit-any
