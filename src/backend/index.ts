@@ -16,7 +16,7 @@
  * thread pool off/on; by default on only when the native BLAS is unavailable).
  */
 import * as tf from '@tensorflow/tfjs';
-import { createRequire } from 'node:module';
+import { packageRequire } from '../package-root.ts';
 import os from 'node:os';
 import { UserError } from '../errors.ts';
 import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
@@ -57,7 +57,7 @@ export interface BackendDescription {
   versions: Record<string, string>;
 }
 
-const require = createRequire(import.meta.url);
+const require = packageRequire;
 let current: BackendInfo | undefined;
 let logged = false;
 let wasmThreadsState: { enabled: boolean; reason?: string } = { enabled: false, reason: 'wasm not started' };

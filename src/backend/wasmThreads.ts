@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfWasm from '@tensorflow/tfjs-backend-wasm';
-import { createRequire } from 'node:module';
+import { packageRequire } from '../package-root.ts';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -23,7 +23,7 @@ import os from 'node:os';
 
 export const TFJS_WASM_VERSION = '4.22.0';
 
-const require = createRequire(import.meta.url);
+const require = packageRequire;
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type EmscriptenModule = any;

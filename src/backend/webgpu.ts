@@ -23,7 +23,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { packageRequire } from '../package-root.ts';
 import { pathToFileURL } from 'node:url';
 import { UserError } from '../errors.ts';
 
@@ -83,7 +83,7 @@ function describeAdapter(adapter: GPUAdapter): WebGpuAdapterDescription {
   return out;
 }
 
-const require = createRequire(import.meta.url);
+const require = packageRequire;
 /** The adapter request both the probe and the start make (tfjs' own default is the same). */
 const ADAPTER_OPTIONS: GPURequestAdapterOptions = { powerPreference: 'high-performance' };
 let probed: WebGpuStatus | undefined;

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { initBackend, type BackendChoice } from '../backend/index.ts';
 import { processIo, type CliIo } from './io.ts';
 import { reportError } from './report-error.ts';
+import { packagePath } from '../package-root.ts';
 import { registerExperimentCommands } from '../experiments/cli.ts';
 import { registerAverageCommand } from './commands/average.ts';
 import { registerBleuCommand } from './commands/bleu.ts';
@@ -19,7 +20,7 @@ import { registerMlmCommands } from './commands/mlm.ts';
 import { registerQuickstartCommand } from './commands/quickstart.ts';
 import { registerTranslationCommands } from './commands/translation.ts';
 
-const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const packageJson = JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string };
 
 /** Builds a fresh program (commander keeps parse state on the instance, so one per run). */
 export function buildProgram(io: CliIo): Command {
