@@ -57,7 +57,6 @@ export interface BackendDescription {
   versions: Record<string, string>;
 }
 
-const require = packageRequire;
 let current: BackendInfo | undefined;
 let logged = false;
 let wasmThreadsState: { enabled: boolean; reason?: string } = { enabled: false, reason: 'wasm not started' };
@@ -91,7 +90,7 @@ export function computeThreads(): number {
 
 function tryRequire(pkg: string): string | undefined {
   try {
-    require(pkg);
+    packageRequire(pkg);
     return undefined;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -266,7 +265,7 @@ export function backendInfo(): BackendInfo | undefined {
 
 function packageVersion(pkg: string): string | undefined {
   try {
-    return (require(`${pkg}/package.json`) as { version: string }).version;
+    return (packageRequire(`${pkg}/package.json`) as { version: string }).version;
   } catch {
     return undefined;
   }
@@ -281,7 +280,7 @@ export function describeBackend(): BackendDescription {
   if (active === 'wasm') {
     let pool = 1;
     try {
-      pool = (require('@tensorflow/tfjs-backend-wasm') as { getThreadsCount(): number }).getThreadsCount();
+      pool = (packageRequire('@tensorflow/tfjs-backend-wasm') as { getThreadsCount(): number }).getThreadsCount();
     } catch {
       pool = 1;
     }

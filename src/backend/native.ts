@@ -55,7 +55,6 @@ export interface NativeBlasStatus {
   coreTypeChosen: string | undefined;
 }
 
-const require = packageRequire;
 let status: NativeBlasStatus | undefined;
 
 /**
@@ -101,7 +100,7 @@ export function loadNativeBlas(): NativeBlasStatus {
     if (coreTypeChosen) process.env.OPENBLAS_CORETYPE = coreTypeChosen;
   }
   try {
-    const blas = require(packagePath('native', 'index.cjs')) as NativeBlas;
+    const blas = packageRequire(packagePath('native', 'index.cjs')) as NativeBlas;
     status = { blas, reason: undefined, coreTypeChosen };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
