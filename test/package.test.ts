@@ -46,6 +46,14 @@ const work = mkdtempSync(join(tmpdir(), 'ft-package-'));
 let tarball = '';
 let packedFiles: string[] = [];
 const consumers = new Map<string, string>();
+/** What the consumer scripts print (fileUrl: whether tfjs's own `file://` save/load worked). */
+interface Result {
+  ok: boolean;
+  losses: number[];
+  fileUrl: boolean;
+  backend: string;
+  tfjs: string;
+}
 const installs = new Map<string, Promise<void>>();
 
 async function npm(args: string[], cwd: string): Promise<string> {
@@ -100,9 +108,9 @@ describe.each(TFJS_VERSIONS)('a consumer with @tensorflow/tfjs@%s', (version) =>
     return dir;
   }
 
-  async function script(file: string): Promise<{ ok: boolean; losses: number[]; fileUrl: boolean; tfjs: string }> {
+  async function script(file: string): Promise<Result> {
     const { stdout } = await run(process.execPath, [file], { cwd: consumer() });
-    return JSON.parse(stdout.trim().split('\n').at(-1)!) as { ok: boolean; losses: number[]; fileUrl: boolean; tfjs: string };
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Result;
   }
 
   it('gets one copy of tfjs-core, its own version', async () => {
@@ -122,6 +130,7 @@ describe.each(TFJS_VERSIONS)('a consumer with @tensorflow/tfjs@%s', (version) =>
   it('trains, saves and reloads a functional model with the attention layer from plain-Node ESM', async () => {
     const result = await script('train-save-load.mjs');
     expect(result.ok).toBe(true);
+    expect(result.backend).toBe('wasm');
     expect(result.tfjs).toBe(version);
     expect(result.losses.length).toBe(3);
   });
