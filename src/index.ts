@@ -9,3 +9,6 @@ export * from './metrics/index.ts';
 export * from './text/index.ts';
 export { UserError } from './errors.ts';
 export { SeededRandom, globalRandom, setGlobalSeed, seededDropout } from './random.ts';
+// The task APIs the README documents (also under `factorized-transformer/translation` and `/mlm`).
+export * from './entry/translation.ts';
+export * from './entry/mlm.ts';

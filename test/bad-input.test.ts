@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureIo } from '../src/cli/io.ts';
 import { runCli } from '../src/cli/main.ts';
+import { idCacheFolder } from '../src/text/id-cache.ts';
 
 const DATA = 'test/fixtures/tasks/copy';
 const WORDPIECE = 'test/fixtures/text/wordpiece';
@@ -224,10 +225,12 @@ const ROWS: Row[] = [
     setup: async () => {
       const data = corpusCopy('bad-cache');
       expect((await cli(train(data, p('bad-cache-run1')))).code).toBe(0);
-      for (const f of readdirSync(data).filter((n) => n.endsWith('.ids.bin'))) {
-        const bytes = readFileSync(join(data, f));
+      const caches = idCacheFolder(join(data, 'train.xx'));
+      expect(readdirSync(caches).filter((n) => n.endsWith('.ids.bin')).length).toBeGreaterThan(0);
+      for (const f of readdirSync(caches).filter((n) => n.endsWith('.ids.bin'))) {
+        const bytes = readFileSync(join(caches, f));
         bytes.writeInt32LE(99999999, bytes.length - 4); // the last id of the last line
-        writeFileSync(join(data, f), bytes);
+        writeFileSync(join(caches, f), bytes);
       }
     },
     args: () => train(p('bad-cache'), p('bad-cache-run2')),
@@ -235,8 +238,9 @@ const ROWS: Row[] = [
     message: /trained 1 steps/,
     check: () => {
       // Rebuilt: no cache holds the bad id any more.
-      for (const f of readdirSync(p('bad-cache')).filter((n) => n.endsWith('.ids.bin'))) {
-        const bytes = readFileSync(join(p('bad-cache'), f));
+      const caches = idCacheFolder(join(p('bad-cache'), 'train.xx'));
+      for (const f of readdirSync(caches).filter((n) => n.endsWith('.ids.bin'))) {
+        const bytes = readFileSync(join(caches, f));
         expect(bytes.readInt32LE(bytes.length - 4), f).not.toBe(99999999);
       }
     },

@@ -10,6 +10,7 @@ import {
   readParallelCorpus,
 } from '../src/text/corpus.ts';
 import { MOBY_TOKENIZER } from '../src/text/defaults.ts';
+import { idCacheFolder } from '../src/text/id-cache.ts';
 import { readLines } from '../src/text/lines.ts';
 import { loadTokenizer, type Tokenizer } from '../src/text/tokenizer.ts';
 
@@ -101,13 +102,14 @@ describe('encodeParallelCorpus (fairseq layout)', () => {
     return dir;
   }
 
-  it('encodes each line as the tokenizer does, caches the ids next to the text, and re-uses them', async () => {
+  it('encodes each line as the tokenizer does, caches the ids in the user cache folder, and re-uses them', async () => {
     const dir = makeCorpus();
     const first = await encodeParallelCorpus(dir, 'train', 'en', 'es', tokenizer);
     expect(first.fromCache).toBe(false);
     expect(first.source.map((a) => [...a])).toEqual(['Call me Ishmael.', 'Some years ago.', '', 'The whale!'].map((s) => tokenizer.encode(s)));
     expect(first.target.length).toBe(4);
-    const caches = readdirSync(dir).filter((f) => f.endsWith('.ids.bin'));
+    const caches = readdirSync(idCacheFolder(join(dir, 'train.en'))).filter((f) => f.endsWith('.ids.bin'));
+    expect(readdirSync(dir).sort()).toEqual(['train.en', 'train.es']); // the data folder is left as it was
     expect(caches.sort().map((f) => f.replace(/\.[0-9a-f]{16}\./, '.HASH.'))).toEqual(['train.en.HASH.ids.bin', 'train.es.HASH.ids.bin']);
     const second = await encodeParallelCorpus(dir, 'train', 'en', 'es', tokenizer);
     expect(second.fromCache).toBe(true);
@@ -126,7 +128,7 @@ describe('encodeParallelCorpus (fairseq layout)', () => {
     expect(again.fromCache).toBe(false);
     expect(again.source.length).toBe(5);
     expect([...again.source[4]]).toEqual(tokenizer.encode('More.'));
-    expect(readdirSync(dir).filter((f) => f.endsWith('.ids.bin')).length).toBe(2);
+    expect(readdirSync(idCacheFolder(join(dir, 'train.en'))).filter((f) => f.endsWith('.ids.bin')).length).toBe(2);
   });
 
   it('rebuilds the cache when only the mtime changes to a same-size edit', async () => {

@@ -18,7 +18,7 @@
  * like any user could; nothing here knows about the test runner.
  */
 import * as tf from '@tensorflow/tfjs';
-import { createRequire } from 'node:module';
+import { packageRequire } from '../package-root.ts';
 import os from 'node:os';
 import { UserError } from '../errors.ts';
 import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
@@ -59,7 +59,6 @@ export interface BackendDescription {
   versions: Record<string, string>;
 }
 
-const require = createRequire(import.meta.url);
 let current: BackendInfo | undefined;
 let logged = false;
 let wasmThreadsState: { enabled: boolean; reason?: string } = { enabled: false, reason: 'wasm not started' };
@@ -92,7 +91,7 @@ export function computeThreads(): number {
 
 function tryRequire(pkg: string): string | undefined {
   try {
-    require(pkg);
+    packageRequire(pkg);
     return undefined;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -267,7 +266,7 @@ export function backendInfo(): BackendInfo | undefined {
 
 function packageVersion(pkg: string): string | undefined {
   try {
-    return (require(`${pkg}/package.json`) as { version: string }).version;
+    return (packageRequire(`${pkg}/package.json`) as { version: string }).version;
   } catch {
     return undefined;
   }
@@ -282,7 +281,7 @@ export function describeBackend(): BackendDescription {
   if (active === 'wasm') {
     let pool = 1;
     try {
-      pool = (require('@tensorflow/tfjs-backend-wasm') as { getThreadsCount(): number }).getThreadsCount();
+      pool = (packageRequire('@tensorflow/tfjs-backend-wasm') as { getThreadsCount(): number }).getThreadsCount();
     } catch {
       pool = 1;
     }

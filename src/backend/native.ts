@@ -4,7 +4,7 @@
  * It is an optional dependency built at install time; a machine without a compiler or BLAS still
  * installs, and then this module says why the addon is unavailable instead of failing.
  */
-import { createRequire } from 'node:module';
+import { packagePath, packageRequire } from '../package-root.ts';
 import { existsSync, readFileSync } from 'node:fs';
 
 /** The functions the addon exports (native/src/blas.c). Arrays may be views on the wasm heap. */
@@ -55,7 +55,6 @@ export interface NativeBlasStatus {
   coreTypeChosen: string | undefined;
 }
 
-const require = createRequire(import.meta.url);
 let status: NativeBlasStatus | undefined;
 
 /**
@@ -101,7 +100,7 @@ export function loadNativeBlas(): NativeBlasStatus {
     if (coreTypeChosen) process.env.OPENBLAS_CORETYPE = coreTypeChosen;
   }
   try {
-    const blas = require('../../native/index.cjs') as NativeBlas;
+    const blas = packageRequire(packagePath('native', 'index.cjs')) as NativeBlas;
     status = { blas, reason: undefined, coreTypeChosen };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

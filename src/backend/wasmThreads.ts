@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfWasm from '@tensorflow/tfjs-backend-wasm';
-import { createRequire } from 'node:module';
+import { packageRequire } from '../package-root.ts';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
@@ -23,7 +23,6 @@ import os from 'node:os';
 
 export const TFJS_WASM_VERSION = '4.22.0';
 
-const require = createRequire(import.meta.url);
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type EmscriptenModule = any;
@@ -40,7 +39,7 @@ interface Worker {
  * `.cjs` because the worker relies on CommonJS `require` and `__filename`.
  */
 function workerScriptPath(pkgDir: string): string {
-  const { wasmWorkerContents } = require(join(pkgDir, 'wasm-out/tfjs-backend-wasm-threaded-simd.worker.js')) as {
+  const { wasmWorkerContents } = packageRequire(join(pkgDir, 'wasm-out/tfjs-backend-wasm-threaded-simd.worker.js')) as {
     wasmWorkerContents: string;
   };
   // The string was made for a Blob: its "\n" escapes are real newlines here; re-escape them as tfjs does.
@@ -92,7 +91,7 @@ export function restoreStockWasm(): void {
  * Throws with a one-line reason when this tfjs version or platform cannot do it.
  */
 export function registerThreadedWasm(threads: number): void {
-  const pkgDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+  const pkgDir = dirname(packageRequire.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   const version = (JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { version: string }).version;
   if (version !== TFJS_WASM_VERSION) {
     throw new Error(`threaded wasm needs @tensorflow/tfjs-backend-wasm ${TFJS_WASM_VERSION}, found ${version}`);
@@ -100,7 +99,7 @@ export function registerThreadedWasm(threads: number): void {
   if (typeof SharedArrayBuffer === 'undefined') throw new Error('threaded wasm needs SharedArrayBuffer');
   const gluePath = join(pkgDir, 'wasm-out/tfjs-backend-wasm-threaded-simd.js');
   const wasmPath = join(pkgDir, 'wasm-out/tfjs-backend-wasm-threaded-simd.wasm');
-  const factory = require(gluePath) as EmscriptenFactory;
+  const factory = packageRequire(gluePath) as EmscriptenFactory;
   const workerPath = workerScriptPath(pkgDir);
 
   const registry = (tf.engine() as unknown as { registryFactory: Record<string, StockRegistration> }).registryFactory;

@@ -23,7 +23,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { packageRequire } from '../package-root.ts';
 import { pathToFileURL } from 'node:url';
 import { UserError } from '../errors.ts';
 
@@ -83,7 +83,6 @@ function describeAdapter(adapter: GPUAdapter): WebGpuAdapterDescription {
   return out;
 }
 
-const require = createRequire(import.meta.url);
 /** The adapter request both the probe and the start make (tfjs' own default is the same). */
 const ADAPTER_OPTIONS: GPURequestAdapterOptions = { powerPreference: 'high-performance' };
 let probed: WebGpuStatus | undefined;
@@ -100,7 +99,7 @@ function reasonOf(err: unknown): string {
 /** Where the `webgpu` package lives, or why it cannot be used. */
 function locateDawn(): { url: string } | { reason: string } {
   try {
-    return { url: pathToFileURL(require.resolve('webgpu')).href };
+    return { url: pathToFileURL(packageRequire.resolve('webgpu')).href };
   } catch {
     return { reason: "npm package 'webgpu' not installed (optional dependency)" };
   }

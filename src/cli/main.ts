@@ -13,6 +13,7 @@ import { enableSignalHandling } from '../train/signals.ts';
 import { processIo, type CliIo } from './io.ts';
 import { reportError } from './report-error.ts';
 import { configKeysOfFlags, flagNames, type FlagNames } from './flag-names.ts';
+import { packagePath } from '../package-root.ts';
 import { registerExperimentCommands } from './commands/experiment.ts';
 import { registerAverageCommand } from './commands/average.ts';
 import { registerBleuCommand } from './commands/bleu.ts';
@@ -21,7 +22,7 @@ import { mlmOverridesFromFlags, registerMlmCommands } from './commands/mlm.ts';
 import { registerQuickstartCommand } from './commands/quickstart.ts';
 import { overridesFromFlags, registerTranslationCommands } from './commands/translation.ts';
 
-const packageJson = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const packageJson = JSON.parse(readFileSync(packagePath('package.json'), 'utf8')) as { version: string };
 
 /** Config key → flag attribute, from the training commands' flag → config mappings (flag-names.ts). */
 const CONFIG_KEYS_OF_FLAGS = configKeysOfFlags([overridesFromFlags, mlmOverridesFromFlags]);

@@ -3,13 +3,16 @@
  * Node without a canvas): validation loss per configuration (one line per seed), per rank scale
  * (one colour per variant, one dash per seed), and a summary of final scores against rank scale.
  */
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import { VARIANTS } from './spec.ts';
 import { runValidLoss, testScoreOf, type ExperimentResults, type RunRecord } from './results.ts';
 
 /** Renders a Vega-Lite spec to an SVG string. */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  // Loaded here, not at import: vega/vega-lite are optional peer dependencies (only reports need them).
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]).catch((e: Error) => {
+    throw new Error(`report figures need the optional packages vega and vega-lite (npm install vega vega-lite): ${e.message}`);
+  });
   const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();

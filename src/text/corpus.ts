@@ -4,7 +4,7 @@
  *   translating line i of the other;
  * - masked-LM: `DIR/{train,valid,test}.txt`.
  * Plain UTF-8, one sentence per line. Files are streamed (readLines) and their token ids cached in
- * a binary file next to the text (id-cache.ts), so memory holds ids, never the whole text.
+ * a binary file in the user cache folder (id-cache.ts), so memory holds ids, never the whole text.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ export interface EncodedText {
 }
 
 export interface EncodeOptions {
-  /** Read/write the `.ids.bin` cache next to the text (default true). */
+  /** Read/write the `.ids.bin` cache (in the user cache folder, id-cache.ts) (default true). */
   cache?: boolean;
   /** Progress messages (e.g. console.log); silent by default. */
   log?: (message: string) => void;

@@ -7,12 +7,14 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { UserError } from '../errors.ts';
+import { packagePath } from '../package-root.ts';
+import { cacheDir } from './cache-dir.ts';
 
-export const DATA_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../data');
+/** The package's own `data/` folder (read only: nothing is written there). */
+export const DATA_DIR = packagePath('data');
 
 export const BIBLE_TSV_GZ = join(DATA_DIR, 'web-rv1909.en-es.tsv.gz');
 export const BIBLE_TOKENIZER = join(DATA_DIR, 'web-rv1909.en-es.spm.model');
@@ -30,9 +32,9 @@ export const MOBY_TEST_LINES_FROM_END = 400;
 export type Split = 'train' | 'valid' | 'test';
 export const SPLITS: readonly Split[] = ['train', 'valid', 'test'];
 
-/** Where decompressed default corpora go: `$FT_DATA_CACHE` or `data/.cache`. */
+/** Where decompressed default corpora go: `<cacheDir()>/corpora` (see cache-dir.ts). */
 export function dataCacheDir(): string {
-  return process.env.FT_DATA_CACHE ?? join(DATA_DIR, '.cache');
+  return join(cacheDir(), 'corpora');
 }
 
 /** The book of a reference like `II Kings 3:14` or `Revelation of John 1:1`. */

@@ -1,6 +1,8 @@
 /**
- * The binary file that caches a text file's token ids next to it:
- *   `<file>.<key>.ids.bin`, key = hash of (format version, tokenizer fingerprint, file size, mtime).
+ * The binary file that caches a text file's token ids, in the user cache folder (cache-dir.ts),
+ * never next to the text (the user's data folder stays untouched):
+ *   `<cacheDir>/ids/<hash of the text's folder>/<file name>.<key>.ids.bin`,
+ *   key = hash of (format version, tokenizer fingerprint, file size, mtime).
  * It is rebuilt whenever the text or the tokenizer changes (the key changes), and written
  * atomically (temporary file + rename).
  *
@@ -10,8 +12,9 @@
  * vocabulary, is treated as missing (and rebuilt): a damaged cache must never reach the model.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeFileSync, fstatSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, fstatSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { cacheDir } from './cache-dir.ts';
 
 const MAGIC = Buffer.from([0x46, 0x54, 0x49, 0x44, 0x53, 0, 0, 2]);
 const DIGEST_OFFSET = 24;
@@ -23,7 +26,13 @@ export function idCachePath(textPath: string, tokenizerFingerprint: string): str
     .update(`ids-v2\0${tokenizerFingerprint}\0${st.size}\0${st.mtimeMs}`)
     .digest('hex')
     .slice(0, 16);
-  return `${textPath}.${key}.ids.bin`;
+  return join(idCacheFolder(textPath), `${basename(textPath)}.${key}.ids.bin`);
+}
+
+/** The cache folder of the texts in one data folder (keyed by that folder's real path). */
+export function idCacheFolder(textPath: string): string {
+  const folder = realpathSync(dirname(resolve(textPath)));
+  return join(cacheDir(), 'ids', createHash('sha256').update(folder).digest('hex').slice(0, 16));
 }
 
 /**
@@ -88,6 +97,7 @@ export function writeIdCache(cachePath: string, lengths: Uint32Array, ids: Int32
     .copy(header, DIGEST_OFFSET);
   const tmp = `${cachePath}.tmp-${randomUUID()}`;
   try {
+    mkdirSync(dirname(cachePath), { recursive: true });
     const fd = openSync(tmp, 'w');
     try {
       writeFileSync(fd, header);

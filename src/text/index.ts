@@ -37,6 +37,9 @@ export {
   ensureDefaultTranslationCorpus,
   ensureDefaultMlmCorpus,
   dataCacheDir,
+} from './defaults.ts';
+export { cacheDir } from './cache-dir.ts';
+export {
   DATA_DIR,
   BIBLE_VALID_BOOKS,
   BIBLE_TEST_BOOKS,

@@ -9,6 +9,7 @@ import { accessSync, constants } from 'node:fs';
 import os from 'node:os';
 import { backendInfo, probeWebGpu, type WebGpuStatus } from '../../backend/index.ts';
 import type { CliIo } from '../io.ts';
+import { packagePath } from '../../package-root.ts';
 
 export interface DoctorReport {
   node: string;
@@ -35,7 +36,7 @@ export function collectDoctorReport(): DoctorReport {
   const info = backendInfo();
   let checkpointsWritable = true;
   try {
-    accessSync(new URL('../../../checkpoints/', import.meta.url), constants.W_OK);
+    accessSync(packagePath('checkpoints'), constants.W_OK);
   } catch {
     checkpointsWritable = false;
   }
