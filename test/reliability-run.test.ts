@@ -16,7 +16,7 @@ import { readLines as readBleuLines } from '../src/cli/commands/bleu.ts';
 import { CHECKSUMS_FILE, loadCheckpoint, locateCheckpoint } from '../src/train/checkpoint.ts';
 import { acquireOutputLock, isOutputLocked, LOCK_FILE, processStartTime } from '../src/train/lock.ts';
 import { Trainer, type TrainerOptions } from '../src/train/trainer.ts';
-import { readSentences } from '../src/tasks/mlm.ts';
+import { readSentences } from '../src/tasks/mlm-data.ts';
 import { trainTranslation, type TranslationTrainOptions } from '../src/tasks/translation.ts';
 import { buildToyModel, toyData, toyLoss, weightValues, type ToyBatch } from './train-toy.ts';
 
