@@ -92,7 +92,7 @@ describe('evaluateMlm', () => {
     const config = parseStoredMlmConfig((await loadCheckpoint(checkpoint)).config, 'config.json');
     const masker = evaluationMasker(tokenizer);
     expect(config.data.maskProbability).toBe(0.15);
-    const sequences = loadPackedSplit(dataDir, 'test', tokenizer, 16);
+    const sequences = await loadPackedSplit(dataDir, 'test', tokenizer, 16);
     const model = await (await loadCheckpoint(checkpoint)).loadModel();
     let nll = 0;
     let count = 0;
@@ -173,7 +173,7 @@ describe('MLM configuration and input errors', () => {
     mkdirSync(empty, { recursive: true });
     await expect(
       trainMlm({ data: empty, tokenizer: WORDPIECE, out: join(root, 'y'), overrides: { train: { maxSteps: 1 } } }),
-    ).rejects.toThrow(/train.txt does not exist/);
+    ).rejects.toThrow(/train\.txt not found/);
     const tokenizer = await loadTokenizer(WORDPIECE);
     const noMask = Object.assign(Object.create(Object.getPrototypeOf(tokenizer)), tokenizer, { maskId: undefined });
     expect(() => maskerFor(noMask, resolveMlmConfig({}).data)).toThrow(/no mask token/);

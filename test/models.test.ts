@@ -439,7 +439,8 @@ describe('factor pairs and configuration', () => {
     const bad: [Seq2SeqOverrides, RegExp][] = [
       [{ ...TINY, numHeds: 2 } as Seq2SeqOverrides, /unknown key 'numHeds'/],
       [{ ...TINY, shareEmbeddings: true }, /shareEmbeddings.*srcVocabSize 13 != tgtVocabSize 11/],
-      [{ ...TINY, numHeads: 3 }, /'modelDim' \(16\) must be divisible by 'numHeads' \(3\)/],
+      [{ ...TINY, numHeads: 3 }, /'modelDim' 16 must be divisible by 'numHeads' 3/],
+      [{ ...TINY, numHeads: 3, attentionRankScale: 0.5 }, /'modelDim' 16 must be divisible by 'numHeads' 3/],
       [{ ...TINY, dropout: 1.5 }, /'dropout' must be a number in \[0, 1\)/],
       [{ ...TINY, positions: 'rotary' } as unknown as Seq2SeqOverrides, /'positions' must be one of sinusoidal, learned/],
       [{ ...TINY, linearRankScale: 0 }, /'linearRankScale' must be a number > 0 or null/],

@@ -114,7 +114,7 @@ describe('config helpers', () => {
     expect(() => attentionRankOf({ modelDim: 30, numHeads: 4, attentionRankScale: 1, attentionRank: null }, 'x')).toThrow(/divisible/);
     expect(() => attentionRankOf({ modelDim: 30, numHeads: 4, attentionRankScale: 0.5, attentionRank: null }, 'x')).toThrow(/divisible/);
     expect(() => attentionRankOf({ modelDim: 30, numHeads: 4, attentionRankScale: 1, attentionRank: 3 }, 'x', 'model.')).toThrow(
-      /^x: 'model\.modelDim' \(30\) must be divisible by 'model\.numHeads' \(4\)$/,
+      /^x: 'model\.modelDim' 30 must be divisible by 'model\.numHeads' 4$/,
     );
   });
 });

@@ -57,7 +57,7 @@ export interface AttentionShape {
  */
 export function attentionRankOf(m: AttentionShape, where = 'model config', prefix = ''): number {
   if (m.modelDim % m.numHeads !== 0) {
-    throw new UserError(`${where}: '${prefix}modelDim' (${m.modelDim}) must be divisible by '${prefix}numHeads' (${m.numHeads})`);
+    throw new UserError(`${where}: '${prefix}modelDim' ${m.modelDim} must be divisible by '${prefix}numHeads' ${m.numHeads}`);
   }
   const rank = m.attentionRank ?? Math.max(1, Math.floor((m.attentionRankScale * m.modelDim) / m.numHeads));
   if (rank > m.modelDim) {

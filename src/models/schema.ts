@@ -9,14 +9,17 @@
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
 
-/** A message for a field: rendered as `'key' must be …` (see formatIssue). */
+/**
+ * A message for a field's range: rendered as `'key' must be …` (see formatIssue). A wrong type
+ * keeps zod's own message ("expected number, received string").
+ */
 const must = (expected: string) => ({ error: `must be ${expected}` });
 
 export const positiveInt = z.number().int().positive();
 export const nonNegativeInt = z.number().int().nonnegative();
 /** Dropout rates: a fraction of units dropped, never all of them. */
-export const rate = z.number(must('a number in [0, 1)')).min(0, must('a number in [0, 1)')).lt(1, must('a number in [0, 1)'));
-const positiveFinite = (expected: string) => z.number(must(expected)).positive(must(expected)).finite(must(expected));
+export const rate = z.number().min(0, must('a number in [0, 1)')).lt(1, must('a number in [0, 1)'));
+const positiveFinite = (expected: string) => z.number().positive(must(expected)).finite(must(expected));
 /** A rank scale (rank = max(1, floor(scale · dim))): finite and > 0. */
 export const rankScale = positiveFinite('a number > 0');
 /** A rank scale of an optionally factorized layer: null = the dense layer. */

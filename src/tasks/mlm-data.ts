@@ -5,13 +5,13 @@
  * (epoch, index) with masks re-drawn every epoch (dynamic masking).
  */
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { SeededRandom } from '../random.ts';
 import type { BertConfig } from '../models/bert-config.ts';
 import { ensureDefaultMlmCorpus } from '../text/defaults.ts';
-import { decodeUtf8File } from '../text/lines.ts';
+import { encodeMonolingualCorpus } from '../text/corpus.ts';
 import { makeMaskedLmBatch, maskingRandom, packSentences, TokenMasker, UnigramModel, wordStartTable, type MaskedLmBatch } from '../text/masking.ts';
 import type { Tokenizer } from '../text/tokenizer.ts';
 import type { BatchSource } from '../train/trainer.ts';
@@ -25,25 +25,13 @@ export function specialIdsOf(tokenizer: Tokenizer): number[] {
 }
 
 /**
- * Reads DIR/SPLIT.txt (one sentence per line), with errors that name the file, by the rule of
- * every corpus reader (src/text/lines.ts): strict UTF-8 (a binary or Latin-1 file is an error
- * naming file and line, never trained on), CRLF line ends and a leading BOM dropped.
+ * Tokenizes DIR/SPLIT.txt and packs it into sequences of at most `maxLength` tokens. The corpus
+ * reader of src/text does the reading (strict UTF-8 with errors naming file and line, CRLF line
+ * ends and a leading BOM dropped) and caches the token ids next to the text.
  */
-export function readSentences(dir: string, split: MlmSplit): string[] {
-  const file = join(dir, `${split}.txt`);
-  if (!existsSync(file)) throw new UserError(`\`data\`: ${file} does not exist (expected DIR/{train,valid,test}.txt, one sentence per line)`);
-  if (!statSync(file).isFile()) throw new UserError(`\`data\`: ${file} is not a file (expected DIR/{train,valid,test}.txt, one sentence per line)`);
-  const lines = decodeUtf8File(readFileSync(file), file).replace(/^\uFEFF/, '').split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  const sentences = lines.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l).trim());
-  if (!sentences.some((s) => s.length > 0)) throw new UserError(`${file}: no sentences (the file is empty)`);
-  return sentences;
-}
-
-/** Tokenizes one split and packs it into sequences of at most `maxLength` tokens. */
-export function loadPackedSplit(dir: string, split: MlmSplit, tokenizer: Tokenizer, maxLength: number): Int32Array[] {
-  const sentences = readSentences(dir, split).map((s) => Int32Array.from(tokenizer.encode(s)));
-  return packSentences(sentences, { maxLength, clsId: tokenizer.bosId, sepId: tokenizer.eosId });
+export async function loadPackedSplit(dir: string, split: MlmSplit, tokenizer: Tokenizer, maxLength: number): Promise<Int32Array[]> {
+  const { ids } = await encodeMonolingualCorpus(dir, split, tokenizer);
+  return packSentences(ids, { maxLength, clsId: tokenizer.bosId, sepId: tokenizer.eosId });
 }
 
 /**

@@ -196,8 +196,8 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
   if (resuming && opts.tokenizer !== undefined) await checkResumeTokenizer(opts.tokenizer, tokenizer, opts.out);
   const masker = maskerFor(tokenizer, config.data, `\`tokenizer\` ${tokenizerSource}`);
   const validMasker = evaluationMasker(tokenizer);
-  const train = loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
-  const valid = loadPackedSplit(dataDir, 'valid', tokenizer, config.data.maxLength);
+  const train = await loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
+  const valid = await loadPackedSplit(dataDir, 'valid', tokenizer, config.data.maxLength);
   const unigram = UnigramModel.fromSequences(train, tokenizer.vocabSize, (id) => masker.isSpecial(id));
   log(`mlm: ${train.length} train / ${valid.length} valid sequences of ≤ ${config.data.maxLength} tokens from ${dataDir}; tokenizer ${tokenizerSource} (${tokenizer.vocabSize} pieces)`);
 
@@ -298,8 +298,8 @@ export async function evaluateMlm(opts: MlmEvaluateOptions): Promise<MlmEvaluati
   const tokenizer = await loadCheckpointTokenizer(dir);
   const { dataDir } = await resolveMlmData(opts.data, dir);
   const masker = evaluationMasker(tokenizer, `${dir} tokenizer`);
-  const sequences = loadPackedSplit(dataDir, split, tokenizer, config.data.maxLength);
-  const train = split === 'train' ? sequences : loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
+  const sequences = await loadPackedSplit(dataDir, split, tokenizer, config.data.maxLength);
+  const train = split === 'train' ? sequences : await loadPackedSplit(dataDir, 'train', tokenizer, config.data.maxLength);
   const unigram = UnigramModel.fromSequences(train, tokenizer.vocabSize, (id) => masker.isSpecial(id));
   const model = await ckpt.loadModel();
   try {
