@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import { oneOf, optionalRankScale, positiveInt, rankScale, rate, spectralInitSchema } from './schema.ts';
+import { DEFAULT_SPECTRAL_INIT, oneOf, optionalRankScale, positiveInt, rankScale, rate, spectralInitSchema, type SpectralInitChoice } from './schema.ts';
 
 export const activationSchema = oneOf(['relu', 'gelu']);
 export type Activation = z.infer<typeof activationSchema>;
@@ -38,6 +38,32 @@ export const transformerFields = {
   spectralInit: spectralInitSchema,
   /** Biases in the attention projections. */
   attentionBias: z.boolean(),
+};
+
+/** The shared fields' types (as a config file states them). */
+export type TransformerFields = z.infer<z.ZodObject<typeof transformerFields>>;
+
+/**
+ * Defaults of the shared fields: the small Transformer's shape (d 256, 4 heads, FFN 1024),
+ * post-norm, dense layers, spectral initialization on. Each architecture's defaults override
+ * what differs (BERT: GELU, attention dropout, 512 positions).
+ */
+export const TRANSFORMER_DEFAULTS: Omit<TransformerFields, 'spectralInit'> & { spectralInit: SpectralInitChoice } = {
+  modelDim: 256,
+  numHeads: 4,
+  ffnDim: 1024,
+  dropout: 0.1,
+  attentionDropout: 0,
+  activationDropout: 0,
+  activation: 'relu',
+  maxPositions: 1024,
+  normFirst: false,
+  attentionRankScale: 1,
+  attentionRank: null,
+  linearRankScale: null,
+  embeddingRankScale: null,
+  spectralInit: DEFAULT_SPECTRAL_INIT,
+  attentionBias: true,
 };
 
 /** What the attention rank rule reads. */

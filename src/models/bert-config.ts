@@ -6,8 +6,8 @@
  */
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import { attentionRankOf, transformerFields } from './architecture.ts';
-import { DEFAULT_SPECTRAL_INIT, nonNegativeInt, positiveInt, spectralInitChoice, spectralInitSchema, validateConfig } from './schema.ts';
+import { attentionRankOf, TRANSFORMER_DEFAULTS, transformerFields } from './architecture.ts';
+import { nonNegativeInt, positiveInt, spectralInitChoice, spectralInitSchema, validateConfig } from './schema.ts';
 
 /** Everything but the vocabulary: what a preset fixes and an MLM config's `model` section holds. */
 export const bertArchitectureSchema = z.strictObject({
@@ -29,24 +29,14 @@ export type BertArchitecture = Omit<BertConfig, 'vocabSize' | 'padId'>;
 /** What `resolveBertConfig` accepts: any subset of the keys (defaults fill the rest). */
 export type BertConfigInput = Partial<z.input<typeof bertConfigSchema>>;
 
+/** BERT's choices where they differ from the shared defaults: GELU, attention dropout, 4 layers, 512 positions. */
 export const BERT_DEFAULTS: BertArchitecture = {
-  modelDim: 256,
-  numHeads: 4,
-  ffnDim: 1024,
+  ...TRANSFORMER_DEFAULTS,
   numLayers: 4,
   maxPositions: 512,
   typeVocabSize: 0,
-  dropout: 0.1,
   attentionDropout: 0.1,
-  activationDropout: 0,
   activation: 'gelu',
-  normFirst: false,
-  attentionRankScale: 1,
-  attentionRank: null,
-  linearRankScale: null,
-  embeddingRankScale: null,
-  spectralInit: DEFAULT_SPECTRAL_INIT,
-  attentionBias: true,
 };
 
 /** Fills defaults and checks every key; unknown keys and bad values throw a UserError naming the key. */

@@ -19,37 +19,6 @@ import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWe
 import { attentionRankOf, transformerFields, type Activation } from './architecture.ts';
 import { nonNegativeInt, spectralInitChoiceSchema, validateConfig } from './schema.ts';
 
-export interface BlockConfig {
-  modelDim: number;
-  numHeads: number;
-  ffnDim: number;
-  /** Residual dropout. Default 0. */
-  dropout?: number;
-  /** Attention-probability dropout. Default 0. */
-  attentionDropout?: number;
-  /** Dropout after the FFN activation. Default 0. */
-  activationDropout?: number;
-  /** Default 'relu'. */
-  activation?: Activation;
-  /** Pre-norm (LayerNorm before each sublayer). Default false (post-norm). */
-  normFirst?: boolean;
-  /** Per-head attention rank r. Default: full rank d / H. */
-  attentionRank?: number | null;
-  /**
-   * Per-head rank as a scale (r = max(1, floor(scale · d / H))): what model.json files written
-   * before `attentionRank` existed hold; new code passes attentionRank.
-   */
-  attentionRankScale?: number | null;
-  /** FFN rank scale; null = dense FFN. Default null. */
-  linearRankScale?: number | null;
-  /** Spectral initialization per pair type. Default all true. */
-  spectralInit?: { qk?: boolean; ov?: boolean; linear?: boolean };
-  /** Biases in the attention projections. Default true. */
-  attentionBias?: boolean;
-  /** Id whose positions are masked as attention keys (the ids input). Default 0. */
-  padId?: number;
-}
-
 type Kwargs = Record<string, unknown>;
 
 /** The block's settings: the Transformer fields of architecture.ts, with the block's defaults. */
@@ -71,22 +40,19 @@ const blockConfigSchema = z.object({
   padId: nonNegativeInt.default(0),
 });
 
-interface ResolvedBlockConfig {
-  modelDim: number;
-  numHeads: number;
-  ffnDim: number;
-  dropout: number;
-  attentionDropout: number;
-  activationDropout: number;
-  activation: Activation;
-  normFirst: boolean;
+/**
+ * A block's settings (the Transformer fields of architecture.ts; defaults: no dropout, relu,
+ * post-norm, full-rank attention, dense FFN, spectral init on, attention biases, pad id 0).
+ * `attentionRankScale` is what model.json files written before `attentionRank` existed hold;
+ * new code passes the rank.
+ */
+export type BlockConfig = z.input<typeof blockConfigSchema>;
+
+type ResolvedBlockConfig = Omit<z.output<typeof blockConfigSchema>, 'attentionRank' | 'attentionRankScale' | 'spectralInit'> & {
   /** Per-head attention rank r. */
   attentionRank: number;
-  linearRankScale: number | null;
   spectralInit: { qk: boolean; ov: boolean; linear: boolean };
-  attentionBias: boolean;
-  padId: number;
-}
+};
 
 function resolveBlockConfig(c: BlockConfig, where: string): ResolvedBlockConfig {
   if (c == null) throw new UserError(`${where}: a config is required`);

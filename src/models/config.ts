@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import { attentionRankOf, transformerFields } from './architecture.ts';
+import { attentionRankOf, TRANSFORMER_DEFAULTS, transformerFields } from './architecture.ts';
 import { DEFAULT_SPECTRAL_INIT, nonNegativeInt, oneOf, positiveInt, spectralInitChoice, spectralInitSchema, validateConfig } from './schema.ts';
 
 export { DEFAULT_SPECTRAL_INIT };
@@ -48,27 +48,13 @@ export type Seq2SeqOverrides = Partial<z.input<typeof seq2seqConfigSchema>>;
 
 /** Defaults for everything optional; vocabulary and special ids have none. */
 export const SEQ2SEQ_DEFAULTS: Seq2SeqArchitecture = {
-  modelDim: 256,
-  numHeads: 4,
-  ffnDim: 1024,
+  ...TRANSFORMER_DEFAULTS,
   encoderLayers: 2,
   decoderLayers: 2,
-  dropout: 0.1,
-  attentionDropout: 0,
-  activationDropout: 0,
-  activation: 'relu',
   positions: 'sinusoidal',
-  maxPositions: 1024,
-  normFirst: false,
   shareEmbeddings: false,
   tieOutput: true,
-  attentionRankScale: 1,
-  attentionRank: null,
-  linearRankScale: null,
-  embeddingRankScale: null,
-  spectralInit: DEFAULT_SPECTRAL_INIT,
   scaleEmbedding: true,
-  attentionBias: true,
 };
 
 /**

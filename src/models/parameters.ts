@@ -4,7 +4,7 @@
  * initialization runs SVDs). Mirrors the weights the layers create: a change there must change
  * this file too; test/models.test.ts compares both for every kind of layer.
  */
-import { attentionRankOf } from './architecture.ts';
+import { attentionRankOf, type TransformerFields } from './architecture.ts';
 import type { BertConfig } from './bert-config.ts';
 import type { Seq2SeqConfig } from './config.ts';
 
@@ -32,13 +32,7 @@ function attention(d: number, heads: number, rank: number, bias: boolean): numbe
   return 4 * heads * d * rank + (bias ? 3 * heads * rank + d : 0);
 }
 
-interface BlockShape {
-  modelDim: number;
-  numHeads: number;
-  ffnDim: number;
-  attentionBias: boolean;
-  linearRankScale: number | null;
-}
+type BlockShape = Pick<TransformerFields, 'modelDim' | 'numHeads' | 'ffnDim' | 'attentionBias' | 'linearRankScale'>;
 
 /** One encoder block (self-attention) or decoder block (plus cross-attention), each sublayer with its LayerNorm. */
 function block(c: BlockShape, rank: number, decoder: boolean): number {
@@ -77,8 +71,6 @@ export function countBertParameters(c: BertConfig): number {
 }
 
 /** The same architecture with every factor at full rank: the dense model it compresses. */
-export function fullRankArchitecture<T extends { attentionRank: number | null; attentionRankScale: number; linearRankScale: number | null; embeddingRankScale: number | null }>(
-  c: T,
-): T {
+export function fullRankArchitecture<T extends Pick<TransformerFields, 'attentionRank' | 'attentionRankScale' | 'linearRankScale' | 'embeddingRankScale'>>(c: T): T {
   return { ...c, attentionRank: null, attentionRankScale: 1, linearRankScale: null, embeddingRankScale: null };
 }

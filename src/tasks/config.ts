@@ -101,6 +101,62 @@ export function commandLineLayer<T>(fileSchema: z.ZodType<T>, flags: unknown, se
   return validateConfig(fileSchema, pruneUndefined(mergeConfig({}, flags ?? {}, parseSetOverrides(set ?? []))), source);
 }
 
+/** Presets as partial overrides of one default: each preset is `defaults` with its changes merged in. */
+export function presetsFrom<T>(defaults: T, changes: Record<string, DeepPartial<T>>): Record<string, T> {
+  return Object.fromEntries(Object.entries(changes).map(([name, change]) => [name, mergeConfig(defaults, change)]));
+}
+
+/** How a task's config is given: a preset, a config file and command-line values (all optional). */
+export interface ConfigLayersOptions<O> {
+  preset?: string;
+  /** JSON config file (any subset of the keys). */
+  configFile?: string;
+  /** Values from dedicated command-line flags (undefined = not given). */
+  flags?: O;
+  /** `set` assignments (`key=value`). */
+  set?: string[];
+  /** What the flags and `set` values are called in errors (default 'command line'). */
+  flagsSource?: string;
+}
+
+/** The layers above the preset, read and validated, and the chosen preset. */
+export interface ConfigLayers<O, P> {
+  fromFile: O;
+  fromFlags: O;
+  presetName: string;
+  preset: P;
+  /** Where a per-key schema error of the merged config is reported. */
+  where: string;
+  /** Where a cross-key problem is reported: the last layer that set one of the keys. */
+  blame: (keys: string[]) => string;
+}
+
+/**
+ * Reads the config file and the command-line values against the task's file schema and picks
+ * the preset (explicit option, else the command line's, else the file's, else `defaultPreset`).
+ */
+export function readConfigLayers<O extends { preset?: string }, P>(
+  fileSchema: z.ZodType<O>,
+  opts: ConfigLayersOptions<O>,
+  presets: Record<string, P>,
+  defaultPreset: string,
+): ConfigLayers<O, P> {
+  const fromFile = opts.configFile ? readConfigFile(opts.configFile, fileSchema) : ({} as O);
+  const flagsSource = opts.flagsSource ?? 'command line';
+  const fromFlags = commandLineLayer(fileSchema, opts.flags, opts.set, flagsSource);
+  const presetName = opts.preset ?? fromFlags.preset ?? fromFile.preset ?? defaultPreset;
+  const preset = presets[presetName];
+  if (!preset) throw new UserError(`\`preset\`: unknown preset '${presetName}'; expected one of ${Object.keys(presets).join(', ')}`);
+  return {
+    fromFile,
+    fromFlags,
+    presetName,
+    preset,
+    where: opts.configFile ?? flagsSource,
+    blame: configBlame(presetName, opts.configFile, fromFile, fromFlags, flagsSource),
+  };
+}
+
 /** Where a cross-key problem comes from: the last layer that set any of its keys. */
 export type Blame = string | ((keys: string[]) => string);
 

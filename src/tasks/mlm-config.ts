@@ -12,7 +12,7 @@ import { bert_base, bert_small } from '../models/bert-presets.ts';
 import { deepPartialSchema, validateConfig, type DeepPartial } from '../models/schema.ts';
 import type { Tokenizer } from '../text/tokenizer.ts';
 import { hasNoBudget, TRAIN_DEFAULTS, trainSectionSchema } from '../train/config.ts';
-import { blameFor, commandLineLayer, configBlame, mergeConfig, readConfigFile, type Blame } from './config.ts';
+import { blameFor, mergeConfig, presetsFrom, readConfigLayers, type Blame, type ConfigLayersOptions } from './config.ts';
 
 const probability = z.number().min(0).max(1);
 
@@ -105,31 +105,17 @@ const PRESET_CHANGES: Record<string, DeepPartial<PresetBody>> = {
 };
 
 /** Task presets: the model shape plus its training recipe. */
-export const MLM_PRESETS: Record<string, PresetBody> = Object.fromEntries(
-  Object.entries(PRESET_CHANGES).map(([name, changes]) => [name, mergeConfig(MLM_DEFAULTS, changes)]),
-);
+export const MLM_PRESETS: Record<string, PresetBody> = presetsFrom(MLM_DEFAULTS, PRESET_CHANGES);
 
-export interface ResolveMlmConfigOptions {
-  preset?: string;
-  configFile?: string;
-  flags?: MlmConfigOverrides;
-  set?: string[];
-  /** What the flags and `set` values are called in errors (default 'command line'). */
-  flagsSource?: string;
-}
+export type ResolveMlmConfigOptions = ConfigLayersOptions<MlmConfigOverrides>;
 
 /** Resolves preset ← config file ← flags into a complete, validated config. */
 export function resolveMlmConfig(opts: ResolveMlmConfigOptions): MlmConfig {
-  const fromFile = opts.configFile ? readConfigFile(opts.configFile, mlmConfigFileSchema) : {};
-  const flagsSource = opts.flagsSource ?? 'command line';
-  const fromFlags = commandLineLayer(mlmConfigFileSchema, opts.flags, opts.set, flagsSource);
-  const presetName = opts.preset ?? fromFlags.preset ?? fromFile.preset ?? 'bert_small';
-  const preset = MLM_PRESETS[presetName];
-  if (!preset) throw new UserError(`\`preset\`: unknown preset '${presetName}'; expected one of ${Object.keys(MLM_PRESETS).join(', ')}`);
+  const { fromFile, fromFlags, presetName, preset, where, blame } = readConfigLayers(mlmConfigFileSchema, opts, MLM_PRESETS, 'bert_small');
   if (fromFile.task !== undefined && fromFile.task !== 'mlm') throw new UserError(`${opts.configFile}: 'task' is '${fromFile.task}', expected 'mlm'`);
   const merged = mergeConfig({ task: 'mlm', preset: presetName, ...preset }, fromFile, fromFlags, { preset: presetName });
-  const config = validateConfig(mlmConfigSchema, merged, opts.configFile ?? flagsSource);
-  checkMlmConfig(config, configBlame(presetName, opts.configFile, fromFile, fromFlags, flagsSource));
+  const config = validateConfig(mlmConfigSchema, merged, where);
+  checkMlmConfig(config, blame);
   return config;
 }
 

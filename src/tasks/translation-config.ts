@@ -12,7 +12,7 @@ import { resolveSeq2SeqConfig, seq2seqArchitectureSchema, type Seq2SeqConfig } f
 import { transformer_base, transformer_small } from '../models/presets.ts';
 import { deepPartialSchema, positiveInt, validateConfig, type DeepPartial } from '../models/schema.ts';
 import { hasNoBudget, TRAIN_DEFAULTS, trainSectionSchema } from '../train/config.ts';
-import { blameFor, commandLineLayer, configBlame, mergeConfig, readConfigFile, type Blame } from './config.ts';
+import { blameFor, mergeConfig, presetsFrom, readConfigLayers, type Blame, type ConfigLayersOptions } from './config.ts';
 
 export const translationDataSchema = z.strictObject({
   /** Vocabulary size when a SentencePiece model has to be trained on the train split. */
@@ -106,34 +106,16 @@ const PRESET_CHANGES: Record<string, DeepPartial<PresetBody>> = {
 };
 
 /** Task presets: model shape plus the training recipe that goes with it. */
-export const TRANSLATION_PRESETS: Record<string, PresetBody> = Object.fromEntries(
-  Object.entries(PRESET_CHANGES).map(([name, changes]) => [name, mergeConfig(TRANSLATION_DEFAULTS, changes)]),
-);
+export const TRANSLATION_PRESETS: Record<string, PresetBody> = presetsFrom(TRANSLATION_DEFAULTS, PRESET_CHANGES);
 
-export interface ResolveTranslationConfigOptions {
-  preset?: string;
-  /** JSON config file (any subset of the keys). */
-  configFile?: string;
-  /** Values from dedicated command-line flags (undefined = not given). */
-  flags?: TranslationConfigOverrides;
-  /** `set` assignments (`key=value`). */
-  set?: string[];
-  /** What the flags and `set` values are called in errors (default 'command line'). */
-  flagsSource?: string;
+export interface ResolveTranslationConfigOptions extends ConfigLayersOptions<TranslationConfigOverrides> {
   sourceLang?: string;
   targetLang?: string;
 }
 
 /** Resolves preset ← config file ← flags into a complete, validated config. */
 export function resolveTranslationConfig(opts: ResolveTranslationConfigOptions): TranslationConfig {
-  const fromFile = opts.configFile ? readConfigFile(opts.configFile, translationConfigFileSchema) : {};
-  const flagsSource = opts.flagsSource ?? 'command line';
-  const fromFlags = commandLineLayer(translationConfigFileSchema, opts.flags, opts.set, flagsSource);
-  const presetName = opts.preset ?? fromFlags.preset ?? fromFile.preset ?? 'transformer_small';
-  const preset = TRANSLATION_PRESETS[presetName];
-  if (!preset) {
-    throw new UserError(`\`preset\`: unknown preset '${presetName}'; expected one of ${Object.keys(TRANSLATION_PRESETS).join(', ')}`);
-  }
+  const { fromFile, fromFlags, presetName, preset, where, blame } = readConfigLayers(translationConfigFileSchema, opts, TRANSLATION_PRESETS, 'transformer_small');
   const sourceLang = opts.sourceLang ?? fromFlags.sourceLang ?? fromFile.sourceLang;
   const targetLang = opts.targetLang ?? fromFlags.targetLang ?? fromFile.targetLang;
   if (!sourceLang) throw new UserError('`sourceLang`: required (the suffix of the source files, e.g. en for train.en)');
@@ -143,8 +125,8 @@ export function resolveTranslationConfig(opts: ResolveTranslationConfigOptions):
     sourceLang,
     targetLang,
   });
-  const config = validateConfig(translationConfigSchema, merged, opts.configFile ?? flagsSource);
-  checkTranslationConfig(config, configBlame(presetName, opts.configFile, fromFile, fromFlags, flagsSource));
+  const config = validateConfig(translationConfigSchema, merged, where);
+  checkTranslationConfig(config, blame);
   return config;
 }
 

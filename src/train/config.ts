@@ -83,26 +83,14 @@ export function trainerOptionsFromSection(t: TrainSection): Pick<
   | 'weightDecay' | 'frobeniusDecay' | 'maxSteps' | 'maxEpochs' | 'maxTimeMinutes' | 'validEvery' | 'saveEvery'
   | 'logEvery' | 'keepLast' | 'earlyStopPatience' | 'seed' | 'nanPolicy'
 > {
+  // Budgets and patience: null in a config file, undefined (= none) for the Trainer. The loss
+  // (labelSmoothing) and the batching (maxTokens) are the task's, not the Trainer's.
+  const { maxSteps, maxEpochs, maxTimeMinutes, earlyStopPatience, labelSmoothing: _loss, maxTokens: _batching, ...same } = t;
   return {
-    optimizer: t.optimizer,
-    lr: t.lr,
-    betas: t.betas,
-    schedule: t.schedule,
-    warmupUpdates: t.warmupUpdates,
-    warmupInitLr: t.warmupInitLr,
-    clipNorm: t.clipNorm,
-    updateFreq: t.updateFreq,
-    weightDecay: t.weightDecay,
-    frobeniusDecay: t.frobeniusDecay,
-    maxSteps: t.maxSteps ?? undefined,
-    maxEpochs: t.maxEpochs ?? undefined,
-    maxTimeMinutes: t.maxTimeMinutes ?? undefined,
-    validEvery: t.validEvery,
-    saveEvery: t.saveEvery,
-    logEvery: t.logEvery,
-    keepLast: t.keepLast,
-    earlyStopPatience: t.earlyStopPatience ?? undefined,
-    seed: t.seed,
-    nanPolicy: t.nanPolicy,
+    ...same,
+    maxSteps: maxSteps ?? undefined,
+    maxEpochs: maxEpochs ?? undefined,
+    maxTimeMinutes: maxTimeMinutes ?? undefined,
+    earlyStopPatience: earlyStopPatience ?? undefined,
   };
 }
