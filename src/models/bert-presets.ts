@@ -1,6 +1,7 @@
 /**
- * Named BERT architectures, each a partial override of BERT_DEFAULTS. A preset fixes everything but the vocabulary; the MLM task adds the
- * vocabulary size and pad id from its tokenizer (`bertConfigFromPreset`).
+ * Named BERT architectures, each a partial override of BERT_DEFAULTS. A preset fixes everything
+ * but the vocabulary; the MLM task adds the vocabulary size and pad id from its tokenizer
+ * (`bertConfigFromPreset`).
  */
 import { UserError } from '../errors.ts';
 import { BERT_DEFAULTS, resolveBertConfig } from './bert-config.ts';

@@ -20,9 +20,6 @@ import { layerNorm } from './sublayers.ts';
 import { FactorizedMultiHeadAttention } from '../attention/index.ts';
 import { TransformerEncoderBlock } from './blocks.ts';
 
-// ---------------------------------------------------------------------------------------------
-// Model
-
 /** Input and output names of the models built here (stable: users feed them by name). */
 export const BERT_INPUTS = { tokens: 'token_ids', segments: 'segment_ids', positions: 'masked_positions' } as const;
 /** Name of the layer whose output is the encoder's final hidden states. */

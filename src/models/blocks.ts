@@ -16,7 +16,7 @@ import { FactorizedMultiHeadAttention } from '../attention/index.ts';
 import type { AttentionCache } from '../attention/index.ts';
 import type { FactorPair } from '../factorized/index.ts';
 import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWeights } from './sublayers.ts';
-import { attentionRankOf, transformerFields, type Activation } from './architecture.ts';
+import { attentionRankOf, transformerFields } from './architecture.ts';
 import { nonNegativeInt, spectralInitChoiceSchema, validateConfig } from './schema.ts';
 
 type Kwargs = Record<string, unknown>;
