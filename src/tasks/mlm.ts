@@ -43,7 +43,7 @@ import {
   unigramBias,
   type MlmSplit,
 } from './mlm-data.ts';
-import { loadCheckpointTokenizer, openRunFolder, readCheckpointConfig, resolveCheckpointDir, resumedConfig } from './run.ts';
+import { loadCheckpointTokenizer, openRunFolder, readCheckpointConfig, resolveCheckpointDir, resumedConfig, runSummary, type RunSummary } from './run.ts';
 import { checkResumeTokenizer, checkSameRunData, describeRunData, readRunData, writeRunData } from './run-data.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -124,25 +124,9 @@ export interface MlmTrainOptions {
   log?: (line: string) => void;
 }
 
-export interface MlmTrainSummary {
-  outDir: string;
-  steps: number;
-  /** Validation loss (mean masked NLL) at the end of training. */
-  finalValidLoss: number;
-  /** Best validation perplexity. */
-  bestScore?: number;
-  /** Training time in seconds, added up over the sessions of a resumed run. */
-  wallSeconds: number;
-  numParameters: number;
-  /** Parameters of the same architecture with every factor at full rank (the dense model). */
-  fullRankParameters: number;
-  /** The last validation: perplexity, accuracy, unigramPerplexity. */
+export interface MlmTrainSummary extends RunSummary<MlmConfig> {
+  /** The last validation: loss, perplexity, accuracy, unigramPerplexity (bestScore: the best perplexity). */
   validation: Record<string, number> | null;
-  stopReason: string;
-  /** The signal that interrupted the run (stopReason 'interrupted'; checkpoint_last was saved). */
-  signal?: NodeJS.Signals;
-  /** The run's config (as stored in its checkpoints). */
-  config: MlmConfig;
 }
 
 /** The config of a resumed run: the stored one, where only the resume policy's keys may change (run.ts). */
@@ -246,19 +230,8 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
   }
   try {
     const result = await trainer.train();
-    return {
-      outDir: opts.out,
-      steps: result.steps,
-      finalValidLoss: result.lastValidation?.loss ?? NaN,
-      bestScore: result.bestScore ?? undefined,
-      wallSeconds: result.elapsedSeconds,
-      numParameters,
-      fullRankParameters: countBertParameters(fullRankArchitecture(bertConfig)),
-      validation: result.lastValidation,
-      stopReason: result.stopReason,
-      ...(result.signal ? { signal: result.signal } : {}),
-      config,
-    };
+    const parameters = { numParameters, fullRankParameters: countBertParameters(fullRankArchitecture(bertConfig)) };
+    return { ...runSummary(opts.out, result, parameters, config), validation: result.lastValidation };
   } finally {
     trainer.dispose();
     disposeBertModel(bert.model);

@@ -10,6 +10,7 @@ import { UserError } from '../errors.ts';
 import { loadTokenizer, type Tokenizer } from '../text/tokenizer.ts';
 import { CONFIG_JSON, findCheckpointFolder, MODEL_JSON, recoverCheckpoint } from '../train/checkpoint.ts';
 import { acquireOutputLock } from '../train/lock.ts';
+import type { TrainResult } from '../train/trainer.ts';
 import { mergeConfig, readJsonObject } from './config.ts';
 
 export const LAST_CHECKPOINT = 'checkpoint_last';
@@ -120,4 +121,44 @@ export async function loadCheckpointTokenizer(dir: string): Promise<Tokenizer> {
   const candidates = existsSync(dir) ? readdirSync(dir).filter((f) => f === 'tokenizer.json' || f.endsWith('.model')) : [];
   if (candidates.length === 0) throw new UserError(`checkpoint ${dir}: holds no tokenizer file (*.model or tokenizer.json)`);
   return loadTokenizer(candidates.includes('tokenizer.json') ? join(dir, 'tokenizer.json') : join(dir, candidates[0]));
+}
+
+/** What both tasks' training returns. */
+export interface RunSummary<C> {
+  outDir: string;
+  steps: number;
+  /** The validation loss (mean NLL per predicted token) at the last validation; NaN without one. */
+  finalValidLoss: number;
+  /** The best validation score (the task's metric). */
+  bestScore?: number;
+  /** Training time in seconds, added up over the sessions of a resumed run (the trainer's clock). */
+  wallSeconds: number;
+  numParameters: number;
+  /** Parameters of the same architecture with every factor at full rank (the dense model). */
+  fullRankParameters: number;
+  stopReason: string;
+  /** The signal that interrupted the run (stopReason 'interrupted'; checkpoint_last was saved). */
+  signal?: NodeJS.Signals;
+  /** The run's config, as stored in its checkpoints. */
+  config: C;
+}
+
+/** The summary of a finished `trainer.train()`. */
+export function runSummary<C>(
+  outDir: string,
+  result: TrainResult,
+  parameters: { numParameters: number; fullRankParameters: number },
+  config: C,
+): RunSummary<C> {
+  return {
+    outDir,
+    steps: result.steps,
+    finalValidLoss: result.lastValidation?.loss ?? NaN,
+    bestScore: result.bestScore ?? undefined,
+    wallSeconds: result.elapsedSeconds,
+    ...parameters,
+    stopReason: result.stopReason,
+    ...(result.signal ? { signal: result.signal } : {}),
+    config,
+  };
 }

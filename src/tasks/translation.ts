@@ -37,7 +37,7 @@ import {
 } from './translation-config.ts';
 import { encodeSplit, TranslationBatches, type EncodedSplit, type TranslationBatch } from './translation-data.ts';
 import { checkResumeTokenizer, checkSameRunData, describeRunData, readRunData, writeRunData } from './run-data.ts';
-import { loadCheckpointTokenizer, openRunFolder, readCheckpointConfig, resolveCheckpointDir, resumedConfig } from './run.ts';
+import { loadCheckpointTokenizer, openRunFolder, readCheckpointConfig, resolveCheckpointDir, resumedConfig, runSummary, type RunSummary } from './run.ts';
 import { removeStaleScratch } from '../text/scratch.ts';
 
 export interface TranslationTrainOptions {
@@ -64,25 +64,11 @@ export interface TranslationTrainOptions {
   log?: (line: string) => void;
 }
 
-export interface TrainSummary {
-  outDir: string;
-  steps: number;
-  /** Mean NLL per target token on valid at the last validation (NaN without validation). */
-  finalValidLoss: number;
-  bestScore?: number;
-  /** Training time in seconds, added up over the sessions of a resumed run. */
-  wallSeconds: number;
-  numParameters: number;
-  /** Parameters of the same architecture with every factor at full rank (the dense model). */
-  fullRankParameters: number;
+export interface TrainSummary extends RunSummary<TranslationConfig> {
   /** Final validation results (loss, perplexity, bleu when sampled). */
   lastValidation: Record<string, number> | null;
   /** Mean training loss per token of the last update. */
   lastTrainLoss: number;
-  stopReason: string;
-  /** The signal that interrupted the run (stopReason 'interrupted'; checkpoint_last was saved). */
-  signal?: NodeJS.Signals;
-  config: TranslationConfig;
 }
 
 function checkDataFolder(data: string): void {
@@ -282,20 +268,8 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
     }
     try {
       const result = await trainer.train();
-      return {
-        outDir: out,
-        steps: result.steps,
-        finalValidLoss: result.lastValidation?.loss ?? NaN,
-        bestScore: result.bestScore ?? undefined,
-        wallSeconds: result.elapsedSeconds,
-        numParameters: model.numParameters(),
-        fullRankParameters: countSeq2SeqParameters(fullRankArchitecture(modelConfig)),
-        lastValidation: result.lastValidation,
-        lastTrainLoss: result.lastLoss,
-        stopReason: result.stopReason,
-        ...(result.signal ? { signal: result.signal } : {}),
-        config,
-      };
+      const parameters = { numParameters: model.numParameters(), fullRankParameters: countSeq2SeqParameters(fullRankArchitecture(modelConfig)) };
+      return { ...runSummary(out, result, parameters, config), lastValidation: result.lastValidation, lastTrainLoss: result.lastLoss };
     } finally {
       trainer.dispose();
       model.dispose();
