@@ -5,7 +5,7 @@
  * Same step and PyTorch reference as bench/train-mlm.ts (which keeps the architecture preset's
  * dropout 0.1 at 32 x 128).
  */
-import { bertConfigFor, resolveMlmConfig } from '../src/tasks/mlm.ts';
+import { bertConfigFor, resolveMlmConfig } from '../src/tasks/mlm-config.ts';
 import type { Benchmark } from './common.ts';
 import { mlmTrainResult } from './train-mlm.ts';
 

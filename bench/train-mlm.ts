@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, softmaxCrossEntropy } from '../src/backend/index.ts';
 import { bertConfigFromPreset } from '../src/models/bert-presets.ts';
-import { buildBertForMaskedLM, type BertConfig } from '../src/models/bert.ts';
+import { buildBertForMaskedLM } from '../src/models/bert.ts';
+import type { BertConfig } from '../src/models/bert-config.ts';
 import { TrainOptimizer } from '../src/train/index.ts';
 import { compared, peakRssMiB, runReference, timeMedian, type Benchmark, type BenchResult } from './common.ts';
 import { engineSummary } from './train-translation.ts';

@@ -8,7 +8,7 @@ import {
   fromDenseAttention,
 } from '../src/attention/index.ts';
 import { collectFactorPairs } from '../src/factorized/index.ts';
-import { UserError } from '../src/errors.ts';
+import { InternalError, UserError } from '../src/errors.ts';
 import { setGlobalSeed } from '../src/random.ts';
 
 function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
@@ -88,7 +88,7 @@ function randomizeBiases(layer: FactorizedMultiHeadAttention, seed: number): voi
 }
 
 describe('FactorizedMultiHeadAttention', () => {
-  it('has the documented weights, order and shapes; rank from headDim / rankScale', () => {
+  it('has the documented weights, order and shapes; rank from rank / rankScale', () => {
     const layer = new FactorizedMultiHeadAttention({ numHeads: 4, modelDim: 16 });
     layer.build([null, null, 16]);
     expect(layer.getWeights().map((w) => w.shape)).toEqual([
@@ -116,7 +116,7 @@ describe('FactorizedMultiHeadAttention', () => {
     expect(scaled.rank).toBe(4);
     expect(scaled.modelDim).toBe(32);
     expect(scaled.getWeights().length).toBe(4);
-    const fixed = new FactorizedMultiHeadAttention({ numHeads: 2, headDim: 3 });
+    const fixed = new FactorizedMultiHeadAttention({ numHeads: 2, rank: 3 });
     fixed.build([null, null, 8]);
     expect(fixed.getWeights()[3].shape).toEqual([2, 3, 8]);
     [layer, scaled, fixed].forEach((l) => l.dispose());
@@ -124,7 +124,7 @@ describe('FactorizedMultiHeadAttention', () => {
 
   it('rejects bad configs and inputs with a UserError', () => {
     expect(() => new FactorizedMultiHeadAttention({ numHeads: 0 })).toThrow(UserError);
-    expect(() => new FactorizedMultiHeadAttention({ numHeads: 2, headDim: 2, rankScale: 1 })).toThrow(/either 'headDim' or 'rankScale'/);
+    expect(() => new FactorizedMultiHeadAttention({ numHeads: 2, rank: 2, rankScale: 1 })).toThrow(/either 'rank' or 'rankScale'/);
     expect(() => new FactorizedMultiHeadAttention({ numHeads: 2, dropout: 1.5 })).toThrow(/dropout/);
     const odd = new FactorizedMultiHeadAttention({ numHeads: 3 });
     expect(() => odd.build([null, null, 8])).toThrow(/not divisible/);
@@ -135,6 +135,28 @@ describe('FactorizedMultiHeadAttention', () => {
     expect(() => layer.attend(x, null, { keyPaddingMask: tf.zeros([1, 2]) as tf.Tensor2D })).toThrow(/keyPaddingMask must be \[1, 3\]/);
     tf.dispose([x, wrong]);
     layer.dispose();
+  });
+
+  it('reads the rank from model.json files that still call it headDim, and writes it as rank', () => {
+    // Deserialization calls the constructor with the stored config.
+    const legacy = new FactorizedMultiHeadAttention({ numHeads: 2, modelDim: 8, headDim: 3, name: 'legacy' });
+    expect(legacy.rank).toBe(3);
+    expect(legacy.getConfig()).toMatchObject({ rank: 3 });
+    expect(legacy.getConfig()).not.toHaveProperty('headDim');
+  });
+
+  it('reports a tensor of the wrong shape as an InternalError (a broken contract), not a UserError', () => {
+    const layer = new FactorizedMultiHeadAttention({ numHeads: 2, modelDim: 4 });
+    const wrong = tf.zeros([1, 3, 5]) as tf.Tensor3D;
+    let caught: unknown;
+    try {
+      layer.attend(wrong, null);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(InternalError);
+    expect(caught).not.toBeInstanceOf(UserError);
+    wrong.dispose();
   });
 
   it('equals an independently written dense MHA at r = d/H (self, cross, causal, padding, biases)', () => {
@@ -200,7 +222,7 @@ describe('FactorizedMultiHeadAttention', () => {
   it('matches finite differences (gradients of the layer w.r.t. every weight, the query and the memory)', () => {
     setGlobalSeed(11);
     const B = 1, T = 3, S = 4, d = 4, H = 2;
-    const layer = new FactorizedMultiHeadAttention({ numHeads: H, modelDim: d, headDim: 3 });
+    const layer = new FactorizedMultiHeadAttention({ numHeads: H, modelDim: d, rank: 3 });
     layer.build([null, null, d]);
     randomizeBiases(layer, 200);
     const xq = tf.variable(randn([B, T, d], 6)) as tf.Variable<tf.Rank.R3>;
@@ -235,7 +257,7 @@ describe('FactorizedMultiHeadAttention', () => {
 
   it('incremental self-attention with a cache equals the full causal pass', () => {
     const B = 2, T = 5, d = 8, H = 2;
-    const layer = new FactorizedMultiHeadAttention({ numHeads: H, modelDim: d, causal: true, headDim: 3 });
+    const layer = new FactorizedMultiHeadAttention({ numHeads: H, modelDim: d, causal: true, rank: 3 });
     const x = randn([B, T, d], 9) as tf.Tensor3D;
     const full = layer.attend(x, null);
     const cache = createAttentionCache(false);

@@ -152,7 +152,7 @@ describe('spectralInit', () => {
   });
 
   it('is what FactorizedMultiHeadAttention applies to its QK and OV pairs at init', () => {
-    const layer = new FactorizedMultiHeadAttention({ numHeads: 2, modelDim: 8, headDim: 3 });
+    const layer = new FactorizedMultiHeadAttention({ numHeads: 2, modelDim: 8, rank: 3 });
     layer.build([null, null, 8]);
     const [wq, wk, wv, wo] = layer.getWeights();
     const gq = gramF64(wq.dataSync(), 2, 8, 3);
@@ -222,7 +222,7 @@ describe('Frobenius decay', () => {
     expect(maxAbsDiff(dV, gV) / maxAbs(gV.dataSync())).toBeLessThan(1e-5);
 
     // An OV-style pair (V stored transposed) through a real layer.
-    const layer = new FactorizedMultiHeadAttention({ numHeads: 2, modelDim: 6, headDim: 2 });
+    const layer = new FactorizedMultiHeadAttention({ numHeads: 2, modelDim: 6, rank: 2 });
     layer.build([null, null, 6]);
     const ov = layer.factorPairs()[1];
     expect(ov.vTransposed).toBe(true);

@@ -3,15 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  buildBertForMaskedLM,
-  disposeBertModel,
-  encoderFromMaskedLM,
-  loadEncoder,
-  loadPretrainedAttention,
-  resolveBertConfig,
-  type BertConfigInput,
-} from '../src/models/bert.ts';
+import { buildBertForMaskedLM, disposeBertModel, encoderFromMaskedLM } from '../src/models/bert.ts';
+import { resolveBertConfig, type BertConfigInput } from '../src/models/bert-config.ts';
+import { countBertParameters } from '../src/models/parameters.ts';
+import { loadEncoder, loadPretrainedAttention } from '../src/tasks/bert-checkpoint.ts';
 import { bertConfigFromPreset } from '../src/models/bert-presets.ts';
 import { GatherPositions, scoreMaskedPredictions } from '../src/models/mlm-head.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.ts';
@@ -46,6 +41,21 @@ function tensors() {
 }
 
 describe('BertEncoder + MaskedLMHead', () => {
+  it('countBertParameters gives the built model\'s countParams, without building it', () => {
+    const variants: BertConfigInput[] = [
+      TINY,
+      { ...TINY, normFirst: true, typeVocabSize: 2, attentionBias: false },
+      { ...TINY, attentionRankScale: 0.5, linearRankScale: 0.5, embeddingRankScale: 0.25 },
+      { ...TINY, attentionRank: 3 },
+    ];
+    for (const input of variants) {
+      const config = resolveBertConfig(input);
+      const bert = buildBertForMaskedLM(config);
+      expect(countBertParameters(config), JSON.stringify(input)).toBe(bert.model.countParams());
+      disposeBertModel(bert.model);
+    }
+  });
+
   it('maps [token_ids, masked_positions] to logits over the vocabulary at the masked positions only', () => {
     setGlobalSeed(1);
     const bert = buildBertForMaskedLM(resolveBertConfig(TINY));

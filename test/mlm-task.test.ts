@@ -12,17 +12,9 @@ import { maskingRandom } from '../src/text/masking.ts';
 import { loadTokenizer } from '../src/text/tokenizer.ts';
 import { MOBY_TOKENIZER } from '../src/text/defaults.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
-import {
-  evaluateMlm,
-  evaluationMasker,
-  loadPackedSplit,
-  maskerFor,
-  parseStoredMlmConfig,
-  resolveMlmConfig,
-  resolveMlmData,
-  trainMlm,
-  type MlmTrainSummary,
-} from '../src/tasks/mlm.ts';
+import { parseStoredMlmConfig, resolveMlmConfig } from '../src/tasks/mlm-config.ts';
+import { evaluationMasker, loadPackedSplit, maskerFor, resolveMlmData } from '../src/tasks/mlm-data.ts';
+import { evaluateMlm, trainMlm, type MlmTrainOptions, type MlmTrainSummary } from '../src/tasks/mlm.ts';
 
 // A tiny WordPiece vocabulary (the text fixtures): whole words plus letters and ## pieces.
 const WORDPIECE = join(import.meta.dirname, 'fixtures/text/wordpiece');
@@ -100,7 +92,7 @@ describe('evaluateMlm', () => {
     const config = parseStoredMlmConfig((await loadCheckpoint(checkpoint)).config, 'config.json');
     const masker = evaluationMasker(tokenizer);
     expect(config.data.maskProbability).toBe(0.15);
-    const sequences = loadPackedSplit(dataDir, 'test', tokenizer, 16);
+    const sequences = await loadPackedSplit(dataDir, 'test', tokenizer, 16);
     const model = await (await loadCheckpoint(checkpoint)).loadModel();
     let nll = 0;
     let count = 0;
@@ -172,7 +164,7 @@ describe('MLM configuration and input errors', () => {
     const lines: string[] = [];
     expect((await resolveMlmData(dataDir, undefined, (l) => lines.push(l))).tokenizerPath).toBe(MOBY_TOKENIZER);
     expect(lines.join()).toMatch(/shipped English SentencePiece/);
-    await expect(resolveMlmData(join(root, 'missing'))).rejects.toThrow(/--data: folder .*missing does not exist/);
+    await expect(resolveMlmData(join(root, 'missing'))).rejects.toThrow(/`data`: folder .*missing does not exist/);
   });
 
   it('refuses a run without a stopping rule, a missing split and a tokenizer without a mask token', async () => {
@@ -181,7 +173,7 @@ describe('MLM configuration and input errors', () => {
     mkdirSync(empty, { recursive: true });
     await expect(
       trainMlm({ data: empty, tokenizer: WORDPIECE, out: join(root, 'y'), overrides: { train: { maxSteps: 1 } } }),
-    ).rejects.toThrow(/train.txt does not exist/);
+    ).rejects.toThrow(/train\.txt not found/);
     const tokenizer = await loadTokenizer(WORDPIECE);
     const noMask = Object.assign(Object.create(Object.getPrototypeOf(tokenizer)), tokenizer, { maskId: undefined });
     expect(() => maskerFor(noMask, resolveMlmConfig({}).data)).toThrow(/no mask token/);
@@ -228,8 +220,52 @@ describe('CLI: evaluate mlm / train mlm', () => {
   it('reports user mistakes in one line with exit code 1', async () => {
     const r = await run(['evaluate', 'mlm', '--checkpoint', join(root, 'nope')]);
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/^error: --checkpoint: folder .*nope does not exist\n$/);
+    expect(r.err).toMatch(/^error: --checkpoint: '.*nope' does not exist\n$/);
     const bad = await run(['train', 'mlm', '--data', dataDir, '--tokenizer', WORDPIECE, '--out', join(root, 'z'), '--max-steps', '0']);
     expect(bad.code).not.toBe(0);
+  });
+});
+
+describe('trainMlm resume: the one resume policy of both tasks (src/tasks/run.ts)', () => {
+  const resumeWith = (overrides: MlmTrainOptions['overrides'], set?: string[]) =>
+    trainMlm({ data: dataDir, tokenizer: WORDPIECE, out: outDir, resume: true, overrides, set, progress: 'none' });
+
+  it('refuses a changed architecture key, naming it', async () => {
+    await expect(resumeWith({ model: { numLayers: 2 }, train: { maxSteps: 80 } })).rejects.toThrow(/cannot change 'model\.numLayers' of an existing run/);
+    await expect(resumeWith({ train: { maxSteps: 80 } }, ['model.attentionBias=false'])).rejects.toThrow(/cannot change 'model\.attentionBias'/);
+    await expect(resumeWith({ data: { maskProbability: 0.3 }, train: { maxSteps: 80 } })).rejects.toThrow(/cannot change 'data\.maskProbability'/);
+  });
+
+  it('accepts a changed keepLast and stores it with the next checkpoint', async () => {
+    const resumed = await resumeWith({ train: { keepLast: 2, maxSteps: 80 } });
+    expect(resumed.steps).toBe(80);
+    expect(resumed.config.train.keepLast).toBe(2);
+    const stored = parseStoredMlmConfig(JSON.parse(readFileSync(join(outDir, 'checkpoint_last', 'config.json'), 'utf8')), 'config.json');
+    expect(stored.train.keepLast).toBe(2);
+    expect(stored.model).toEqual(summary.config.model);
+  });
+
+  it('reads a config.json written before model.attentionRank existed', () => {
+    const stored = JSON.parse(readFileSync(join(outDir, 'checkpoint_last', 'config.json'), 'utf8'));
+    delete stored.model.attentionRank;
+    expect(parseStoredMlmConfig(stored, 'config.json').model.attentionRank).toBeNull();
+  });
+
+  it('a damaged config.json is a one-line error naming the file', async () => {
+    const damaged = join(root, 'damaged');
+    mkdirSync(join(damaged, 'checkpoint_last'), { recursive: true });
+    const file = join(damaged, 'checkpoint_last', 'config.json');
+    writeFileSync(file, '{"task": "mlm", ');
+    const err = await trainMlm({ data: dataDir, out: damaged, resume: true, progress: 'none' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not valid JSON \\(`));
+    expect((err as Error).message).not.toContain('\n');
+  });
+
+  it('returns the config, the cumulative training time and the full-rank parameter count', () => {
+    expect(summary.config.preset).toBe('bert_tiny');
+    expect(summary.wallSeconds).toBeGreaterThan(0);
+    // bert_tiny is dense: full rank is itself.
+    expect(summary.fullRankParameters).toBe(summary.numParameters);
   });
 });

@@ -9,6 +9,7 @@ import { TransformerEncoderBlock, TransformerSeq2Seq, activate, resolveSeq2SeqCo
 import type { Seq2SeqOverrides } from '../src/models/index.ts';
 import { beamSearch, greedyDecode } from '../src/decode/index.ts';
 import { UserError } from '../src/errors.ts';
+import { countSeq2SeqParameters, fullRankArchitecture } from '../src/models/parameters.ts';
 import { setGlobalSeed } from '../src/random.ts';
 import { fileIOHandler } from '../src/train/checkpoint.ts';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -405,11 +406,41 @@ describe('factor pairs and configuration', () => {
     expect(() => seq2seqConfigFromPreset('transformer_huge', { srcVocabSize: 1, tgtVocabSize: 1, padId: 0, bosId: 0, eosId: 0 })).toThrow(/unknown model preset 'transformer_huge'/);
   });
 
+  it('countSeq2SeqParameters gives the built model\'s countParams for every variant, without building it', () => {
+    const variants = { ...VARIANTS, 'explicit rank 3, untied dense output': { ...TINY, attentionRank: 3, tieOutput: false } };
+    for (const [name, overrides] of Object.entries(variants)) {
+      const config = resolveSeq2SeqConfig(overrides);
+      const model = new TransformerSeq2Seq(config);
+      expect(countSeq2SeqParameters(config), name).toBe(model.model.countParams());
+      model.dispose();
+    }
+    // Full rank is the dense model: the factorized variant at full rank counts as the dense one.
+    const factorized = resolveSeq2SeqConfig(VARIANTS['pre-norm, learned, gelu, untied factorized output, factorized FFN + embeddings']);
+    const dense = resolveSeq2SeqConfig({ ...factorized, attentionRankScale: 1, linearRankScale: null, embeddingRankScale: null });
+    expect(countSeq2SeqParameters(fullRankArchitecture(factorized))).toBe(countSeq2SeqParameters(dense));
+    expect(countSeq2SeqParameters(factorized)).toBeLessThan(countSeq2SeqParameters(dense));
+  });
+
+  it('an explicit attentionRank reaches the attention layers as that rank', () => {
+    const model = new TransformerSeq2Seq({ ...TINY, attentionRank: 3 });
+    expect(model.encoderBlocks[0].selfAttention.rank).toBe(3);
+    expect(model.decoderBlocks[1].crossAttention.rank).toBe(3);
+    model.dispose();
+  });
+
+  it('reads block configs of model.json files written with attentionRankScale (before attentionRank)', () => {
+    const block = new TransformerEncoderBlock({ name: 'legacy', modelDim: 16, numHeads: 2, ffnDim: 24, attentionRankScale: 0.5 });
+    expect(block.blockConfig.attentionRank).toBe(4);
+    expect(block.getConfig()).toMatchObject({ attentionRank: 4 });
+    expect(block.getConfig()).not.toHaveProperty('attentionRankScale');
+  });
+
   it('rejects bad configs with a one-line UserError naming the key', () => {
     const bad: [Seq2SeqOverrides, RegExp][] = [
       [{ ...TINY, numHeds: 2 } as Seq2SeqOverrides, /unknown key 'numHeds'/],
       [{ ...TINY, shareEmbeddings: true }, /shareEmbeddings.*srcVocabSize 13 != tgtVocabSize 11/],
-      [{ ...TINY, numHeads: 3 }, /'modelDim' \(16\) must be divisible by 'numHeads' \(3\)/],
+      [{ ...TINY, numHeads: 3 }, /'modelDim' 16 must be divisible by 'numHeads' 3/],
+      [{ ...TINY, numHeads: 3, attentionRankScale: 0.5 }, /'modelDim' 16 must be divisible by 'numHeads' 3/],
       [{ ...TINY, dropout: 1.5 }, /'dropout' must be a number in \[0, 1\)/],
       [{ ...TINY, positions: 'rotary' } as unknown as Seq2SeqOverrides, /'positions' must be one of sinusoidal, learned/],
       [{ ...TINY, linearRankScale: 0 }, /'linearRankScale' must be a number > 0 or null/],

@@ -16,7 +16,8 @@ import { readLines as readBleuLines } from '../src/cli/commands/bleu.ts';
 import { CHECKSUMS_FILE, loadCheckpoint, locateCheckpoint } from '../src/train/checkpoint.ts';
 import { acquireOutputLock, isOutputLocked, LOCK_FILE, processStartTime } from '../src/train/lock.ts';
 import { Trainer, type TrainerOptions } from '../src/train/trainer.ts';
-import { readSentences } from '../src/tasks/mlm.ts';
+import { loadPackedSplit } from '../src/tasks/mlm-data.ts';
+import { loadTokenizer } from '../src/text/tokenizer.ts';
 import { trainTranslation, type TranslationTrainOptions } from '../src/tasks/translation.ts';
 import { buildToyModel, toyData, toyLoss, weightValues, type ToyBatch } from './train-toy.ts';
 
@@ -227,14 +228,18 @@ describe('item 3: a stale lock is recognised by pid and process start time', () 
 });
 
 describe('item 5: invalid UTF-8 in masked-LM data and in bleu input is an error naming file and line', () => {
-  it('train mlm data: a binary train.txt is refused with file:line; CRLF ends and a BOM are dropped', () => {
+  it('train mlm data: a binary train.txt is refused with file:line; CRLF ends and a BOM are dropped', async () => {
     const dir = join(root, 'mlm-utf8');
     mkdirSync(dir);
+    const tokenizer = await loadTokenizer('test/fixtures/text/wordpiece');
     writeFileSync(join(dir, 'train.txt'), Buffer.concat([Buffer.from('fine line\nsecond\n'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0xff, 0xfe, 0x0a])]));
-    expect(() => readSentences(dir, 'train')).toThrow(UserError);
-    expect(() => readSentences(dir, 'train')).toThrow(/train\.txt:3: invalid UTF-8/);
+    await expect(loadPackedSplit(dir, 'train', tokenizer, 64)).rejects.toThrow(UserError);
+    await expect(loadPackedSplit(dir, 'train', tokenizer, 64)).rejects.toThrow(/train\.txt:3: invalid UTF-8/);
     writeFileSync(join(dir, 'valid.txt'), '\uFEFFthe first line\r\nthe second\r\n');
-    expect(readSentences(dir, 'valid')).toEqual(['the first line', 'the second']);
+    const { bosId: cls, eosId: sep } = tokenizer;
+    expect(await loadPackedSplit(dir, 'valid', tokenizer, 64)).toEqual([
+      Int32Array.from([cls, ...tokenizer.encode('the first line'), sep, ...tokenizer.encode('the second'), sep]),
+    ]);
   });
 
   it('bleu: a Latin-1 hypothesis file is refused with file:line, not scored', async () => {

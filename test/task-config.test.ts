@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.ts';
-import { mergeConfig, parseSetOverrides, resolveAttentionRank } from '../src/tasks/config.ts';
+import { attentionRankOf } from '../src/models/architecture.ts';
+import { mergeConfig, parseSetOverrides } from '../src/tasks/config.ts';
 import { resolveTranslationConfig, TRANSLATION_PRESETS } from '../src/tasks/translation-config.ts';
 import { QUICKSTART_PRESET } from '../src/cli/commands/quickstart.ts';
 
@@ -77,7 +78,7 @@ describe('resolveTranslationConfig', () => {
 
   it('rejects invalid JSON and a missing file', () => {
     expect(errorOf(() => resolveTranslationConfig({ ...langs, configFile: configFile('bad.json', '{"train": ') })).message).toMatch(/bad\.json: not valid JSON/);
-    expect(errorOf(() => resolveTranslationConfig({ ...langs, configFile: join(dir, 'nope.json') })).message).toMatch(/--config: file .*nope\.json' does not exist/);
+    expect(errorOf(() => resolveTranslationConfig({ ...langs, configFile: join(dir, 'nope.json') })).message).toMatch(/`configFile`: file .*nope\.json' does not exist/);
   });
 
   it('rejects a negative rank and a rank larger than the model dimension', () => {
@@ -90,12 +91,12 @@ describe('resolveTranslationConfig', () => {
   });
 
   it('rejects an unknown preset and a config without a stopping rule', () => {
-    expect(errorOf(() => resolveTranslationConfig({ ...langs, preset: 'huge' })).message).toMatch(/--preset: unknown preset 'huge'; expected one of transformer_tiny/);
+    expect(errorOf(() => resolveTranslationConfig({ ...langs, preset: 'huge' })).message).toMatch(/`preset`: unknown preset 'huge'; expected one of transformer_tiny/);
     expect(errorOf(() => resolveTranslationConfig({ ...langs, preset: 'transformer_tiny' })).message).toMatch(/no stopping rule/);
   });
 
   it('requires both languages', () => {
-    expect(errorOf(() => resolveTranslationConfig({ sourceLang: 'xx', flags: { train: { maxSteps: 1 } } })).message).toMatch(/--target-lang: required/);
+    expect(errorOf(() => resolveTranslationConfig({ sourceLang: 'xx', flags: { train: { maxSteps: 1 } } })).message).toMatch(/`targetLang`: required/);
   });
 });
 
@@ -104,12 +105,16 @@ describe('config helpers', () => {
     expect(mergeConfig({ a: { b: 1, c: [1, 2] }, d: 1 }, { a: { c: [3] } }, { d: 2 })).toEqual({ a: { b: 1, c: [3] }, d: 2 });
   });
   it('parseSetOverrides rejects an assignment without =', () => {
-    expect(() => parseSetOverrides(['train.lr'])).toThrow(/--set: expected key=value/);
+    expect(() => parseSetOverrides(['train.lr'])).toThrow(/`set`: expected key=value/);
     expect(parseSetOverrides(['a.b=x', 'a.c=[1,2]'])).toEqual({ a: { b: 'x', c: [1, 2] } });
   });
-  it('resolveAttentionRank follows rankScale and checks divisibility', () => {
-    expect(resolveAttentionRank({ modelDim: 256, numHeads: 4, rankScale: 0.25, rank: null }, 'x')).toBe(16);
-    expect(resolveAttentionRank({ modelDim: 256, numHeads: 4, rankScale: 1, rank: 7 }, 'x')).toBe(7);
-    expect(() => resolveAttentionRank({ modelDim: 30, numHeads: 4, rankScale: 1 }, 'x')).toThrow(/divisible/);
+  it('attentionRankOf follows attentionRankScale, prefers attentionRank, and checks divisibility whatever the rank', () => {
+    expect(attentionRankOf({ modelDim: 256, numHeads: 4, attentionRankScale: 0.25, attentionRank: null }, 'x')).toBe(16);
+    expect(attentionRankOf({ modelDim: 256, numHeads: 4, attentionRankScale: 1, attentionRank: 7 }, 'x')).toBe(7);
+    expect(() => attentionRankOf({ modelDim: 30, numHeads: 4, attentionRankScale: 1, attentionRank: null }, 'x')).toThrow(/divisible/);
+    expect(() => attentionRankOf({ modelDim: 30, numHeads: 4, attentionRankScale: 0.5, attentionRank: null }, 'x')).toThrow(/divisible/);
+    expect(() => attentionRankOf({ modelDim: 30, numHeads: 4, attentionRankScale: 1, attentionRank: 3 }, 'x', 'model.')).toThrow(
+      /^x: 'model\.modelDim' 30 must be divisible by 'model\.numHeads' 4$/,
+    );
   });
 });

@@ -172,6 +172,42 @@ describe('translation task on the copy fixture', () => {
     expect(readFileSync(join(resumed, 'checkpoint_last', 'weights.bin')).equals(readFileSync(join(straight, 'checkpoint_last', 'weights.bin')))).toBe(true);
     expect(trainRecords(resumed)).toEqual(trainRecords(straight));
   });
+
+  it('resume refuses a changed architecture key by name and accepts a changed keepLast (one policy: src/tasks/run.ts)', async () => {
+    const halves = join(root, 'halves');
+    const resumeWith = (overrides: TranslationTrainOptions['overrides']) =>
+      trainTranslation({ data: DATA, out: halves, resume: true, progress: 'none', overrides });
+    await expect(resumeWith({ model: { numHeads: 4 }, train: { maxSteps: 20 } })).rejects.toThrow(/cannot change 'model\.numHeads' of an existing run/);
+    await expect(resumeWith({ model: { attentionBias: false } })).rejects.toThrow(/cannot change 'model\.attentionBias'/);
+    await expect(resumeWith({ train: { lr: 1 } })).rejects.toThrow(/cannot change 'train\.lr'/);
+    // Budget already spent (20 steps): nothing trains, the changed keys are accepted.
+    const summary = await resumeWith({ train: { keepLast: 3, maxSteps: 20 } });
+    expect(summary.steps).toBe(20);
+    expect(summary.config.train.keepLast).toBe(3);
+  });
+
+  it('a damaged config.json is a one-line error naming the file', async () => {
+    const damaged = join(root, 'damaged');
+    cpSync(join(root, 'halves'), damaged, { recursive: true });
+    const file = join(damaged, 'checkpoint_last', 'config.json');
+    writeFileSync(file, '{"task": "translation", ');
+    const err = await trainTranslation({ data: DATA, out: damaged, resume: true, progress: 'none' }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toContain(`${file}: not valid JSON`);
+    expect((err as Error).message).not.toContain('\n');
+  });
+
+  it('returns the config, the cumulative training time and the full-rank parameter count', async () => {
+    const summary = await trainTranslation(
+      tinyRun('factorized', { maxSteps: 2, validEvery: 2 }, { overrides: { model: { attentionRank: 3, linearRankScale: 0.25 }, train: { maxSteps: 2, validEvery: 2 } } }),
+    );
+    expect(summary.config.model.attentionRank).toBe(3);
+    expect(summary.wallSeconds).toBeGreaterThan(0);
+    expect(summary.numParameters).toBeLessThan(summary.fullRankParameters);
+    const dense = await trainTranslation(tinyRun('dense', { maxSteps: 1, validEvery: 1 }));
+    expect(dense.fullRankParameters).toBe(dense.numParameters);
+    expect(summary.fullRankParameters).toBe(dense.numParameters);
+  });
 });
 
 describe('copy task', () => {

@@ -128,7 +128,7 @@ describe.skipIf(skipReason !== undefined)('webgpu engine', () => {
     let weights: { values: number[]; shape: number[] }[] | undefined;
     const run = async () => {
       setGlobalSeed(5);
-      const layer = new FactorizedMultiHeadAttention({ numHeads: H, modelDim: d, headDim: 3 });
+      const layer = new FactorizedMultiHeadAttention({ numHeads: H, modelDim: d, rank: 3 });
       layer.build([null, null, d]);
       if (weights) layer.setWeights(weights.map((w) => tf.tensor(w.values, w.shape)));
       else weights = await Promise.all(layer.getWeights().map(async (w) => ({ values: await values(w), shape: w.shape })));

@@ -1,7 +1,10 @@
 /**
  * FactorizedMultiHeadAttention: multi-head attention written as per-head factor products
  * (docs/ARCHITECTURE.md §1.2): logits_h = Xq Wq_h Wk_hᵀ Xkvᵀ / √r, out = Σ_h softmax(logits_h) Xkv Wv_h Wo_h.
- * At r = d/H it is exactly a dense MHA; the rank r is free (headDim or rankScale).
+ * At r = d/H it is exactly a dense MHA; the rank r is free (rank or rankScale).
+ *
+ * Errors: a bad option is the user's (UserError); a tensor of the wrong shape reaching the layer is
+ * a broken contract of the calling code (InternalError), never a user mistake.
  *
  * Weights (in getWeights() order): queryFactor [H, d, r], keyFactor [H, d, r],
  * valueFactor [H, d, r], outputFactor [H, r, d]; with useBias also queryBias [H, r],
@@ -13,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
-import { UserError } from '../errors.ts';
+import { InternalError, UserError } from '../errors.ts';
 import { seededDropout, globalRandom } from '../random.ts';
 import { writeFactorPair } from '../factorized/dense.ts';
 import { hostRandomUniform } from '../factorized/host-random.ts';
@@ -24,9 +27,14 @@ export interface FactorizedMultiHeadAttentionConfig {
   numHeads: number;
   /** Model width d; inferred from the query when the layer is built if absent. */
   modelDim?: number;
-  /** Per-head rank r (named after the dense head dim it replaces). Exclusive with rankScale. */
+  /** Per-head rank r. Exclusive with rankScale. */
+  rank?: number;
+  /**
+   * The name `rank` had in model.json files written before it was renamed (it called r the head
+   * dim of the dense attention it replaces); read, never written.
+   */
   headDim?: number;
-  /** r = max(1, floor(rankScale · d / H)). Exclusive with headDim. Default: r = d / H. */
+  /** r = max(1, floor(rankScale · d / H)). Exclusive with rank. Default: r = d / H. */
   rankScale?: number;
   /** Biases on the per-head query/key/value projections and the output. Default true. */
   useBias?: boolean;
@@ -70,7 +78,8 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   static className = 'FactorizedMultiHeadAttention';
 
   readonly numHeads: number;
-  readonly headDim: number | undefined;
+  /** The configured per-head rank, if given as a rank (see `rank` for the resolved one). */
+  readonly rankOption: number | undefined;
   readonly rankScale: number | undefined;
   readonly useBias: boolean;
   readonly dropout: number;
@@ -102,10 +111,11 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     if (config == null) throw new UserError('FactorizedMultiHeadAttention: a config with numHeads is required');
     this.numHeads = positiveInt(config.numHeads, 'numHeads');
     this.modelDim = config.modelDim == null ? undefined : positiveInt(config.modelDim, 'modelDim');
-    if (config.headDim != null && config.rankScale != null) {
-      throw new UserError(`FactorizedMultiHeadAttention: give either 'headDim' or 'rankScale', not both`);
+    const rank = config.rank ?? config.headDim;
+    if (rank != null && config.rankScale != null) {
+      throw new UserError(`FactorizedMultiHeadAttention: give either 'rank' or 'rankScale', not both`);
     }
-    this.headDim = config.headDim == null ? undefined : positiveInt(config.headDim, 'headDim');
+    this.rankOption = rank == null ? undefined : positiveInt(rank, 'rank');
     if (config.rankScale != null && !(typeof config.rankScale === 'number' && config.rankScale > 0 && Number.isFinite(config.rankScale))) {
       throw new UserError(`FactorizedMultiHeadAttention: option 'rankScale' must be a number > 0; got ${String(config.rankScale)}`);
     }
@@ -123,11 +133,11 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
 
   /** The per-head rank this config gives for model width d. */
   private rankFor(d: number): number {
-    if (this.headDim !== undefined) return this.headDim;
+    if (this.rankOption !== undefined) return this.rankOption;
     if (this.rankScale !== undefined) return Math.max(1, Math.floor((this.rankScale * d) / this.numHeads));
     if (d % this.numHeads !== 0) {
       throw new UserError(
-        `FactorizedMultiHeadAttention: modelDim ${d} is not divisible by numHeads ${this.numHeads}; set 'headDim' or 'rankScale'`,
+        `FactorizedMultiHeadAttention: modelDim ${d} is not divisible by numHeads ${this.numHeads}; set 'rank' or 'rankScale'`,
       );
     }
     return d / this.numHeads;
@@ -136,14 +146,14 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const shapes = (Array.isArray(inputShape[0]) ? inputShape : [inputShape]) as tf.Shape[];
     const d = shapes[0][shapes[0].length - 1];
-    if (d == null) throw new UserError(`FactorizedMultiHeadAttention '${this.name}': the query's last dimension must be known`);
+    if (d == null) throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': the query's last dimension must be known`);
     for (const s of shapes) {
       if (s.length !== 3 || s[s.length - 1] !== d) {
-        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': inputs must be [B, T, ${d}]; got [${s}]`);
+        throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': inputs must be [B, T, ${d}]; got [${s}]`);
       }
     }
     if (this.modelDim !== undefined && this.modelDim !== d) {
-      throw new UserError(`FactorizedMultiHeadAttention '${this.name}': modelDim is ${this.modelDim} but the input has width ${d}`);
+      throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': modelDim is ${this.modelDim} but the input has width ${d}`);
     }
     this.modelDim = d;
     const H = this.numHeads;
@@ -186,7 +196,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     const list = Array.isArray(inputs) ? inputs : [inputs];
     if (list.length < 1 || list.length > 2) {
-      throw new UserError(`FactorizedMultiHeadAttention '${this.name}': expects [query] or [query, memory]; got ${list.length} inputs`);
+      throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': expects [query] or [query, memory]; got ${list.length} inputs`);
     }
     const training = kwargs?.training === true;
     return this.attend(list[0] as tf.Tensor3D, (list[1] as tf.Tensor3D | undefined) ?? null, { training });
@@ -242,16 +252,16 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
 
   private checkInputs(query: tf.Tensor, memory: tf.Tensor | null, opts: AttendOptions): void {
     const where = `FactorizedMultiHeadAttention '${this.name}'`;
-    if (query.rank !== 3) throw new UserError(`${where}: query must be [B, T, d]; got shape [${query.shape}]`);
+    if (query.rank !== 3) throw new InternalError(`${where}: query must be [B, T, d]; got shape [${query.shape}]`);
     const d = this.modelDim ?? query.shape[2];
-    if (query.shape[2] !== d) throw new UserError(`${where}: query width ${query.shape[2]} != modelDim ${d}`);
+    if (query.shape[2] !== d) throw new InternalError(`${where}: query width ${query.shape[2]} != modelDim ${d}`);
     if (memory) {
       if (memory.rank !== 3 || memory.shape[0] !== query.shape[0] || memory.shape[2] !== d) {
-        throw new UserError(`${where}: memory must be [${query.shape[0]}, S, ${d}]; got shape [${memory.shape}]`);
+        throw new InternalError(`${where}: memory must be [${query.shape[0]}, S, ${d}]; got shape [${memory.shape}]`);
       }
     }
     if (opts.cache?.static && !opts.cache.key && !memory) {
-      throw new UserError(`${where}: the first call with an empty static (cross-attention) cache needs the memory`);
+      throw new InternalError(`${where}: the first call with an empty static (cross-attention) cache needs the memory`);
     }
   }
 
@@ -300,7 +310,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
   ): { key: tf.Tensor; value: tf.Tensor } {
     if (cache?.static && cache.key && cache.value) {
       if (cache.key.shape[0] !== query.shape[0]) {
-        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': cache batch ${cache.key.shape[0]} != query batch ${query.shape[0]}`);
+        throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': cache batch ${cache.key.shape[0]} != query batch ${query.shape[0]}`);
       }
       return { key: cache.key, value: cache.value };
     }
@@ -310,7 +320,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     if (!cache) return { key, value };
     if (!cache.static && cache.key && cache.value) {
       if (cache.key.shape[0] !== key.shape[0]) {
-        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': cache batch ${cache.key.shape[0]} != input batch ${key.shape[0]}`);
+        throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': cache batch ${cache.key.shape[0]} != input batch ${key.shape[0]}`);
       }
       const oldKey = cache.key;
       const oldValue = cache.value;
@@ -330,7 +340,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     if (opts.keyPaddingMask) {
       const m = opts.keyPaddingMask;
       if (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== S) {
-        throw new UserError(`FactorizedMultiHeadAttention '${this.name}': keyPaddingMask must be [${B}, ${S}] (1 = pad); got [${m.shape}]`);
+        throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': keyPaddingMask must be [${B}, ${S}] (1 = pad); got [${m.shape}]`);
       }
       mask = tf.mul(tf.reshape(tf.cast(m, 'float32'), [B, 1, 1, S]), MASK_VALUE);
     }
@@ -364,7 +374,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     const config: tf.serialization.ConfigDict = {
       numHeads: this.numHeads,
       modelDim: this.modelDim ?? null,
-      headDim: this.headDim ?? null,
+      rank: this.rankOption ?? null,
       rankScale: this.rankScale ?? null,
       useBias: this.useBias,
       dropout: this.dropout,

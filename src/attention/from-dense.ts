@@ -138,7 +138,7 @@ export async function fromDenseAttention(weights: DenseAttentionWeights): Promis
   const layer = new FactorizedMultiHeadAttention({
     numHeads: H,
     modelDim: d,
-    headDim: r,
+    rank: r,
     useBias,
     spectralInit: false, // the factors below are already balanced
     causal: weights.causal,

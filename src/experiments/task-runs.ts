@@ -10,32 +10,23 @@
  *   train.frobeniusDecay = regularization.frobeniusDecay in fd / si-fd, 0 otherwise;
  * - train.seed = seed; train.maxSteps / maxTimeMinutes = budget.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { UserError } from '../errors.ts';
+import { validateConfig } from '../models/schema.ts';
 import { ensureDefaultMlmCorpus, ensureDefaultTranslationCorpus } from '../text/defaults.ts';
-import { loadTokenizer } from '../text/tokenizer.ts';
-import { TransformerSeq2Seq } from '../models/seq2seq.ts';
-import { buildBertForMaskedLM } from '../models/bert.ts';
 import type { ProgressMode } from '../train/progress.ts';
-import { mergeConfig, validateConfig } from '../tasks/config.ts';
-import {
-  resolveTranslationConfig,
-  seq2seqModelConfig,
-  translationConfigFileSchema,
-  type TranslationConfig,
-  type TranslationConfigOverrides,
-} from '../tasks/translation-config.ts';
+import { mergeConfig } from '../tasks/config.ts';
+import { mlmConfigFileSchema, resolveMlmConfig, type MlmConfigOverrides } from '../tasks/mlm-config.ts';
+import { evaluateMlm, trainMlm } from '../tasks/mlm.ts';
+import { resolveTranslationConfig, translationConfigFileSchema, type TranslationConfigOverrides } from '../tasks/translation-config.ts';
 import { evaluateTranslation, trainTranslation } from '../tasks/translation.ts';
-import { bertConfigFor, evaluateMlm, mlmConfigFileSchema, parseStoredMlmConfig, resolveMlmConfig, trainMlm, type MlmConfigOverrides } from '../tasks/mlm.ts';
-import { METRICS_JSONL, type RunContext, type RunFunction, type RunResult } from './runner.ts';
+import type { RunContext, RunFunction, RunResult } from './runner.ts';
 import { VARIANT_SETTINGS, type ExperimentSpec, type PlannedRun } from './spec.ts';
 
 /** The config overrides of one run: the spec's common config, then the grid's knobs on top. */
 export function runOverrides(spec: ExperimentSpec, run: Pick<PlannedRun, 'rankScale' | 'variant' | 'seed'>): Record<string, unknown> {
   const settings = VARIANT_SETTINGS[run.variant];
   const model: Record<string, unknown> = { attentionRankScale: run.rankScale, spectralInit: settings.spectralInit };
-  if (spec.task === 'translation') model.attentionRank = null;
+  model.attentionRank = null;
   if (spec.grid.factorizeLinear) model.linearRankScale = run.rankScale;
   const train: Record<string, unknown> = {
     seed: run.seed,
@@ -53,55 +44,26 @@ export function runOverrides(spec: ExperimentSpec, run: Pick<PlannedRun, 'rankSc
  */
 export function checkSpecAgainstTask(spec: ExperimentSpec, where: string): void {
   const schema = spec.task === 'translation' ? translationConfigFileSchema : mlmConfigFileSchema;
-  validateConfig(schema as never, spec.config ?? {}, `${where}: 'config'`);
+  validateConfig(schema, spec.config ?? {}, `${where}: 'config'`);
   for (const rankScale of spec.grid.rankScale) {
     const overrides = runOverrides(spec, { rankScale, variant: spec.grid.variants[0], seed: spec.grid.seeds[0] });
-    try {
-      const { train } =
-        spec.task === 'translation'
-          ? resolveTranslationConfig({ preset: spec.preset, flags: overrides as TranslationConfigOverrides, sourceLang: spec.data?.sourceLang ?? 'en', targetLang: spec.data?.targetLang ?? 'es' })
-          : resolveMlmConfig({ preset: spec.preset, flags: overrides as MlmConfigOverrides });
-      // The trainer would only find this out when the first run starts.
-      if (train.schedule === 'linear' && train.maxSteps !== null && train.warmupUpdates > train.maxSteps) {
-        throw new UserError(`'train.warmupUpdates' ${train.warmupUpdates} exceeds 'budget.maxSteps' ${train.maxSteps} (linear schedule)`);
-      }
-    } catch (err) {
-      if (err instanceof UserError) throw new UserError(`${where} (rankScale ${rankScale}): ${err.message.replace(/^command line: /, '')}`);
-      throw err;
+    // The grid point's values stand where the command line's would: errors name the spec and the point.
+    const source = `${where} (rankScale ${rankScale})`;
+    const { train } =
+      spec.task === 'translation'
+        ? resolveTranslationConfig({
+            preset: spec.preset,
+            flags: overrides as TranslationConfigOverrides,
+            flagsSource: source,
+            sourceLang: spec.data?.sourceLang ?? 'en',
+            targetLang: spec.data?.targetLang ?? 'es',
+          })
+        : resolveMlmConfig({ preset: spec.preset, flags: overrides as MlmConfigOverrides, flagsSource: source });
+    // The trainer would only find this out when the first run starts.
+    if (train.schedule === 'linear' && train.maxSteps !== null && train.warmupUpdates > train.maxSteps) {
+      throw new UserError(`${source}: 'train.warmupUpdates' ${train.warmupUpdates} exceeds 'budget.maxSteps' ${train.maxSteps} (linear schedule)`);
     }
   }
-}
-
-/** The last validation loss and the training time (cumulative over resumes) from metrics.jsonl. */
-export function lastValidation(dir: string): { loss: number; time: number } {
-  const file = join(dir, METRICS_JSONL);
-  if (!existsSync(file)) return { loss: NaN, time: NaN };
-  let loss = NaN;
-  let time = NaN;
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    const rec = JSON.parse(line) as { type?: string; loss?: number; time?: number };
-    if (typeof rec.time === 'number') time = rec.time;
-    if (rec.type === 'valid' && typeof rec.loss === 'number') loss = rec.loss;
-  }
-  return { loss, time };
-}
-
-/** Parameters of a model built from a config, then disposed. */
-function countParameters(build: () => { numParameters(): number; dispose(): void }): number {
-  const model = build();
-  try {
-    return model.numParameters();
-  } finally {
-    model.dispose();
-  }
-}
-
-/** The same model with every factor at full rank (= the dense model's parameter count). */
-function fullRankModel<T extends { model: Record<string, unknown> }>(config: T): T {
-  const model = { ...config.model, attentionRankScale: 1, linearRankScale: null, embeddingRankScale: null };
-  if ('attentionRank' in config.model) (model as Record<string, unknown>).attentionRank = null;
-  return { ...config, model };
 }
 
 export interface TaskRunOptions {
@@ -117,7 +79,6 @@ async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunCon
   const corpus = spec.data
     ? { dir: spec.data.dir, sourceLang: spec.data.sourceLang, targetLang: spec.data.targetLang, tokenizerPath: spec.data.tokenizer }
     : await ensureDefaultTranslationCorpus();
-  const started = performance.now();
   const summary = await trainTranslation({
     data: corpus.dir,
     out: ctx.dir,
@@ -130,11 +91,6 @@ async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunCon
     progress: opts.progress ?? 'none',
     log: ctx.log,
   });
-  const trainSeconds = (performance.now() - started) / 1000;
-  const tokenizer = await loadTokenizer(join(ctx.dir, 'checkpoint_last'));
-  const config: TranslationConfig = summary.config;
-  const fullRankParameters = countParameters(() => new TransformerSeq2Seq(seq2seqModelConfig(fullRankModel(config), tokenizer)));
-  const fromMetrics = lastValidation(ctx.dir);
 
   const evalStarted = performance.now();
   let test: Record<string, number> | null = null;
@@ -148,11 +104,11 @@ async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunCon
   }
   return {
     steps: summary.steps,
-    finalValidLoss: Number.isFinite(summary.finalValidLoss) ? summary.finalValidLoss : fromMetrics.loss,
+    finalValidLoss: summary.finalValidLoss,
     numParameters: summary.numParameters,
-    fullRankParameters,
-    // The trainer's clock (metrics.jsonl `time`) adds up the sessions of a resumed run.
-    trainWallSeconds: Number.isFinite(fromMetrics.time) ? fromMetrics.time : trainSeconds,
+    fullRankParameters: summary.fullRankParameters,
+    // The trainer's clock: it adds up the sessions of a resumed run.
+    trainWallSeconds: summary.wallSeconds,
     evalWallSeconds: (performance.now() - evalStarted) / 1000,
     test,
     notes,
@@ -161,7 +117,6 @@ async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunCon
 
 async function runMlm(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, opts: TaskRunOptions): Promise<RunResult> {
   const data = spec.data ? { dir: spec.data.dir, tokenizer: spec.data.tokenizer } : { dir: (await ensureDefaultMlmCorpus()).dir, tokenizer: undefined };
-  const started = performance.now();
   const summary = await trainMlm({
     data: data.dir,
     tokenizer: data.tokenizer,
@@ -172,15 +127,6 @@ async function runMlm(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, op
     progress: opts.progress ?? 'none',
     log: ctx.log,
   });
-  const trainSeconds = (performance.now() - started) / 1000;
-  const last = join(ctx.dir, 'checkpoint_last');
-  const config = parseStoredMlmConfig(JSON.parse(readFileSync(join(last, 'config.json'), 'utf8')), join(last, 'config.json'));
-  const tokenizer = await loadTokenizer(last);
-  const fullRankParameters = countParameters(() => {
-    const bert = buildBertForMaskedLM(bertConfigFor(fullRankModel(config), tokenizer));
-    return { numParameters: () => bert.model.countParams(), dispose: () => bert.model.dispose() };
-  });
-  const fromMetrics = lastValidation(ctx.dir);
 
   const evalStarted = performance.now();
   let test: Record<string, number> | null = null;
@@ -193,11 +139,11 @@ async function runMlm(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, op
   }
   return {
     steps: summary.steps,
-    finalValidLoss: Number.isFinite(summary.finalValidLoss) ? summary.finalValidLoss : fromMetrics.loss,
+    finalValidLoss: summary.finalValidLoss,
     numParameters: summary.numParameters,
-    fullRankParameters,
-    // The trainer's clock (metrics.jsonl `time`) adds up the sessions of a resumed run.
-    trainWallSeconds: Number.isFinite(fromMetrics.time) ? fromMetrics.time : trainSeconds,
+    fullRankParameters: summary.fullRankParameters,
+    // The trainer's clock: it adds up the sessions of a resumed run.
+    trainWallSeconds: summary.wallSeconds,
     evalWallSeconds: (performance.now() - evalStarted) / 1000,
     test,
     notes,

@@ -1,27 +1,17 @@
 /**
- * Named BERT architectures. A preset fixes everything but the vocabulary; the MLM task adds the
- * vocabulary size and pad id from its tokenizer (`bertConfigFromPreset`).
+ * Named BERT architectures, each a partial override of BERT_DEFAULTS. A preset fixes everything
+ * but the vocabulary; the MLM task adds the vocabulary size and pad id from its tokenizer
+ * (`bertConfigFromPreset`).
  */
 import { UserError } from '../errors.ts';
-import { BERT_DEFAULTS, resolveBertConfig } from './bert.ts';
-import type { BertArchitecture, BertConfig, BertConfigInput } from './bert.ts';
+import { BERT_DEFAULTS, resolveBertConfig } from './bert-config.ts';
+import type { BertArchitecture, BertConfig, BertConfigInput } from './bert-config.ts';
 
 /**
  * A small BERT (Turc et al.'s BERT-Small shape: 4 layers, d 256, 4 heads, FFN 1024), post-norm with
  * GELU as in BERT, sequences up to 128 tokens (the length BERT pretrains most steps at).
  */
-export const bert_small: BertArchitecture = {
-  ...BERT_DEFAULTS,
-  modelDim: 256,
-  numHeads: 4,
-  ffnDim: 1024,
-  numLayers: 4,
-  maxPositions: 128,
-  dropout: 0.1,
-  attentionDropout: 0.1,
-  activation: 'gelu',
-  normFirst: false,
-};
+export const bert_small: BertArchitecture = { ...BERT_DEFAULTS, maxPositions: 128 };
 
 /** BERT-Base (Devlin et al.): 12 layers, d 768, 12 heads, FFN 3072, 512 positions, 2 segment types. */
 export const bert_base: BertArchitecture = {
@@ -32,10 +22,6 @@ export const bert_base: BertArchitecture = {
   numLayers: 12,
   maxPositions: 512,
   typeVocabSize: 2,
-  dropout: 0.1,
-  attentionDropout: 0.1,
-  activation: 'gelu',
-  normFirst: false,
 };
 
 export const bertPresets: Record<string, BertArchitecture> = { bert_small, bert_base };
@@ -44,5 +30,5 @@ export const bertPresets: Record<string, BertArchitecture> = { bert_small, bert_
 export function bertConfigFromPreset(name: string, overrides: BertConfigInput): BertConfig {
   const preset = bertPresets[name];
   if (!preset) throw new UserError(`unknown model preset '${name}'; expected one of ${Object.keys(bertPresets).join(', ')}`);
-  return resolveBertConfig({ ...preset, ...overrides } as BertConfigInput);
+  return resolveBertConfig({ ...preset, ...overrides });
 }

@@ -5,126 +5,20 @@
  *
  * Everything is a functional tf.LayersModel of registered layers, so a checkpoint's
  * model.json + weights.bin load with tf.loadLayersModel, and the encoder can be cut out of a
- * trained MLM model as a feature extractor (`encoderFromMaskedLM`).
+ * trained MLM model as a feature extractor (`encoderFromMaskedLM`). The config lives in
+ * ./bert-config.ts; loading checkpoints is the MLM task's (src/tasks/bert-checkpoint.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
 import { collectFactorPairs, type FactorPair } from '../factorized/frobenius.ts';
-import { DEFAULT_SPECTRAL_INIT, type SpectralInitChoice } from './config.ts';
+import { attentionRankOf } from './architecture.ts';
+import type { BertConfig } from './bert-config.ts';
 import { MaskedLMHead } from './mlm-head.ts';
 import { TokenEmbedding } from './embedding.ts';
 import { layerNorm } from './sublayers.ts';
 import { FactorizedMultiHeadAttention } from '../attention/index.ts';
-import { findCheckpointFolder, loadCheckpoint } from '../train/checkpoint.ts';
 import { TransformerEncoderBlock } from './blocks.ts';
-
-// ---------------------------------------------------------------------------------------------
-// Configuration
-
-export interface BertConfig {
-  vocabSize: number;
-  padId: number;
-  modelDim: number;
-  numHeads: number;
-  ffnDim: number;
-  numLayers: number;
-  /** Longest sequence (including [CLS]/[SEP]) the model accepts: rows of the position table. */
-  maxPositions: number;
-  /** Segment (token-type) vocabulary; 0 = no segment embedding and no segment input. */
-  typeVocabSize: number;
-  /** Residual and embedding dropout. */
-  dropout: number;
-  /** Dropout on attention probabilities. */
-  attentionDropout: number;
-  /** Dropout after the FFN activation. */
-  activationDropout: number;
-  activation: 'gelu' | 'relu';
-  /** Pre-norm (LayerNorm before each sublayer, plus a final LayerNorm) instead of BERT's post-norm. */
-  normFirst: boolean;
-  /** Per-head attention rank r = max(1, floor(attentionRankScale · d / H)); 1 = full rank. */
-  attentionRankScale: number;
-  /** Rank scale of the FFN layers (rank = max(1, floor(scale · min(in, out)))); null = dense. */
-  linearRankScale: number | null;
-  /** Rank scale of the token embedding (rank = max(1, floor(scale · d))); null = dense. */
-  embeddingRankScale: number | null;
-  spectralInit: SpectralInitChoice;
-  attentionBias: boolean;
-}
-
-export type BertArchitecture = Omit<BertConfig, 'vocabSize' | 'padId'>;
-
-export const BERT_DEFAULTS: BertArchitecture = {
-  modelDim: 256,
-  numHeads: 4,
-  ffnDim: 1024,
-  numLayers: 4,
-  maxPositions: 512,
-  typeVocabSize: 0,
-  dropout: 0.1,
-  attentionDropout: 0.1,
-  activationDropout: 0,
-  activation: 'gelu',
-  normFirst: false,
-  attentionRankScale: 1,
-  linearRankScale: null,
-  embeddingRankScale: null,
-  spectralInit: DEFAULT_SPECTRAL_INIT,
-  attentionBias: true,
-};
-
-const KEYS = ['vocabSize', 'padId', ...Object.keys(BERT_DEFAULTS)];
-
-function fail(key: string, expected: string, got: unknown): never {
-  throw new UserError(`model config: '${key}' must be ${expected}; got ${JSON.stringify(got)}`);
-}
-
-export type BertConfigInput = Partial<Omit<BertConfig, 'spectralInit'>> & {
-  spectralInit?: boolean | Partial<SpectralInitChoice>;
-};
-
-/** Fills defaults and checks every key; unknown keys and bad values throw a UserError naming the key. */
-export function resolveBertConfig(input: BertConfigInput): BertConfig {
-  if (input == null || typeof input !== 'object') throw new UserError('model config: expected an object');
-  for (const key of Object.keys(input)) {
-    if (!KEYS.includes(key)) throw new UserError(`model config: unknown key '${key}'; expected one of ${KEYS.join(', ')}`);
-  }
-  const si = input.spectralInit;
-  let spectralInit: SpectralInitChoice;
-  if (si === undefined) spectralInit = { ...DEFAULT_SPECTRAL_INIT };
-  else if (typeof si === 'boolean') spectralInit = { qk: si, ov: si, linear: si, embedding: si };
-  else if (typeof si === 'object' && si !== null) {
-    for (const [k, v] of Object.entries(si)) {
-      if (!(k in DEFAULT_SPECTRAL_INIT)) throw new UserError(`model config: unknown key 'spectralInit.${k}'; expected qk, ov, linear, embedding`);
-      if (typeof v !== 'boolean') fail(`spectralInit.${k}`, 'true or false', v);
-    }
-    spectralInit = { ...DEFAULT_SPECTRAL_INIT, ...si };
-  } else fail('spectralInit', 'a boolean or { qk, ov, linear, embedding }', si);
-  const c = { ...BERT_DEFAULTS, ...input, spectralInit } as BertConfig;
-  const isInt = (v: unknown, min: number) => typeof v === 'number' && Number.isInteger(v) && v >= min;
-  for (const k of ['vocabSize', 'modelDim', 'numHeads', 'ffnDim', 'numLayers', 'maxPositions'] as const) {
-    if (!isInt(c[k], 1)) fail(k, 'a positive integer', c[k]);
-  }
-  for (const k of ['padId', 'typeVocabSize'] as const) if (!isInt(c[k], 0)) fail(k, 'an integer >= 0', c[k]);
-  if (c.padId >= c.vocabSize) fail('padId', `< vocabSize (${c.vocabSize})`, c.padId);
-  for (const k of ['dropout', 'attentionDropout', 'activationDropout'] as const) {
-    if (typeof c[k] !== 'number' || !(c[k] >= 0 && c[k] < 1)) fail(k, 'a number in [0, 1)', c[k]);
-  }
-  for (const k of ['normFirst', 'attentionBias'] as const) if (typeof c[k] !== 'boolean') fail(k, 'true or false', c[k]);
-  if (c.activation !== 'gelu' && c.activation !== 'relu') fail('activation', 'gelu or relu', c.activation);
-  if (!(typeof c.attentionRankScale === 'number' && c.attentionRankScale > 0)) fail('attentionRankScale', 'a number > 0', c.attentionRankScale);
-  for (const k of ['linearRankScale', 'embeddingRankScale'] as const) {
-    const v = c[k];
-    if (v !== null && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) fail(k, 'a number > 0 or null (dense)', v);
-  }
-  if (c.modelDim % c.numHeads !== 0) {
-    throw new UserError(`model config: 'modelDim' (${c.modelDim}) must be divisible by 'numHeads' (${c.numHeads})`);
-  }
-  return c;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Model
 
 /** Input and output names of the models built here (stable: users feed them by name). */
 export const BERT_INPUTS = { tokens: 'token_ids', segments: 'segment_ids', positions: 'masked_positions' } as const;
@@ -182,7 +76,7 @@ export class BertEncoder {
           activationDropout: config.activationDropout,
           activation: config.activation,
           normFirst: config.normFirst,
-          attentionRankScale: config.attentionRankScale,
+          attentionRank: attentionRankOf(config),
           linearRankScale: config.linearRankScale,
           spectralInit: config.spectralInit,
           attentionBias: config.attentionBias,
@@ -295,56 +189,4 @@ export function encoderFromMaskedLM(model: tf.LayersModel): tf.LayersModel {
     throw new UserError(`model '${model.name}' has no '${ENCODER_OUTPUT_LAYER}' layer: not a masked-LM model of this package`);
   }
   return tf.model({ inputs, outputs: output, name: 'bert_encoder' });
-}
-
-/** A run folder (with checkpoint_best / checkpoint_last) or a checkpoint folder → the folder holding model.json. */
-function checkpointFolder(dir: string): string {
-  const found = findCheckpointFolder(dir);
-  if (found !== null) return found;
-  throw new UserError(`${dir}: no model.json, checkpoint_best or checkpoint_last inside (expected a folder written by train mlm)`);
-}
-
-/**
- * Loads the encoder of a masked-LM checkpoint as a feature extractor: a tf.LayersModel from
- * `token_ids [B, T]` (int32; plus `segment_ids` when the model has segments) to the final hidden
- * states `[B, T, d]`. Padding (the tokenizer's pad id) is masked as attention keys.
- * `dir` is a checkpoint folder or a run folder (its checkpoint_best, else checkpoint_last).
- */
-export async function loadEncoder(dir: string): Promise<tf.LayersModel> {
-  const model = await (await loadCheckpoint(checkpointFolder(dir))).loadModel();
-  return encoderFromMaskedLM(model);
-}
-
-/**
- * The self-attention layers of a masked-LM checkpoint, one per encoder block, as fresh standalone
- * `FactorizedMultiHeadAttention` layers holding the pretrained factors: use `attend(x, null, {
- * keyPaddingMask })` directly or `apply([x])` in your own functional model (they share no weights
- * with the checkpoint's model, which is disposed).
- */
-export async function loadPretrainedAttention(dir: string): Promise<FactorizedMultiHeadAttention[]> {
-  const model = await (await loadCheckpoint(checkpointFolder(dir))).loadModel();
-  try {
-    const blocks = model.layers.filter((l): l is TransformerEncoderBlock => l instanceof TransformerEncoderBlock);
-    if (blocks.length === 0) throw new UserError(`${dir}: the model has no encoder blocks`);
-    return blocks.map((block, i) => {
-      const source = block.selfAttention;
-      const config = source.getConfig();
-      const layer = new FactorizedMultiHeadAttention({
-        numHeads: source.numHeads,
-        modelDim: source.modelDim,
-        headDim: source.rank,
-        useBias: source.useBias,
-        dropout: source.dropout,
-        causal: source.causal,
-        spectralInit: false, // the weights are overwritten with the pretrained ones below
-        name: `pretrained_self_attn_${i}`,
-        trainable: config.trainable as boolean | undefined,
-      });
-      layer.build([[null, null, source.modelDim!]]);
-      layer.setWeights(source.getWeights());
-      return layer;
-    });
-  } finally {
-    disposeBertModel(model);
-  }
 }

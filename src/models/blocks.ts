@@ -9,83 +9,59 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { seededDropout } from '../random.ts';
 import { FactorizedMultiHeadAttention } from '../attention/index.ts';
 import type { AttentionCache } from '../attention/index.ts';
 import type { FactorPair } from '../factorized/index.ts';
 import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWeights } from './sublayers.ts';
-import type { Activation } from './config.ts';
-
-export interface BlockConfig {
-  modelDim: number;
-  numHeads: number;
-  ffnDim: number;
-  /** Residual dropout. Default 0. */
-  dropout?: number;
-  /** Attention-probability dropout. Default 0. */
-  attentionDropout?: number;
-  /** Dropout after the FFN activation. Default 0. */
-  activationDropout?: number;
-  /** Default 'relu'. */
-  activation?: Activation;
-  /** Pre-norm (LayerNorm before each sublayer). Default false (post-norm). */
-  normFirst?: boolean;
-  /** Per-head attention rank scale (1 = full rank d/H). Default 1. */
-  attentionRankScale?: number;
-  /** FFN rank scale; null = dense FFN. Default null. */
-  linearRankScale?: number | null;
-  /** Spectral initialization per pair type. Default all true. */
-  spectralInit?: { qk?: boolean; ov?: boolean; linear?: boolean };
-  /** Biases in the attention projections. Default true. */
-  attentionBias?: boolean;
-  /** Id whose positions are masked as attention keys (the ids input). Default 0. */
-  padId?: number;
-}
+import { attentionRankOf, transformerFields } from './architecture.ts';
+import { nonNegativeInt, spectralInitChoiceSchema, validateConfig } from './schema.ts';
 
 type Kwargs = Record<string, unknown>;
 
-interface ResolvedBlockConfig {
-  modelDim: number;
-  numHeads: number;
-  ffnDim: number;
-  dropout: number;
-  attentionDropout: number;
-  activationDropout: number;
-  activation: Activation;
-  normFirst: boolean;
-  attentionRankScale: number;
-  linearRankScale: number | null;
+/** The block's settings: the Transformer fields of architecture.ts, with the block's defaults. */
+const blockConfigSchema = z.object({
+  modelDim: transformerFields.modelDim,
+  numHeads: transformerFields.numHeads,
+  ffnDim: transformerFields.ffnDim,
+  dropout: transformerFields.dropout.default(0),
+  attentionDropout: transformerFields.attentionDropout.default(0),
+  activationDropout: transformerFields.activationDropout.default(0),
+  activation: transformerFields.activation.default('relu'),
+  normFirst: transformerFields.normFirst.default(false),
+  attentionRank: transformerFields.attentionRank.default(null),
+  attentionRankScale: transformerFields.attentionRankScale.nullable().default(null),
+  linearRankScale: transformerFields.linearRankScale.default(null),
+  // Not strict: a model's full per-type choice may be passed; a block uses its three pair types.
+  spectralInit: z.object(spectralInitChoiceSchema.shape).partial().default({}),
+  attentionBias: transformerFields.attentionBias.default(true),
+  padId: nonNegativeInt.default(0),
+});
+
+/**
+ * A block's settings (the Transformer fields of architecture.ts; defaults: no dropout, relu,
+ * post-norm, full-rank attention, dense FFN, spectral init on, attention biases, pad id 0).
+ * `attentionRankScale` is what model.json files written before `attentionRank` existed hold;
+ * new code passes the rank.
+ */
+export type BlockConfig = z.input<typeof blockConfigSchema>;
+
+type ResolvedBlockConfig = Omit<z.output<typeof blockConfigSchema>, 'attentionRank' | 'attentionRankScale' | 'spectralInit'> & {
+  /** Per-head attention rank r. */
+  attentionRank: number;
   spectralInit: { qk: boolean; ov: boolean; linear: boolean };
-  attentionBias: boolean;
-  padId: number;
-}
+};
 
 function resolveBlockConfig(c: BlockConfig, where: string): ResolvedBlockConfig {
   if (c == null) throw new UserError(`${where}: a config is required`);
-  for (const key of ['modelDim', 'numHeads', 'ffnDim'] as const) {
-    if (!Number.isInteger(c[key]) || c[key] < 1) throw new UserError(`${where}: '${key}' must be a positive integer; got ${c[key]}`);
-  }
-  const out: ResolvedBlockConfig = {
-    modelDim: c.modelDim,
-    numHeads: c.numHeads,
-    ffnDim: c.ffnDim,
-    dropout: c.dropout ?? 0,
-    attentionDropout: c.attentionDropout ?? 0,
-    activationDropout: c.activationDropout ?? 0,
-    activation: c.activation ?? 'relu',
-    normFirst: c.normFirst ?? false,
-    attentionRankScale: c.attentionRankScale ?? 1,
-    linearRankScale: c.linearRankScale ?? null,
-    spectralInit: { qk: c.spectralInit?.qk ?? true, ov: c.spectralInit?.ov ?? true, linear: c.spectralInit?.linear ?? true },
-    attentionBias: c.attentionBias ?? true,
-    padId: c.padId ?? 0,
+  const { attentionRank, attentionRankScale, spectralInit, ...rest } = validateConfig(blockConfigSchema, c, where);
+  return {
+    ...rest,
+    attentionRank: attentionRankOf({ ...rest, attentionRank, attentionRankScale: attentionRankScale ?? 1 }, where),
+    spectralInit: { qk: spectralInit.qk ?? true, ov: spectralInit.ov ?? true, linear: spectralInit.linear ?? true },
   };
-  for (const key of ['dropout', 'attentionDropout', 'activationDropout'] as const) {
-    if (!(out[key] >= 0 && out[key] < 1)) throw new UserError(`${where}: '${key}' must be in [0, 1); got ${out[key]}`);
-  }
-  if (out.activation !== 'relu' && out.activation !== 'gelu') throw new UserError(`${where}: 'activation' must be relu or gelu; got ${String(out.activation)}`);
-  return out;
 }
 
 function makeAttention(name: string, c: ResolvedBlockConfig, causal: boolean): FactorizedMultiHeadAttention {
@@ -93,7 +69,7 @@ function makeAttention(name: string, c: ResolvedBlockConfig, causal: boolean): F
     name,
     numHeads: c.numHeads,
     modelDim: c.modelDim,
-    rankScale: c.attentionRankScale === 1 ? undefined : c.attentionRankScale,
+    rank: c.attentionRank,
     useBias: c.attentionBias,
     dropout: c.attentionDropout,
     causal,
@@ -194,7 +170,7 @@ abstract class TransformerBlockBase extends tf.layers.Layer {
       activationDropout: c.activationDropout,
       activation: c.activation,
       normFirst: c.normFirst,
-      attentionRankScale: c.attentionRankScale,
+      attentionRank: c.attentionRank,
       linearRankScale: c.linearRankScale,
       spectralInit: { ...c.spectralInit },
       attentionBias: c.attentionBias,

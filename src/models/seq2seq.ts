@@ -13,7 +13,8 @@ import type { FactorPair } from '../factorized/index.ts';
 import type { DecoderStepModel } from '../decode/types.ts';
 import { resolveSeq2SeqConfig } from './config.ts';
 import type { Seq2SeqConfig } from './config.ts';
-import type { Seq2SeqOverrides } from './presets.ts';
+import type { Seq2SeqOverrides } from './config.ts';
+import { attentionRankOf } from './architecture.ts';
 import { TokenEmbedding } from './embedding.ts';
 import { TransformerDecoderBlock, TransformerEncoderBlock } from './blocks.ts';
 import type { BlockConfig, DecoderBlockCache } from './blocks.ts';
@@ -119,7 +120,7 @@ export class TransformerSeq2Seq implements DecoderStepModel<DecoderState> {
       activationDropout: c.activationDropout,
       activation: c.activation,
       normFirst: c.normFirst,
-      attentionRankScale: c.attentionRankScale,
+      attentionRank: attentionRankOf(c),
       linearRankScale: c.linearRankScale,
       spectralInit: { qk: c.spectralInit.qk, ov: c.spectralInit.ov, linear: c.spectralInit.linear },
       attentionBias: c.attentionBias,

@@ -1,119 +1,20 @@
 /**
- * Shared pieces of the task configuration: the training section every task has, strict
- * validation of config files with one-line errors, `--set key=value` overrides and layering
- * (preset ← config file ← CLI flags).
- *
- * The schemas are strict (zod `strictObject`): an unknown key or a wrong type is an error that
- * names the key and the file, never silently ignored — a typo such as `"lr_rate"` must not train
- * with the default learning rate.
+ * Layering of a task's configuration: preset ← config file ← command-line values, where each
+ * layer may hold any subset of the keys. The schemas themselves live with what they configure
+ * (src/models for architectures, src/train/config.ts for the training section, the task's own
+ * config module for its data and decode sections); validation is src/models/schema.ts's.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import type { TrainerOptions } from '../train/index.ts';
-
-const positiveInt = z.number().int().positive();
-const nonNegative = z.number().nonnegative();
-
-/** The training recipe (trainer options). All keys optional in files; presets fill them. */
-export const trainSectionSchema = z.strictObject({
-  optimizer: z.enum(['adam', 'adamw', 'nag']),
-  lr: z.number().positive(),
-  betas: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]),
-  schedule: z.enum(['inverse_sqrt', 'linear', 'constant']),
-  warmupUpdates: z.number().int().nonnegative(),
-  warmupInitLr: nonNegative,
-  clipNorm: nonNegative,
-  updateFreq: positiveInt,
-  frobeniusDecay: nonNegative,
-  weightDecay: nonNegative,
-  labelSmoothing: z.number().min(0).max(0.99),
-  maxTokens: positiveInt,
-  maxSteps: positiveInt.nullable(),
-  maxEpochs: positiveInt.nullable(),
-  maxTimeMinutes: z.number().positive().nullable(),
-  validEvery: positiveInt,
-  saveEvery: positiveInt,
-  logEvery: positiveInt,
-  /** Also keep checkpoint_<step> folders, the last N (for average-checkpoints); default 1 = checkpoint_last only. */
-  keepLast: positiveInt.optional(),
-  earlyStopPatience: positiveInt.nullable(),
-  seed: z.number().int().nonnegative(),
-  nanPolicy: z.enum(['stop', 'skip']),
-});
-export type TrainSection = z.infer<typeof trainSectionSchema>;
+import { validateConfig, type DeepPartial } from '../models/schema.ts';
 
 /**
- * The trainer options that come straight from a task's `train` section (the Trainer's own names;
- * null budgets become undefined). Tasks add their model, loss, data, validation and metric.
+ * A JSON object from a file, with one-line errors that name the file: missing, not JSON, or not
+ * an object. `what` says what the file is for the "does not exist" message.
  */
-export function trainerOptionsFromSection(t: TrainSection): Pick<
-  TrainerOptions<unknown>,
-  | 'optimizer' | 'lr' | 'betas' | 'schedule' | 'warmupUpdates' | 'warmupInitLr' | 'clipNorm' | 'updateFreq'
-  | 'weightDecay' | 'frobeniusDecay' | 'maxSteps' | 'maxEpochs' | 'maxTimeMinutes' | 'validEvery' | 'saveEvery'
-  | 'logEvery' | 'keepLast' | 'earlyStopPatience' | 'seed' | 'nanPolicy'
-> {
-  return {
-    optimizer: t.optimizer,
-    lr: t.lr,
-    betas: t.betas,
-    schedule: t.schedule,
-    warmupUpdates: t.warmupUpdates,
-    warmupInitLr: t.warmupInitLr,
-    clipNorm: t.clipNorm,
-    updateFreq: t.updateFreq,
-    weightDecay: t.weightDecay,
-    frobeniusDecay: t.frobeniusDecay,
-    maxSteps: t.maxSteps ?? undefined,
-    maxEpochs: t.maxEpochs ?? undefined,
-    maxTimeMinutes: t.maxTimeMinutes ?? undefined,
-    validEvery: t.validEvery,
-    saveEvery: t.saveEvery,
-    logEvery: t.logEvery,
-    keepLast: t.keepLast,
-    earlyStopPatience: t.earlyStopPatience ?? undefined,
-    seed: t.seed,
-    nanPolicy: t.nanPolicy,
-  };
-}
-
-/** Where a value came from, for error messages ("set in cfg.json", "from --rank"). */
-export type ConfigSource = string;
-
-/** A deep-partial view of a config object: what a file or a set of flags may hold. */
-export type DeepPartial<T> = { [K in keyof T]?: T[K] extends (infer U)[] ? T[K] : T[K] extends object | null ? DeepPartial<NonNullable<T[K]>> | Extract<T[K], null> : T[K] };
-
-/** Makes every key of a strict object schema (and its nested strict objects) optional, keeping strictness. */
-export function deepPartialSchema(schema: z.ZodObject): z.ZodObject {
-  const shape: Record<string, z.ZodType> = {};
-  for (const [key, value] of Object.entries(schema.shape)) {
-    const inner = value as z.ZodType;
-    shape[key] = (inner instanceof z.ZodObject ? deepPartialSchema(inner) : inner).optional();
-  }
-  return z.strictObject(shape);
-}
-
-/** One line for a zod issue, naming the dotted key. */
-export function formatIssue(issue: z.core.$ZodIssue, where: string): string {
-  const key = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const names = issue.keys.map((k) => (key ? `${key}.${k}` : k));
-    return `${where}: unknown key ${names.map((n) => `'${n}'`).join(', ')}`;
-  }
-  const message = issue.message.replace(/^Invalid input: /, '');
-  return `${where}: ${key ? `'${key}'` : 'value'}: ${message}`;
-}
-
-/** Validates `value` against a (deep-partial) schema; throws a one-line UserError naming the key and `where`. */
-export function validateConfig<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const result = schema.safeParse(value);
-  if (!result.success) throw new UserError(formatIssue(result.error.issues[0], where));
-  return result.data;
-}
-
-/** Reads and validates a JSON config file; errors name the file. */
-export function readConfigFile<T>(path: string, schema: z.ZodType<T>): T {
-  if (!existsSync(path)) throw new UserError(`--config: file '${path}' does not exist`);
+export function readJsonObject(path: string, what: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new UserError(`${what}: file '${path}' does not exist`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
@@ -123,18 +24,23 @@ export function readConfigFile<T>(path: string, schema: z.ZodType<T>): T {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new UserError(`${path}: expected a JSON object at the top level`);
   }
-  return validateConfig(schema, parsed, path);
+  return parsed as Record<string, unknown>;
+}
+
+/** Reads and validates a JSON config file (`configFile`); errors name the file. */
+export function readConfigFile<T>(path: string, schema: z.ZodType<T>): T {
+  return validateConfig(schema, readJsonObject(path, '`configFile`'), path);
 }
 
 /**
- * Parses `--set section.key=value` overrides into a nested object. Values are JSON when they
+ * Parses `set` overrides (`section.key=value`) into a nested object. Values are JSON when they
  * parse as JSON (numbers, booleans, null, arrays) and strings otherwise.
  */
 export function parseSetOverrides(assignments: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const assignment of assignments) {
     const eq = assignment.indexOf('=');
-    if (eq <= 0) throw new UserError(`--set: expected key=value (e.g. train.lr=0.001), got '${assignment}'`);
+    if (eq <= 0) throw new UserError(`\`set\`: expected key=value (e.g. train.lr=0.001), got '${assignment}'`);
     const path = assignment.slice(0, eq).trim().split('.');
     const raw = assignment.slice(eq + 1).trim();
     let value: unknown = raw;
@@ -190,24 +96,100 @@ export function pruneUndefined<T>(value: T): T {
   return out as T;
 }
 
-/**
- * Per-head rank of factorized attention: `rank` if given, else `max(1, floor(rankScale · d / H))`
- * (docs/ARCHITECTURE.md §1.1). Errors name the option: a rank must be a positive integer no larger than d.
- */
-export function resolveAttentionRank(
-  model: { modelDim: number; numHeads: number; rank?: number | null; rankScale: number },
-  where: string,
-): number {
-  if (model.modelDim % model.numHeads !== 0) {
-    throw new UserError(`${where}: 'model.modelDim' ${model.modelDim} must be divisible by 'model.numHeads' ${model.numHeads}`);
-  }
-  const rank = model.rank ?? Math.max(1, Math.floor((model.rankScale * model.modelDim) / model.numHeads));
-  if (!Number.isInteger(rank) || rank < 1) {
-    throw new UserError(`${where}: 'model.attentionRank' must be a positive integer, got ${rank}`);
-  }
-  if (rank > model.modelDim) {
-    const what = model.rank != null ? `'model.attentionRank' ${rank}` : `'model.attentionRankScale' ${model.rankScale} gives rank ${rank}, which`;
-    throw new UserError(`${where}: ${what} is larger than the model dimension ${model.modelDim}`);
-  }
-  return rank;
+/** The command-line layer: dedicated values and `set` assignments, validated against the file schema. */
+export function commandLineLayer<T>(fileSchema: z.ZodType<T>, flags: unknown, set: string[] | undefined, source = 'command line'): T {
+  return validateConfig(fileSchema, pruneUndefined(mergeConfig({}, flags ?? {}, parseSetOverrides(set ?? []))), source);
 }
+
+/** Presets as partial overrides of one default: each preset is `defaults` with its changes merged in. */
+export function presetsFrom<T>(defaults: T, changes: Record<string, DeepPartial<T>>): Record<string, T> {
+  return Object.fromEntries(Object.entries(changes).map(([name, change]) => [name, mergeConfig(defaults, change)]));
+}
+
+/** How a task's config is given: a preset, a config file and command-line values (all optional). */
+export interface ConfigLayersOptions<O> {
+  preset?: string;
+  /** JSON config file (any subset of the keys). */
+  configFile?: string;
+  /** Values from dedicated command-line flags (undefined = not given). */
+  flags?: O;
+  /** `set` assignments (`key=value`). */
+  set?: string[];
+  /** What the flags and `set` values are called in errors (default 'command line'). */
+  flagsSource?: string;
+}
+
+/** The layers above the preset, read and validated, and the chosen preset. */
+export interface ConfigLayers<O, P> {
+  fromFile: O;
+  fromFlags: O;
+  presetName: string;
+  preset: P;
+  /** Where a per-key schema error of the merged config is reported. */
+  where: string;
+  /** Where a cross-key problem is reported: the last layer that set one of the keys. */
+  blame: (keys: string[]) => string;
+}
+
+/**
+ * Reads the config file and the command-line values against the task's file schema and picks
+ * the preset (explicit option, else the command line's, else the file's, else `defaultPreset`).
+ */
+export function readConfigLayers<O extends { preset?: string }, P>(
+  fileSchema: z.ZodType<O>,
+  opts: ConfigLayersOptions<O>,
+  presets: Record<string, P>,
+  defaultPreset: string,
+): ConfigLayers<O, P> {
+  const fromFile = opts.configFile ? readConfigFile(opts.configFile, fileSchema) : ({} as O);
+  const flagsSource = opts.flagsSource ?? 'command line';
+  const fromFlags = commandLineLayer(fileSchema, opts.flags, opts.set, flagsSource);
+  const presetName = opts.preset ?? fromFlags.preset ?? fromFile.preset ?? defaultPreset;
+  const preset = presets[presetName];
+  if (!preset) throw new UserError(`\`preset\`: unknown preset '${presetName}'; expected one of ${Object.keys(presets).join(', ')}`);
+  return {
+    fromFile,
+    fromFlags,
+    presetName,
+    preset,
+    where: opts.configFile ?? flagsSource,
+    blame: configBlame(presetName, opts.configFile, fromFile, fromFlags, flagsSource),
+  };
+}
+
+/** Where a cross-key problem comes from: the last layer that set any of its keys. */
+export type Blame = string | ((keys: string[]) => string);
+
+/**
+ * The layer to blame for a problem among `keys` ('model.modelDim', ...): the command line if it set
+ * one of them, else the config file if it did, else the preset (so `--set model.modelDim=33` is
+ * reported as the command line's, not the preset's).
+ */
+export function configBlame(
+  presetName: string,
+  configFile: string | undefined,
+  fromFile: unknown,
+  fromFlags: unknown,
+  flagsSource = 'command line',
+): (keys: string[]) => string {
+  const sets = (layer: unknown, key: string): boolean => {
+    let node = layer;
+    for (const part of key.split('.')) {
+      if (typeof node !== 'object' || node === null || !(part in node)) return false;
+      node = (node as Record<string, unknown>)[part];
+    }
+    return node !== undefined;
+  };
+  return (keys) => {
+    if (keys.some((k) => sets(fromFlags, k))) return flagsSource;
+    if (configFile !== undefined && keys.some((k) => sets(fromFile, k))) return configFile;
+    return `preset ${presetName}`;
+  };
+}
+
+/** `blame` for the given keys. */
+export function blameFor(where: Blame, ...keys: string[]): string {
+  return typeof where === 'string' ? where : where(keys);
+}
+
+export type { DeepPartial };

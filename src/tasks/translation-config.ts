@@ -1,57 +1,18 @@
 /**
- * The translation task's configuration: schema, presets and resolution
- * (preset ← config file ← command-line flags). The resolved config is stored as `config.json`
- * in every checkpoint, and `--resume` / `evaluate` / `translate` read it back from there.
+ * The translation task's configuration: its sections (the model section is src/models'
+ * seq2seq architecture schema, the training section src/train's), presets as partial overrides
+ * of one default, and resolution (preset ← config file ← command-line values). The resolved config
+ * is stored as `config.json` in every checkpoint, and `resume` / `evaluate` / `translate` read it
+ * back from there.
  */
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-import {
-  deepPartialSchema,
-  mergeConfig,
-  parseSetOverrides,
-  pruneUndefined,
-  readConfigFile,
-  resolveAttentionRank,
-  trainSectionSchema,
-  validateConfig,
-  type DeepPartial,
-} from './config.ts';
-import { presets as modelPresets } from '../models/presets.ts';
-import { resolveSeq2SeqConfig, type Seq2SeqArchitecture, type Seq2SeqConfig } from '../models/config.ts';
-
-const positiveInt = z.number().int().positive();
-const probability = z.number().min(0).max(0.99);
-
-/**
- * Shape of the encoder-decoder Transformer: the keys of src/models' Seq2SeqArchitecture (see
- * src/models/config.ts for their meaning), plus `attentionRank`, an explicit per-head rank that
- * overrides `attentionRankScale`.
- */
-export const seq2seqModelSchema = z.strictObject({
-  modelDim: positiveInt,
-  numHeads: positiveInt,
-  ffnDim: positiveInt,
-  encoderLayers: positiveInt,
-  decoderLayers: positiveInt,
-  dropout: probability,
-  attentionDropout: probability,
-  activationDropout: probability,
-  activation: z.enum(['relu', 'gelu']),
-  positions: z.enum(['sinusoidal', 'learned']),
-  maxPositions: positiveInt,
-  normFirst: z.boolean(),
-  shareEmbeddings: z.boolean(),
-  tieOutput: z.boolean(),
-  /** Per-head rank r = max(1, floor(attentionRankScale · d / H)) unless attentionRank is set. */
-  attentionRankScale: z.number().positive(),
-  attentionRank: positiveInt.nullable(),
-  linearRankScale: z.number().positive().nullable(),
-  embeddingRankScale: z.number().positive().nullable(),
-  spectralInit: z.union([z.boolean(), z.strictObject({ qk: z.boolean(), ov: z.boolean(), linear: z.boolean(), embedding: z.boolean() }).partial()]),
-  scaleEmbedding: z.boolean(),
-  attentionBias: z.boolean(),
-});
-export type Seq2SeqModelSection = z.infer<typeof seq2seqModelSchema>;
+import { attentionRankOf } from '../models/architecture.ts';
+import { resolveSeq2SeqConfig, seq2seqArchitectureSchema, type Seq2SeqConfig } from '../models/config.ts';
+import { transformer_base, transformer_small } from '../models/presets.ts';
+import { deepPartialSchema, positiveInt, validateConfig, type DeepPartial } from '../models/schema.ts';
+import { hasNoBudget, TRAIN_DEFAULTS, trainSectionSchema } from '../train/config.ts';
+import { blameFor, mergeConfig, presetsFrom, readConfigLayers, type Blame, type ConfigLayersOptions } from './config.ts';
 
 export const translationDataSchema = z.strictObject({
   /** Vocabulary size when a SentencePiece model has to be trained on the train split. */
@@ -82,80 +43,46 @@ export const translationConfigSchema = z.strictObject({
   preset: z.string(),
   sourceLang: z.string().min(1),
   targetLang: z.string().min(1),
-  model: seq2seqModelSchema,
+  model: seq2seqArchitectureSchema,
   train: trainSectionSchema,
   data: translationDataSchema,
   decode: decodeSchema,
 });
 export type TranslationConfig = z.infer<typeof translationConfigSchema>;
 export type TranslationConfigOverrides = DeepPartial<TranslationConfig>;
+export type Seq2SeqModelSection = TranslationConfig['model'];
 
 /** What a config file (or a set of flags) may hold: any subset of the keys, nothing else. */
 export const translationConfigFileSchema = deepPartialSchema(translationConfigSchema) as unknown as z.ZodType<TranslationConfigOverrides>;
 
-const DEFAULT_TRAIN: TranslationConfig['train'] = {
-  optimizer: 'adam',
-  lr: 5e-4,
-  betas: [0.9, 0.98],
-  schedule: 'inverse_sqrt',
-  warmupUpdates: 4000,
-  warmupInitLr: 1e-7,
-  clipNorm: 0.1,
-  updateFreq: 1,
-  frobeniusDecay: 1e-4,
-  weightDecay: 0,
-  labelSmoothing: 0.1,
-  maxTokens: 4096,
-  maxSteps: null,
-  maxEpochs: null,
-  maxTimeMinutes: null,
-  validEvery: 1000,
-  saveEvery: 1000,
-  logEvery: 50,
-  earlyStopPatience: null,
-  seed: 1,
-  nanPolicy: 'stop',
-};
-
-const DEFAULT_DATA: TranslationConfig['data'] = { vocabSize: 8000, tokenizerModelType: 'unigram', maxLength: 128, longLines: 'skip' };
-const DEFAULT_DECODE: TranslationConfig['decode'] = { beam: 5, lenPenalty: 1, maxLenA: 1.2, maxLenB: 10, validBleuSamples: 200, validBeam: 1 };
-
 type PresetBody = Omit<TranslationConfig, 'task' | 'preset' | 'sourceLang' | 'targetLang'>;
 
-/** A model section from one of src/models' architecture presets; one SentencePiece model serves both sides, so embeddings are shared. */
-function modelFromArchitecture(arch: Seq2SeqArchitecture): Seq2SeqModelSection {
-  const { spectralInit, ...rest } = arch;
-  return { ...rest, spectralInit: { ...spectralInit }, attentionRank: null, shareEmbeddings: true };
-}
-
 /**
- * Task presets: model shape plus the training recipe that goes with it.
- * transformer_small is Khodak et al.'s small-Transformer recipe (2+2 layers, d 256, FFN 1024,
- * 4 heads, dropout 0.2, label smoothing 0.1, inverse-sqrt with 4000 warmup, clip-norm 0.1, beam 5);
- * transformer_base is Vaswani et al.'s base; transformer_tiny is for tests and smoke runs.
+ * The default every preset overrides: transformer_small (src/models/presets.ts) with shared
+ * embeddings (one SentencePiece model serves both sides), the default training recipe
+ * (src/train/config.ts), and fairseq's decoding (beam 5, max length 1.2·n + 10).
  */
-export const TRANSLATION_PRESETS: Record<string, PresetBody> = {
+const TRANSLATION_DEFAULTS: PresetBody = {
+  model: { ...transformer_small, shareEmbeddings: true },
+  train: TRAIN_DEFAULTS,
+  data: { vocabSize: 8000, tokenizerModelType: 'unigram', maxLength: 128, longLines: 'skip' },
+  decode: { beam: 5, lenPenalty: 1, maxLenA: 1.2, maxLenB: 10, validBleuSamples: 200, validBeam: 1 },
+};
+
+/** Each preset: what it changes in TRANSLATION_DEFAULTS. */
+const PRESET_CHANGES: Record<string, DeepPartial<PresetBody>> = {
+  /** For tests and smoke runs. */
   transformer_tiny: {
-    model: {
-      ...modelFromArchitecture(modelPresets.transformer_small),
-      encoderLayers: 1,
-      decoderLayers: 1,
-      modelDim: 32,
-      ffnDim: 64,
-      numHeads: 2,
-      dropout: 0,
-      maxPositions: 64,
-    },
-    train: { ...DEFAULT_TRAIN, lr: 3e-3, warmupUpdates: 20, labelSmoothing: 0, clipNorm: 1, maxTokens: 512, validEvery: 100, saveEvery: 100, logEvery: 10 },
-    data: { ...DEFAULT_DATA, vocabSize: 64, maxLength: 48 },
-    decode: { ...DEFAULT_DECODE, beam: 2, validBleuSamples: 16 },
+    model: { encoderLayers: 1, decoderLayers: 1, modelDim: 32, ffnDim: 64, numHeads: 2, dropout: 0, maxPositions: 64 },
+    train: { lr: 3e-3, warmupUpdates: 20, labelSmoothing: 0, clipNorm: 1, maxTokens: 512, validEvery: 100, saveEvery: 100, logEvery: 10 },
+    data: { vocabSize: 64, maxLength: 48 },
+    decode: { beam: 2, validBleuSamples: 16 },
   },
-  transformer_small: {
-    model: modelFromArchitecture(modelPresets.transformer_small),
-    train: DEFAULT_TRAIN,
-    data: DEFAULT_DATA,
-    decode: DEFAULT_DECODE,
-  },
+  /**
+   * Khodak et al.'s small-Transformer recipe (2+2 layers, d 256, FFN 1024, 4 heads, dropout 0.2,
+   * label smoothing 0.1, inverse-sqrt with 4000 warmup, clip-norm 0.1, beam 5): the defaults.
+   */
+  transformer_small: {},
   /**
    * transformer_small's shape (2+2 layers, 4 heads, FFN 4·d, factorized attention, SI + FD) at half
    * width (d 128), for a budget of minutes to an hour on a CPU: pre-norm, no dropout, a higher peak
@@ -165,105 +92,65 @@ export const TRANSLATION_PRESETS: Record<string, PresetBody> = {
    * ~6 on the default corpus where transformer_small's own recipe reached ~0.6.
    */
   transformer_small_cpu: {
-    model: { ...modelFromArchitecture(modelPresets.transformer_small), modelDim: 128, ffnDim: 512, normFirst: true, dropout: 0 },
-    train: { ...DEFAULT_TRAIN, lr: 2e-3, warmupUpdates: 60, maxTokens: 512, validEvery: 500, saveEvery: 100, logEvery: 10 },
-    data: { ...DEFAULT_DATA, vocabSize: 4000 },
-    decode: { ...DEFAULT_DECODE, validBleuSamples: 32 },
+    model: { modelDim: 128, ffnDim: 512, normFirst: true, dropout: 0 },
+    train: { lr: 2e-3, warmupUpdates: 60, maxTokens: 512, validEvery: 500, saveEvery: 100, logEvery: 10 },
+    data: { vocabSize: 4000 },
+    decode: { validBleuSamples: 32 },
   },
+  /** Vaswani et al.'s base model and recipe. */
   transformer_base: {
-    model: modelFromArchitecture(modelPresets.transformer_base),
-    train: { ...DEFAULT_TRAIN, lr: 7e-4, clipNorm: 0, maxTokens: 8192 },
-    data: { ...DEFAULT_DATA, vocabSize: 32000 },
-    decode: DEFAULT_DECODE,
+    model: { ...transformer_base, shareEmbeddings: true },
+    train: { lr: 7e-4, clipNorm: 0, maxTokens: 8192 },
+    data: { vocabSize: 32000 },
   },
 };
 
-export interface ResolveTranslationConfigOptions {
-  preset?: string;
-  /** JSON config file (any subset of the keys). */
-  configFile?: string;
-  /** Values from dedicated command-line flags (undefined = not given). */
-  flags?: TranslationConfigOverrides;
-  /** `--set key=value` assignments. */
-  set?: string[];
+/** Task presets: model shape plus the training recipe that goes with it. */
+export const TRANSLATION_PRESETS: Record<string, PresetBody> = presetsFrom(TRANSLATION_DEFAULTS, PRESET_CHANGES);
+
+export interface ResolveTranslationConfigOptions extends ConfigLayersOptions<TranslationConfigOverrides> {
   sourceLang?: string;
   targetLang?: string;
 }
 
 /** Resolves preset ← config file ← flags into a complete, validated config. */
 export function resolveTranslationConfig(opts: ResolveTranslationConfigOptions): TranslationConfig {
-  const fromFile = opts.configFile ? readConfigFile(opts.configFile, translationConfigFileSchema) : {};
-  const fromFlags = validateConfig(
-    translationConfigFileSchema,
-    pruneUndefined(mergeConfig({}, opts.flags ?? {}, parseSetOverrides(opts.set ?? []))),
-    'command line',
-  );
-  const presetName = opts.preset ?? fromFlags.preset ?? fromFile.preset ?? 'transformer_small';
-  const preset = TRANSLATION_PRESETS[presetName];
-  if (!preset) {
-    throw new UserError(`--preset: unknown preset '${presetName}'; expected one of ${Object.keys(TRANSLATION_PRESETS).join(', ')}`);
-  }
+  const { fromFile, fromFlags, presetName, preset, where, blame } = readConfigLayers(translationConfigFileSchema, opts, TRANSLATION_PRESETS, 'transformer_small');
   const sourceLang = opts.sourceLang ?? fromFlags.sourceLang ?? fromFile.sourceLang;
   const targetLang = opts.targetLang ?? fromFlags.targetLang ?? fromFile.targetLang;
-  if (!sourceLang) throw new UserError('--source-lang: required (the suffix of the source files, e.g. en for train.en)');
-  if (!targetLang) throw new UserError('--target-lang: required (the suffix of the target files, e.g. es for train.es)');
+  if (!sourceLang) throw new UserError('`sourceLang`: required (the suffix of the source files, e.g. en for train.en)');
+  if (!targetLang) throw new UserError('`targetLang`: required (the suffix of the target files, e.g. es for train.es)');
   const merged = mergeConfig({ task: 'translation', preset: presetName, sourceLang, targetLang, ...preset }, fromFile, fromFlags, {
     preset: presetName,
     sourceLang,
     targetLang,
   });
-  const config = validateConfig(translationConfigSchema, merged, opts.configFile ?? 'command line');
-  checkTranslationConfig(config, configBlame(presetName, opts.configFile, fromFile, fromFlags));
+  const config = validateConfig(translationConfigSchema, merged, where);
+  checkTranslationConfig(config, blame);
   return config;
-}
-
-/** Where a cross-key problem comes from: the last layer that set any of its keys. */
-export type Blame = string | ((keys: string[]) => string);
-
-/**
- * The layer to blame for a problem among `keys` ('model.modelDim', ...): the command line if it set
- * one of them, else the config file if it did, else the preset (so `--set model.modelDim=33` is
- * reported as the command line's, not the preset's).
- */
-export function configBlame(presetName: string, configFile: string | undefined, fromFile: unknown, fromFlags: unknown): (keys: string[]) => string {
-  const sets = (layer: unknown, key: string): boolean => {
-    let node = layer;
-    for (const part of key.split('.')) {
-      if (typeof node !== 'object' || node === null || !(part in node)) return false;
-      node = (node as Record<string, unknown>)[part];
-    }
-    return node !== undefined;
-  };
-  return (keys) => {
-    if (keys.some((k) => sets(fromFlags, k))) return 'command line';
-    if (configFile !== undefined && keys.some((k) => sets(fromFile, k))) return configFile;
-    return `preset ${presetName}`;
-  };
 }
 
 /** Cross-key checks that a per-key schema cannot express. */
 export function checkTranslationConfig(config: TranslationConfig, where: Blame): void {
-  const blame = (...keys: string[]): string => (typeof where === 'string' ? where : where(keys));
-  resolveAttentionRank(
-    { modelDim: config.model.modelDim, numHeads: config.model.numHeads, rank: config.model.attentionRank, rankScale: config.model.attentionRankScale },
-    blame('model.modelDim', 'model.numHeads', 'model.attentionRank', 'model.attentionRankScale'),
-  );
+  attentionRankOf(config.model, blameFor(where, 'model.modelDim', 'model.numHeads', 'model.attentionRank', 'model.attentionRankScale'), 'model.');
   if (config.data.maxLength + 2 > config.model.maxPositions) {
     throw new UserError(
-      `${blame('data.maxLength', 'model.maxPositions')}: 'data.maxLength' ${config.data.maxLength} plus BOS/EOS exceeds 'model.maxPositions' ${config.model.maxPositions}`,
+      `${blameFor(where, 'data.maxLength', 'model.maxPositions')}: 'data.maxLength' ${config.data.maxLength} plus BOS/EOS exceeds 'model.maxPositions' ${config.model.maxPositions}`,
     );
   }
   if (config.data.maxLength + 1 > config.train.maxTokens) {
     throw new UserError(
-      `${blame('data.maxLength', 'train.maxTokens')}: 'train.maxTokens' ${config.train.maxTokens} cannot hold one sentence of 'data.maxLength' ${config.data.maxLength} tokens plus EOS`,
+      `${blameFor(where, 'data.maxLength', 'train.maxTokens')}: 'train.maxTokens' ${config.train.maxTokens} cannot hold one sentence of 'data.maxLength' ${config.data.maxLength} tokens plus EOS`,
     );
   }
-  if (config.train.maxSteps === null && config.train.maxEpochs === null && config.train.maxTimeMinutes === null) {
-    throw new UserError(`${blame('train.maxSteps', 'train.maxEpochs', 'train.maxTimeMinutes')}: no stopping rule; set --max-steps, --max-epochs or --max-time`);
+  if (hasNoBudget(config.train)) {
+    throw new UserError(
+      `${blameFor(where, 'train.maxSteps', 'train.maxEpochs', 'train.maxTimeMinutes')}: no stopping rule; set \`maxSteps\`, \`maxEpochs\` or \`maxTimeMinutes\``,
+    );
   }
 }
 
-/** Reads a checkpoint's config.json (written by trainTranslation) and validates it. */
+/** A checkpoint's config.json (written by trainTranslation), validated; errors name `file`. */
 export function parseStoredTranslationConfig(value: unknown, file: string): TranslationConfig {
   if (typeof value === 'object' && value !== null && (value as { task?: unknown }).task !== 'translation') {
     const task = (value as { task?: unknown }).task;
@@ -272,20 +159,13 @@ export function parseStoredTranslationConfig(value: unknown, file: string): Tran
   return validateConfig(translationConfigSchema, value, file);
 }
 
-/**
- * The src/models config for a resolved task config and a tokenizer's vocabulary. An explicit
- * attentionRank becomes the rank scale (rank + ½)·H/d, whose floor(scale·d/H) is exactly `rank`
- * whatever the floating-point rounding.
- */
+/** The src/models config for a resolved task config and a tokenizer's vocabulary (one joint vocabulary). */
 export function seq2seqModelConfig(
   config: TranslationConfig,
   vocab: { vocabSize: number; padId: number; bosId: number; eosId: number },
 ): Seq2SeqConfig {
-  const { attentionRank, ...model } = config.model;
-  const attentionRankScale = attentionRank != null ? ((attentionRank + 0.5) * model.numHeads) / model.modelDim : model.attentionRankScale;
   return resolveSeq2SeqConfig({
-    ...model,
-    attentionRankScale,
+    ...config.model,
     srcVocabSize: vocab.vocabSize,
     tgtVocabSize: vocab.vocabSize,
     padId: vocab.padId,

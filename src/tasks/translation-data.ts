@@ -4,7 +4,7 @@
  * (epoch, index) so the trainer can resume at any batch.
  */
 import { UserError } from '../errors.ts';
-import { makeTranslationBatch, sentenceSizes, TokenBatcher, type TranslationBatch } from '../text/batching.ts';
+import { filterByMaxPositions, makeTranslationBatch, sentenceSizes, TokenBatcher, type TranslationBatch } from '../text/batching.ts';
 import { encodeParallelCorpus, readParallelCorpus } from '../text/corpus.ts';
 import type { Tokenizer } from '../text/tokenizer.ts';
 import type { BatchSource } from '../train/trainer.ts';
@@ -59,6 +59,13 @@ export async function encodeSplit(
   const text = withText ? await readSplitText(dir, split, config.sourceLang, config.targetLang) : { source: [], target: [] };
   const out: EncodedSplit = { source: [], target: [], sourceText: [], targetText: [] };
   const maxLength = config.data.maxLength;
+  // Which pairs fit data.maxLength (tokens before BOS/EOS, hence no extra tokens): the text
+  // layer's rule. The policy is applied here, so that the error names the config key.
+  const sides = [
+    { path: corpus.sourcePath, ids: corpus.source },
+    { path: corpus.targetPath, ids: corpus.target },
+  ];
+  const fits = new Set(keepAll ? corpus.source.keys() : filterByMaxPositions(sides, { maxPositions: maxLength, policy: 'skip', extraTokens: 0 }).kept);
   let skipped = 0;
   let empty = 0;
   let firstEmpty = '';
@@ -70,11 +77,11 @@ export async function encodeSplit(
       firstEmpty ||= `${src.length === 0 ? corpus.sourcePath : corpus.targetPath}:${i + 1}`;
       if (split === 'train') continue;
     }
-    if (!keepAll && (src.length > maxLength || tgt.length > maxLength)) {
+    if (!fits.has(i)) {
       if (config.data.longLines === 'error') {
         const [file, n] = src.length > maxLength ? [corpus.sourcePath, src.length] : [corpus.targetPath, tgt.length];
         throw new UserError(
-          `${file}:${i + 1}: ${n} tokens, longer than data.maxLength ${maxLength} (raise --max-length, or --long-lines skip to drop such pairs)`,
+          `${file}:${i + 1}: ${n} tokens, longer than data.maxLength ${maxLength} (raise \`data.maxLength\`, or set \`data.longLines\` to skip to drop such pairs)`,
         );
       }
       skipped++;

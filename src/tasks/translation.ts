@@ -7,7 +7,7 @@
  * `tokens + EOS` (fairseq's convention), the same at training, evaluation and translation.
  */
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { setGlobalSeed } from '../random.ts';
@@ -16,15 +16,16 @@ import { greedyDecode } from '../decode/greedy.ts';
 import { corpusBleu } from '../metrics/bleu.ts';
 import { corpusChrf } from '../metrics/chrf.ts';
 import { perplexity } from '../metrics/perplexity.ts';
+import { countSeq2SeqParameters, fullRankArchitecture } from '../models/parameters.ts';
 import { TransformerSeq2Seq } from '../models/seq2seq.ts';
 import { loadTokenizer, type Tokenizer } from '../text/tokenizer.ts';
 import { trainSentencePiece } from '../text/train-sentencepiece.ts';
-import { CONFIG_JSON, findCheckpointFolder, loadCheckpoint, MODEL_JSON, recoverCheckpoint } from '../train/checkpoint.ts';
-import { acquireOutputLock } from '../train/lock.ts';
+import { loadCheckpoint } from '../train/checkpoint.ts';
+import { trainerOptionsFromSection } from '../train/config.ts';
 import { labelSmoothedCrossEntropy } from '../train/losses.ts';
 import type { ProgressMode } from '../train/progress.ts';
 import { Trainer, type BatchSource } from '../train/trainer.ts';
-import { mergeConfig, parseSetOverrides, pruneUndefined, trainerOptionsFromSection, validateConfig } from './config.ts';
+import { commandLineLayer } from './config.ts';
 import {
   checkTranslationConfig,
   parseStoredTranslationConfig,
@@ -36,6 +37,7 @@ import {
 } from './translation-config.ts';
 import { encodeSplit, TranslationBatches, type EncodedSplit, type TranslationBatch } from './translation-data.ts';
 import { checkResumeTokenizer, checkSameRunData, describeRunData, readRunData, writeRunData } from './run-data.ts';
+import { loadCheckpointTokenizer, openRunFolder, readCheckpointConfig, resolveCheckpointDir, resumedConfig, runSummary, type RunSummary } from './run.ts';
 import { removeStaleScratch } from '../text/scratch.ts';
 
 export interface TranslationTrainOptions {
@@ -53,7 +55,7 @@ export interface TranslationTrainOptions {
   tokenizer?: string;
   /** Config values from flags / code, applied last. */
   overrides?: TranslationConfigOverrides;
-  /** `key=value` overrides (the CLI's --set). */
+  /** `set` overrides (`key=value`). */
   set?: string[];
   /** Continue the run in `out` from checkpoint_last. */
   resume?: boolean;
@@ -62,30 +64,17 @@ export interface TranslationTrainOptions {
   log?: (line: string) => void;
 }
 
-export interface TrainSummary {
-  outDir: string;
-  steps: number;
-  /** Mean NLL per target token on valid at the last validation (NaN without validation). */
-  finalValidLoss: number;
-  bestScore?: number;
-  wallSeconds: number;
-  numParameters: number;
+export interface TrainSummary extends RunSummary<TranslationConfig> {
   /** Final validation results (loss, perplexity, bleu when sampled). */
   lastValidation: Record<string, number> | null;
   /** Mean training loss per token of the last update. */
   lastTrainLoss: number;
-  stopReason: string;
-  /** The signal that interrupted the run (stopReason 'interrupted'; checkpoint_last was saved). */
-  signal?: NodeJS.Signals;
-  config: TranslationConfig;
 }
 
-/** The config keys `--resume` may change: budgets and intervals, never the model or the recipe. */
-const RESUMABLE_TRAIN_KEYS = new Set(['maxSteps', 'maxEpochs', 'maxTimeMinutes', 'validEvery', 'saveEvery', 'logEvery', 'keepLast']);
-
 function checkDataFolder(data: string): void {
+  // The flag name stays until the CLI maps `data` to it (test/robust-cli.test.ts checks it).
   if (!existsSync(data)) throw new UserError(`--data: folder '${data}' does not exist`);
-  if (!statSync(data).isDirectory()) throw new UserError(`--data: '${data}' is not a folder`);
+  if (!statSync(data).isDirectory()) throw new UserError(`\`data\`: '${data}' is not a folder`);
 }
 
 /** True when the folder holds a tokenizer loadTokenizer can pick (tokenizer.json or *.model). */
@@ -93,47 +82,23 @@ function folderHasTokenizer(dir: string): boolean {
   return readdirSync(dir).some((f) => f === 'tokenizer.json' || f.endsWith('.model'));
 }
 
-/** The config of a resumed run: the stored one, with only budgets/intervals changeable. */
-function resumeConfig(out: string, opts: TranslationTrainOptions): TranslationConfig {
-  const last = join(out, 'checkpoint_last');
-  const file = join(last, CONFIG_JSON);
-  if (!existsSync(file)) throw new UserError(`--resume: '${out}' holds no checkpoint_last/${CONFIG_JSON} to continue from`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new UserError(`${file}: not valid JSON (${String((err as Error).message).split('\n')[0]})`);
-  }
-  const stored = parseStoredTranslationConfig(raw, file);
-  if (opts.configFile) throw new UserError('--resume: --config cannot be combined with --resume (the run keeps its stored config)');
-  if (opts.preset && opts.preset !== stored.preset) throw new UserError(`--resume: the run in '${out}' uses preset '${stored.preset}', not '${opts.preset}'`);
-  for (const [flag, value, storedValue] of [
-    ['--source-lang', opts.sourceLang, stored.sourceLang],
-    ['--target-lang', opts.targetLang, stored.targetLang],
+/** The config of a resumed run: the stored one, where only the resume policy's keys may change (run.ts). */
+function resumeConfig(lastDir: string, opts: TranslationTrainOptions): TranslationConfig {
+  const stored = readCheckpointConfig(lastDir, parseStoredTranslationConfig);
+  if (opts.configFile) throw new UserError('`resume`: `configFile` cannot be combined with `resume` (the run keeps its stored config)');
+  if (opts.preset && opts.preset !== stored.preset) throw new UserError(`\`resume\`: the run in '${opts.out}' uses preset '${stored.preset}', not '${opts.preset}'`);
+  for (const [key, value, storedValue] of [
+    ['sourceLang', opts.sourceLang, stored.sourceLang],
+    ['targetLang', opts.targetLang, stored.targetLang],
   ] as const) {
-    if (value !== undefined && value !== storedValue) throw new UserError(`--resume: ${flag} ${value} differs from the run's ${storedValue}`);
+    if (value !== undefined && value !== storedValue) throw new UserError(`\`resume\`: \`${key}\` ${value} differs from the run's ${storedValue}`);
   }
-  const changes = validateConfig(
-    translationConfigFileSchema,
-    pruneUndefined(mergeConfig({}, opts.overrides ?? {}, parseSetOverrides(opts.set ?? []))),
-    'command line',
-  );
-  const merged = mergeConfig(stored, changes);
-  for (const section of ['model', 'train', 'data', 'decode'] as const) {
-    const before = stored[section] as Record<string, unknown>;
-    const after = merged[section] as Record<string, unknown>;
-    for (const key of Object.keys(after)) {
-      if (JSON.stringify(before[key]) === JSON.stringify(after[key])) continue;
-      if (section === 'train' && RESUMABLE_TRAIN_KEYS.has(key)) continue;
-      if (section === 'decode') continue;
-      throw new UserError(`--resume: cannot change '${section}.${key}' of an existing run (only budgets and intervals: ${[...RESUMABLE_TRAIN_KEYS].join(', ')})`);
-    }
-  }
-  checkTranslationConfig(merged, 'command line');
-  return merged;
+  const config = resumedConfig(stored, commandLineLayer(translationConfigFileSchema, opts.overrides, opts.set), opts.out);
+  checkTranslationConfig(config, 'command line');
+  return config;
 }
 
-/** The tokenizer for a new run: --tokenizer, else the data folder's, else trained on the train split. */
+/** The tokenizer for a new run: `tokenizer`, else the data folder's, else trained on the train split. */
 async function chooseTokenizer(
   opts: TranslationTrainOptions,
   config: TranslationConfig,
@@ -141,12 +106,13 @@ async function chooseTokenizer(
   log: (line: string) => void,
 ): Promise<Tokenizer> {
   if (opts.tokenizer) {
+    // The flag name stays until the CLI maps `tokenizer` to it (test/robust-cli.test.ts checks it).
     if (!existsSync(opts.tokenizer)) throw new UserError(`--tokenizer: '${opts.tokenizer}' does not exist`);
     return loadTokenizer(opts.tokenizer);
   }
   if (folderHasTokenizer(opts.data)) return loadTokenizer(opts.data);
   const inputs = [config.sourceLang, config.targetLang].map((lang) => join(opts.data, `train.${lang}`));
-  for (const f of inputs) if (!existsSync(f)) throw new UserError(`--data: '${f}' does not exist (expected train.${config.sourceLang} and train.${config.targetLang})`);
+  for (const f of inputs) if (!existsSync(f)) throw new UserError(`\`data\`: '${f}' does not exist (expected train.${config.sourceLang} and train.${config.targetLang})`);
   log(`training a ${config.data.vocabSize}-piece ${config.data.tokenizerModelType} SentencePiece model on ${inputs.join(' + ')}`);
   mkdirSync(scratch, { recursive: true });
   const modelPath = await trainSentencePiece({
@@ -234,16 +200,9 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   const log = opts.log ?? (() => undefined);
   checkDataFolder(opts.data);
   const out = resolve(opts.out);
-  // Fail fast (before reading configs, tokenizer and corpus) if another training holds the
-  // folder; the trainer takes the lock for real.
-  acquireOutputLock(out).release();
-  // A crash between the two renames of a checkpoint replacement leaves the old folder aside: put it back.
-  recoverCheckpoint(join(out, 'checkpoint_last'));
-  // Like fairseq, --resume on a folder without a checkpoint starts the run (a restart loop can always pass it).
-  const resume = (opts.resume ?? false) && existsSync(join(out, 'checkpoint_last'));
-  if (opts.resume && !resume) log(`--resume: no checkpoint_last in ${opts.out} yet; starting a new run`);
+  const { resume, lastDir } = openRunFolder(out, opts.resume, log);
   const config = resume
-    ? resumeConfig(out, opts)
+    ? resumeConfig(lastDir, opts)
     : resolveTranslationConfig({
         preset: opts.preset,
         configFile: opts.configFile,
@@ -252,9 +211,6 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
         sourceLang: opts.sourceLang,
         targetLang: opts.targetLang,
       });
-  if (!resume && existsSync(join(out, 'checkpoint_last'))) {
-    throw new UserError(`--out ${opts.out}: already holds checkpoint_last; pass --resume to continue it, or choose another folder`);
-  }
 
   // Tokenizer-training folders of runs killed outright (kill -9, OOM): their process is gone.
   removeStaleScratch(out, '.tokenizer-');
@@ -264,14 +220,15 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   const runData = trainFiles.every((f) => existsSync(f)) ? await describeRunData(opts.data, trainFiles) : null;
   if (resume && runData) checkSameRunData(opts.out, readRunData(out), runData, '--data');
   try {
-    const tokenizer = resume ? await loadTokenizerFromCheckpoint(join(out, 'checkpoint_last')) : await chooseTokenizer(opts, config, scratch, log);
+    const tokenizer = resume ? await loadCheckpointTokenizer(lastDir) : await chooseTokenizer(opts, config, scratch, log);
     if (resume && opts.tokenizer) await checkResumeTokenizer(opts.tokenizer, tokenizer, opts.out);
     const train = await encodeSplit(opts.data, 'train', config, tokenizer, log);
     const valid = await encodeSplit(opts.data, 'valid', config, tokenizer, log);
     log(`corpus: ${train.source.length} train pairs, ${valid.source.length} valid pairs; vocabulary ${tokenizer.vocabSize}; backend ${tf.getBackend()}`);
 
     setGlobalSeed(config.train.seed);
-    const model = new TransformerSeq2Seq(seq2seqModelConfig(config, tokenizer));
+    const modelConfig = seq2seqModelConfig(config, tokenizer);
+    const model = new TransformerSeq2Seq(modelConfig);
     const trainBatches = new TranslationBatches(train, tokenizer, { maxTokens: config.train.maxTokens, shuffle: true, seed: config.train.seed });
     const validBatches = new TranslationBatches(valid, tokenizer, { maxTokens: config.train.maxTokens, shuffle: false, seed: 0 });
     const bleuSample = valid.source.slice(0, config.decode.validBleuSamples);
@@ -305,26 +262,14 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
       resume,
       progress: opts.progress,
     });
-    const started = performance.now();
     if (!resume && runData) {
       mkdirSync(out, { recursive: true });
       writeRunData(out, runData);
     }
     try {
       const result = await trainer.train();
-      return {
-        outDir: out,
-        steps: result.steps,
-        finalValidLoss: result.lastValidation?.loss ?? NaN,
-        bestScore: result.bestScore ?? undefined,
-        wallSeconds: (performance.now() - started) / 1000,
-        numParameters: model.numParameters(),
-        lastValidation: result.lastValidation,
-        lastTrainLoss: result.lastLoss,
-        stopReason: result.stopReason,
-        ...(result.signal ? { signal: result.signal } : {}),
-        config,
-      };
+      const parameters = { numParameters: model.numParameters(), fullRankParameters: countSeq2SeqParameters(fullRankArchitecture(modelConfig)) };
+      return { ...runSummary(out, result, parameters, config), lastValidation: result.lastValidation, lastTrainLoss: result.lastLoss };
     } finally {
       trainer.dispose();
       model.dispose();
@@ -332,21 +277,6 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
-}
-
-/** A checkpoint folder: DIR itself if it holds model.json, else DIR/checkpoint_best, else DIR/checkpoint_last. */
-export function resolveCheckpointDir(dir: string): string {
-  // findCheckpointFolder also finds a checkpoint a kill left aside between its two renames.
-  const found = findCheckpointFolder(dir);
-  if (found !== null) return found;
-  if (!existsSync(dir)) throw new UserError(`--checkpoint: '${dir}' does not exist`);
-  throw new UserError(`--checkpoint: '${dir}' holds no ${MODEL_JSON} (nor checkpoint_best/ or checkpoint_last/ with one)`);
-}
-
-async function loadTokenizerFromCheckpoint(dir: string): Promise<Tokenizer> {
-  const candidates = existsSync(dir) ? readdirSync(dir).filter((f) => f === 'tokenizer.json' || f.endsWith('.model')) : [];
-  if (candidates.length === 0) throw new UserError(`checkpoint ${dir}: holds no tokenizer file (*.model or tokenizer.json)`);
-  return loadTokenizer(candidates.includes('tokenizer.json') ? join(dir, 'tokenizer.json') : join(dir, candidates[0]));
 }
 
 /** A trained translation model with its tokenizer and config, ready to decode. */
@@ -361,10 +291,10 @@ export interface LoadedTranslator {
 /** Loads a checkpoint written by trainTranslation (DIR, or DIR/checkpoint_best|last). */
 export async function loadTranslator(checkpoint: string): Promise<LoadedTranslator> {
   const dir = resolveCheckpointDir(checkpoint);
+  // Checksums first (loadCheckpoint), so that damage is reported as such.
   const ckpt = await loadCheckpoint(dir);
-  if (ckpt.config === null) throw new UserError(`checkpoint ${dir}: no ${CONFIG_JSON} (not written by train translation)`);
-  const config = parseStoredTranslationConfig(ckpt.config, join(dir, CONFIG_JSON));
-  const tokenizer = await loadTokenizerFromCheckpoint(dir);
+  const config = readCheckpointConfig(dir, parseStoredTranslationConfig);
+  const tokenizer = await loadCheckpointTokenizer(dir);
   const model = new TransformerSeq2Seq(seq2seqModelConfig(config, tokenizer));
   try {
     ckpt.restoreWeightsInto(model.model);

@@ -3,8 +3,9 @@
  * The commands only parse options and print; tasks/mlm.ts does the work.
  */
 import { Option, type Command } from 'commander';
-import type { MlmConfigOverrides, MlmSplit } from '../../tasks/mlm.ts';
-import { evaluateMlm, formatMlmEvaluation, MLM_PRESETS, trainMlm } from '../../tasks/mlm.ts';
+import { MLM_PRESETS, type MlmConfigOverrides } from '../../tasks/mlm-config.ts';
+import type { MlmSplit } from '../../tasks/mlm-data.ts';
+import { evaluateMlm, formatMlmEvaluation, trainMlm } from '../../tasks/mlm.ts';
 import { InterruptedError } from '../../errors.ts';
 import { commandGroup } from '../groups.ts';
 import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
