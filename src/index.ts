@@ -7,7 +7,8 @@ export * from './decode/index.ts';
 export * from './train/index.ts';
 export * from './metrics/index.ts';
 export * from './text/index.ts';
-export { UserError } from './errors.ts';
+export { UserError, InternalError, InterruptedError } from './errors.ts';
+export { registerFileRouters } from './io/file-routers.ts';
 export { SeededRandom, globalRandom, setGlobalSeed, seededDropout } from './random.ts';
 // The task APIs the README documents (also under `factorized-transformer/translation` and `/mlm`).
 export * from './entry/translation.ts';

@@ -17,3 +17,5 @@ export { FactorizedEmbedding } from './embedding.ts';
 export type { FactorizedEmbeddingConfig } from './embedding.ts';
 export { resolveRank } from './rank.ts';
 export { fromDenseKernel, fromDenseEmbedding } from './from-dense.ts';
+export { addFrobeniusDecay } from './fit.ts';
+export type { FrobeniusDecayOptions } from './fit.ts';

@@ -78,7 +78,7 @@ export function validateConfig<S extends z.ZodType>(schema: S, value: unknown, w
 }
 
 /** A deep-partial view of a config object: what a file or a set of flags may hold. */
-export type DeepPartial<T> = { [K in keyof T]?: T[K] extends (infer U)[] ? T[K] : T[K] extends object | null ? DeepPartial<NonNullable<T[K]>> | Extract<T[K], null> : T[K] };
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends unknown[] ? T[K] : T[K] extends object | null ? DeepPartial<NonNullable<T[K]>> | Extract<T[K], null> : T[K] };
 
 /** Makes every key of a strict object schema (and its nested strict objects) optional, keeping strictness. */
 export function deepPartialSchema(schema: z.ZodObject): z.ZodObject {
