@@ -178,3 +178,40 @@ describe.each(TFJS_VERSIONS)('a consumer with @tensorflow/tfjs@%s', (version) =>
     }
   });
 });
+
+/** README.md's library snippets: each ```js block preceded by `<!-- test: NAME.mjs -->`, as written. */
+function readmeSnippets(): { name: string; code: string }[] {
+  const md = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  return [...md.matchAll(/<!-- test: ([\w.-]+\.mjs) -->\n```js\n([\s\S]*?)\n```/g)].map((m) => ({ name: m[1]!, code: m[2]! }));
+}
+
+/** What each snippet must print: it ran the documented API to the end and got a sensible result. */
+const SNIPPET_OUTPUT: Record<string, RegExp> = {
+  'layer.mjs': /^loss \d+\.\d{3} → \d+\.\d{3} → \d+\.\d{3}$/m,
+  'save-load.mjs': /^reloaded identical: true$/m,
+  'fit-fd.mjs': /^decayed pairs: \S+\/qk, \S+\/ov$/m,
+  'from-torch.mjs': /^rank 8 relative errors \{ qk: 0\.\d+, ov: 0\.\d+ \}$/m,
+  'encoder.mjs': /^hidden \[ 1, 4, \d+ \] attention rank \d+$/m,
+};
+
+describe('the README library snippets, run as written in the consumer with tfjs 4.22', () => {
+  const snippets = readmeSnippets();
+
+  it('are all found in README.md', () => {
+    expect(snippets.map((s) => s.name)).toEqual(Object.keys(SNIPPET_OUTPUT));
+  });
+
+  it.each(snippets)('$name', async ({ name, code }) => {
+    const dir = consumers.get(TFJS_VERSIONS[0]);
+    if (!dir) throw new Error('consumer was not installed');
+    const env = { ...process.env, FT_LOG: '0' };
+    if (name === 'encoder.mjs') {
+      // The checkpoint the snippet names, made as its comment says (a tiny model, 2 updates).
+      const bin = join(dir, 'node_modules/.bin/factorized-transformer');
+      await run(bin, ['train', 'mlm', '--preset', 'bert_tiny', '--max-steps', '2', '--out', 'mlm-run', '--progress', 'none'], { cwd: dir, env });
+    }
+    writeFileSync(join(dir, `readme-${name}`), code);
+    const { stdout } = await run(process.execPath, [`readme-${name}`], { cwd: dir, env });
+    expect(stdout).toMatch(SNIPPET_OUTPUT[name]!);
+  });
+});
