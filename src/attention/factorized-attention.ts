@@ -15,7 +15,7 @@
  * `attend(query, memory, { keyPaddingMask, causal, training, cache })` for direct use.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { InternalError, UserError } from '../errors.ts';
 import { seededDropout, globalRandom } from '../random.ts';
 import { writeFactorPair } from '../factorized/dense.ts';

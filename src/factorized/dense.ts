@@ -5,7 +5,7 @@
  * --rank-scale on linear layers); its factor pair gets Frobenius decay of kind 'linear'.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { InternalError, UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
 import type { FactorPair } from './frobenius.ts';

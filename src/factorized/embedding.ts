@@ -5,7 +5,7 @@
  * without forming E. Its factor pair gets Frobenius decay of kind 'embedding'.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
 import { writeFactorPair } from './dense.ts';

@@ -8,7 +8,7 @@
  * the ids (`ids == padId`), so a saved graph needs no mask tensors.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { seededDropout } from '../random.ts';

@@ -8,7 +8,7 @@
  * call options, so the direction is chosen by the input's rank (ids [B, T] vs hidden [B, T, d]).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
 import { globalRandom, seededDropout } from '../random.ts';
 import { writeFactorPair } from '../factorized/dense.ts';

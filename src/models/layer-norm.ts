@@ -6,7 +6,7 @@
  * thousands of kernels per step. Plain broadcasting here reduces the gradient in one sum.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
 
 export interface LayerNormConfig {
