@@ -30,7 +30,7 @@ export class GatherPositions extends tf.layers.Layer {
     this.supportsMasking = true;
   }
 
-  override computeMask(): tf.Tensor {
+  override computeMask(_inputs: tf.Tensor | tf.Tensor[], _mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return asComputedMask(null);
   }
 
