@@ -104,6 +104,31 @@ describe('Keras masks: FactorizedMultiHeadAttention in a functional model', () =
     expect(tf.max(tf.abs(tf.sub(base, longer))).dataSync()[0]).toBeLessThan(1e-5);
   });
 
+  it('keeps masking after save / tf.loadLayersModel and trains with fit (no stale masks, no errors)', async () => {
+    setGlobalSeed(8);
+    const input = tf.input({ shape: [null], dtype: 'int32' });
+    let h = maskedEmbedding().apply(input) as tf.SymbolicTensor;
+    h = new FactorizedMultiHeadAttention({ numHeads: 2, name: 'attn' }).apply(h) as tf.SymbolicTensor;
+    h = new LayerNorm().apply(h) as tf.SymbolicTensor;
+    h = tf.layers.globalAveragePooling1d().apply(h) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 2 }).apply(h) as tf.SymbolicTensor });
+    let saved: tf.io.ModelArtifacts | undefined;
+    await model.save(tf.io.withSaveHandler(async (artifacts) => {
+      saved = artifacts;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }));
+    const reloaded = await tf.loadLayersModel(tf.io.fromMemory(saved!));
+    const attnOut = (m: tf.LayersModel) => tf.model({ inputs: m.inputs, outputs: m.getLayer('attn').output as tf.SymbolicTensor });
+    const original = attnOut(model);
+    const restored = attnOut(reloaded);
+    const base = restored.predict(ids(ROWS)) as tf.Tensor;
+    expect(diffOnFirst(base, original.predict(ids(ROWS)) as tf.Tensor, ROWS[0].length)).toBe(0);
+    expect(diffOnFirst(base, restored.predict(padded(ROWS, 3)) as tf.Tensor, ROWS[0].length)).toBeLessThan(1e-5);
+    reloaded.compile({ optimizer: 'adam', loss: 'sparseCategoricalCrossentropy' });
+    const history = await reloaded.fit(padded(ROWS, 2), tf.tensor1d([0, 1]), { epochs: 3, verbose: 0 });
+    expect(history.history.loss.every((l) => Number.isFinite(l as number))).toBe(true);
+  });
+
   it('computeMask returns the query mask for [query] and [query, memory]', () => {
     const layer = new FactorizedMultiHeadAttention({ numHeads: 2 });
     const q = tf.zeros([2, 3, d]);
