@@ -155,7 +155,7 @@ describe.each(TFJS_VERSIONS)('a consumer with @tensorflow/tfjs@%s', (version) =>
   // '@tensorflow/tfjs-layers/dist/engine/topology' (a tfjs internal, not resolvable under NodeNext:
   // TS2307 for a consumer without skipLibCheck): make it `it` once they are gone. (A strict check
   // without skipLibCheck cannot be the test: tfjs's own .d.ts fail it, TS2304 'Long', TS2411.)
-  it.runIf(version === TFJS_VERSIONS[0]).fails('has declarations that import no tfjs internals (dist/...)', () => {
+  it.runIf(version === TFJS_VERSIONS[0])('has declarations that import no tfjs internals (dist/...)', () => {
     const dist = join(consumer(), 'node_modules/factorized-transformer/dist');
     const leaks: string[] = [];
     const walk = (dir: string): void => {

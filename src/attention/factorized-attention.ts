@@ -10,18 +10,29 @@
  * valueFactor [H, d, r], outputFactor [H, r, d]; with useBias also queryBias [H, r],
  * keyBias [H, r], valueBias [H, r], outputBias [d].
  *
- * Two entry points: `apply([query])` / `apply([query, memory])` in functional models (no masks
- * there except the `causal` config flag: tfjs symbolic inputs carry no key-padding mask), and
- * `attend(query, memory, { keyPaddingMask, causal, training, cache })` for direct use.
+ * Two entry points: `apply(query)` / `apply([query])` / `apply([query, memory])` in functional
+ * models, and `attend(query, memory, { keyPaddingMask, causal, training, cache })` for direct use.
+ *
+ * Keras masks (keras-mask.ts): in a functional model the layer consumes the masks of its inputs,
+ * e.g. from `tf.layers.embedding({ maskZero: true })`. The key/memory input's mask (the query's
+ * for self-attention) masks padded keys, combined with the `causal` flag; the output carries the
+ * query's mask (`computeMask`). Outputs at masked query positions are computed but meaningless,
+ * as in Keras. For `[query, memory]`, tfjs' `predict`/`fit` hand a layer only its first input's
+ * mask: the memory's mask is then read from the memory tensor (`kerasMask`), which tfjs sets on
+ * outputs of masking layers (Embedding with maskZero, and our layers, this one included) but not
+ * on those of tfjs layers that merely pass masks on (dense, add, dropout, …); put such a layer
+ * before the memory and its mask is lost — mask the keys with `attend`'s `keyPaddingMask`, or a
+ * TransformerDecoderBlock's source ids, instead.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { InternalError, UserError } from '../errors.ts';
 import { seededDropout, globalRandom } from '../random.ts';
 import { writeFactorPair } from '../factorized/dense.ts';
 import { hostRandomUniform } from '../factorized/host-random.ts';
 import type { FactorPair } from '../factorized/frobenius.ts';
 import type { AttentionCache } from './cache.ts';
+import { asComputedMask, checkedInputMask, paddingFromMasks, takeMask } from './keras-mask.ts';
 
 export interface FactorizedMultiHeadAttentionConfig {
   numHeads: number;
@@ -127,7 +138,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     }
     this.causal = config.causal ?? false;
     this.spectralInit = config.spectralInit ?? true;
-    this.supportsMasking = false;
+    this.supportsMasking = true;
     if (this.modelDim !== undefined) this.rank = this.rankFor(this.modelDim);
   }
 
@@ -199,7 +210,19 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
       throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': expects [query] or [query, memory]; got ${list.length} inputs`);
     }
     const training = kwargs?.training === true;
-    return this.attend(list[0] as tf.Tensor3D, (list[1] as tf.Tensor3D | undefined) ?? null, { training });
+    const where = `FactorizedMultiHeadAttention '${this.name}'`;
+    const masks = takeMask(kwargs);
+    return tf.tidy(() => {
+      // Keys come from the memory when there is one, else from the query: so does their mask.
+      const keyMask = checkedInputMask(where, list, masks, list.length - 1);
+      const keyPaddingMask = paddingFromMasks([keyMask]) ?? undefined;
+      return this.attend(list[0] as tf.Tensor3D, (list[1] as tf.Tensor3D | undefined) ?? null, { training, keyPaddingMask });
+    });
+  }
+
+  /** Output position t is query position t: the output has the query's mask. */
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return asComputedMask(checkedInputMask(`FactorizedMultiHeadAttention '${this.name}'`, inputs, mask, 0));
   }
 
   /** A factor [H, d, r] laid out as [d, H·r] (one matmul projects all heads), times `scale`. */

@@ -4,3 +4,5 @@ export { createAttentionCache, reorderAttentionCache, disposeAttentionCache, att
 export type { AttentionCache } from './cache.ts';
 export { fromDenseAttention } from './from-dense.ts';
 export type { DenseAttentionWeights } from './from-dense.ts';
+export { fromTorchAttention } from './from-torch.ts';
+export type { TorchAttentionWeights, TorchWeight } from './from-torch.ts';

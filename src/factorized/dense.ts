@@ -5,13 +5,14 @@
  * --rank-scale on linear layers); its factor pair gets Frobenius decay of kind 'linear'.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { InternalError, UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
 import type { FactorPair } from './frobenius.ts';
 import { resolveRank } from './rank.ts';
 import { hostRandomUniform } from './host-random.ts';
 import { balanceStoredPair } from './spectral.ts';
+import { passThroughMask } from '../attention/keras-mask.ts';
 
 export type FactorizedActivation = 'linear' | 'relu' | 'gelu' | 'tanh' | 'sigmoid';
 const ACTIVATIONS: readonly FactorizedActivation[] = ['linear', 'relu', 'gelu', 'tanh', 'sigmoid'];
@@ -75,6 +76,12 @@ export class FactorizedDense extends tf.layers.Layer {
       throw new UserError(`FactorizedDense: option 'activation' must be one of ${ACTIVATIONS.join(', ')}; got ${String(config.activation)}`);
     }
     this.spectralInit = config.spectralInit ?? true;
+    // Per position (last axis only): a Keras mask on the input is the output's mask.
+    this.supportsMasking = true;
+  }
+
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return passThroughMask(inputs, mask);
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {

@@ -5,13 +5,14 @@
  * without forming E. Its factor pair gets Frobenius decay of kind 'embedding'.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
 import { globalRandom } from '../random.ts';
 import { writeFactorPair } from './dense.ts';
 import { hostRandomNormal } from './host-random.ts';
 import type { FactorPair } from './frobenius.ts';
 import { resolveRank } from './rank.ts';
+import { passThroughMask } from '../attention/keras-mask.ts';
 
 export interface FactorizedEmbeddingConfig {
   inputDim: number;
@@ -50,6 +51,12 @@ export class FactorizedEmbedding extends tf.layers.Layer {
     this.rankScale = config.rankScale ?? undefined;
     this.spectralInit = config.spectralInit ?? true;
     this.rank = resolveRank('FactorizedEmbedding', this.inputDim, this.outputDim, this.rankOption, this.rankScale);
+    // A lookup per position: a Keras mask on the ids is the output's mask.
+    this.supportsMasking = true;
+  }
+
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return passThroughMask(inputs, mask);
   }
 
   override build(): void {

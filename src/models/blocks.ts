@@ -5,15 +5,18 @@
  * dropout from the seeded stream. The encoder block is reused by the BERT encoder.
  *
  * Functional inputs carry ids, not masks: the key-padding mask is derived inside the block from
- * the ids (`ids == padId`), so a saved graph needs no mask tensors.
+ * the ids (`ids == padId`), so a saved graph needs no mask tensors. Keras masks on the inputs (a
+ * user's `tf.layers.embedding({ maskZero: true })`) are honoured too, combined with the ids' mask:
+ * see attention/keras-mask.ts for how tfjs delivers them.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { seededDropout } from '../random.ts';
 import { FactorizedMultiHeadAttention } from '../attention/index.ts';
 import type { AttentionCache } from '../attention/index.ts';
+import { asComputedMask, checkedInputMask, paddingFromMasks, takeMask } from '../attention/keras-mask.ts';
 import type { FactorPair } from '../factorized/index.ts';
 import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWeights } from './sublayers.ts';
 import { attentionRankOf, transformerFields } from './architecture.ts';
@@ -92,6 +95,22 @@ abstract class TransformerBlockBase extends tf.layers.Layer {
     this.ffnIn = projection('ffn_in', c.ffnDim, true, c.linearRankScale, c.spectralInit.linear);
     this.ffnOut = projection('ffn_out', c.modelDim, true, c.linearRankScale, c.spectralInit.linear);
     this.ffnNorm = layerNorm('ffn_norm');
+    this.supportsMasking = true;
+  }
+
+  /** Every sublayer but attention is per-position: the output has the first input's mask. */
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return asComputedMask(checkedInputMask(`${this.getClassName()} '${this.name}'`, inputs, mask, 0));
+  }
+
+  /** The key-padding mask (1 = pad) of the given inputs' Keras masks and the pad ids in `ids`. */
+  protected keyPadding(list: tf.Tensor[], masks: ReturnType<typeof takeMask>, indices: number[], ids: tf.Tensor | undefined): tf.Tensor2D | undefined {
+    const where = `${this.getClassName()} '${this.name}'`;
+    const real = indices.map((i) => checkedInputMask(where, list, masks, i));
+    const fromIds = ids ? paddingMask(ids, this.blockConfig.padId) : null;
+    const fromMasks = paddingFromMasks(real);
+    if (fromIds && fromMasks) return tf.maximum(fromIds, fromMasks) as tf.Tensor2D;
+    return fromIds ?? fromMasks ?? undefined;
   }
 
   /** The sublayers in weight order. */
@@ -208,8 +227,9 @@ export class TransformerEncoderBlock extends TransformerBlockBase {
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     const list = Array.isArray(inputs) ? inputs : [inputs];
+    const masks = takeMask(kwargs);
     return tf.tidy(() => {
-      const mask = list[1] ? paddingMask(list[1], this.blockConfig.padId) : undefined;
+      const mask = this.keyPadding(list, masks, list.length > 1 ? [0, 1] : [0], list[1]);
       return this.forward(list[0] as tf.Tensor3D, mask, kwargs?.training === true);
     });
   }
@@ -275,9 +295,11 @@ export class TransformerDecoderBlock extends TransformerBlockBase {
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     const list = Array.isArray(inputs) ? inputs : [inputs];
     if (list.length < 2) throw new UserError(`TransformerDecoderBlock '${this.name}': expects [target, memory, sourceIds?]`);
+    const masks = takeMask(kwargs);
     return tf.tidy(() => {
-      const mask = list[2] ? paddingMask(list[2], this.blockConfig.padId) : undefined;
-      return this.forward(list[0] as tf.Tensor3D, list[1] as tf.Tensor3D, mask, kwargs?.training === true);
+      const targetMask = this.keyPadding(list, masks, [0], undefined);
+      const sourceMask = this.keyPadding(list, masks, list.length > 2 ? [1, 2] : [1], list[2]);
+      return this.forward(list[0] as tf.Tensor3D, list[1] as tf.Tensor3D, sourceMask, kwargs?.training === true, undefined, targetMask);
     });
   }
 
@@ -285,11 +307,18 @@ export class TransformerDecoderBlock extends TransformerBlockBase {
    * Teacher-forced (no cache) or incremental (with cache: `y` holds only the new positions, the
    * cache the past; the cross-attention cache holds the projected memory after the first step).
    */
-  forward(y: tf.Tensor3D, memory: tf.Tensor3D, sourcePadMask: tf.Tensor2D | undefined, training: boolean, cache?: DecoderBlockCache): tf.Tensor3D {
+  forward(
+    y: tf.Tensor3D,
+    memory: tf.Tensor3D,
+    sourcePadMask: tf.Tensor2D | undefined,
+    training: boolean,
+    cache?: DecoderBlockCache,
+    targetPadMask?: tf.Tensor2D,
+  ): tf.Tensor3D {
     if (!this.built) this.build([y.shape, memory.shape]);
     return tf.tidy(() => {
       let x = this.residual(y, this.selfAttentionNorm, training, (h) =>
-        this.selfAttention.attend(h, null, { causal: true, training, cache: cache?.self }));
+        this.selfAttention.attend(h, null, { causal: true, keyPaddingMask: targetPadMask, training, cache: cache?.self }));
       x = this.residual(x, this.crossAttentionNorm, training, (h) =>
         this.crossAttention.attend(h, memory, { keyPaddingMask: sourcePadMask, training, cache: cache?.cross }));
       return this.residual(x, this.ffnNorm, training, (h) => this.feedForward(h, training));

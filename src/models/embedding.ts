@@ -8,8 +8,9 @@
  * call options, so the direction is chosen by the input's rank (ids [B, T] vs hidden [B, T, d]).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
+import { passThroughMask } from '../attention/keras-mask.ts';
 import { globalRandom, seededDropout } from '../random.ts';
 import { writeFactorPair } from '../factorized/dense.ts';
 import { hostRandomNormal } from '../factorized/host-random.ts';
@@ -100,6 +101,14 @@ export class TokenEmbedding extends tf.layers.Layer {
     this.rankScale = config.rankScale ?? null;
     this.spectralInit = config.spectralInit ?? true;
     this.rank = resolveRank(where, this.vocabSize, this.modelDim, null, this.rankScale);
+    // Both directions are per position (lookup plus position t's encoding; x · Eᵀ), so a Keras
+    // mask on the input is the output's. It makes no mask of its own from padId: the models and
+    // blocks built on it derive their padding masks from the ids instead.
+    this.supportsMasking = true;
+  }
+
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return passThroughMask(inputs, mask);
   }
 
   override build(_inputShape: tf.Shape | tf.Shape[]): void {

@@ -6,8 +6,9 @@
  * thousands of kernels per step. Plain broadcasting here reduces the gradient in one sum.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology';
+import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
+import { passThroughMask } from '../attention/keras-mask.ts';
 
 export interface LayerNormConfig {
   /** Default 1e-5 (PyTorch / fairseq). */
@@ -24,6 +25,12 @@ export class LayerNorm extends tf.layers.Layer {
     super(config);
     this.epsilon = config.epsilon ?? 1e-5;
     if (!(this.epsilon > 0)) throw new UserError(`LayerNorm '${this.name}': 'epsilon' must be > 0; got ${this.epsilon}`);
+    // Normalizes each position on its own: a Keras mask on the input is the output's mask.
+    this.supportsMasking = true;
+  }
+
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return passThroughMask(inputs, mask);
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {

@@ -8,7 +8,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TokenEmbedding } from './embedding.ts';
+import type { LayerArgs } from '../layer-args.ts';
 import { layerNorm } from './sublayers.ts';
+import { asComputedMask, passThroughMask } from '../attention/keras-mask.ts';
 
 function single(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
   return Array.isArray(inputs) ? inputs[0] : inputs;
@@ -20,6 +22,17 @@ function single(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
  */
 export class GatherPositions extends tf.layers.Layer {
   static readonly className = 'GatherPositions';
+
+  constructor(args?: LayerArgs) {
+    super(args ?? {});
+    // Accepts a Keras mask on `hidden` and drops it: output row p is the position `positions[p]`
+    // names, not position p, and padding entries of `positions` are the labels' business.
+    this.supportsMasking = true;
+  }
+
+  override computeMask(_inputs: tf.Tensor | tf.Tensor[], _mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return asComputedMask(null);
+  }
 
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
     const [hidden, positions] = inputShape as tf.Shape[];
@@ -44,6 +57,15 @@ tf.serialization.registerClass(GatherPositions);
 export class OutputBias extends tf.layers.Layer {
   static readonly className = 'OutputBias';
   bias!: tf.LayerVariable;
+
+  constructor(args?: LayerArgs) {
+    super(args ?? {});
+    this.supportsMasking = true; // per position
+  }
+
+  override computeMask(inputs: tf.Tensor | tf.Tensor[], mask?: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return passThroughMask(inputs, mask);
+  }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
