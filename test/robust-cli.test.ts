@@ -95,7 +95,7 @@ describe('bad input gives one clear line and exit code 1', () => {
   });
 
   it('a line longer than the maximum: error when asked, else skipped with a count', async () => {
-    expectUserError(await cli(train(DATA, 'o5', '--max-length', '4', '--long-lines', 'error')), /train\.(xx|yy):\d+: \d+ tokens, longer than data\.maxLength 4/);
+    expectUserError(await cli(train(DATA, 'o5', '--max-length', '4', '--long-lines', 'error')), /train\.(xx|yy):\d+: \d+ tokens, longer than data\.maxLength 4 \(shorten it, raise --max-length, or set --long-lines to skip to drop such lines\)$/);
     const skipped = await cli(train(DATA, 'o5b', '--max-length', '4', '--long-lines', 'skip'));
     expect(skipped.code, skipped.err).toBe(0);
     expect(skipped.err).toMatch(/train: skipped \d+ of 400 pairs longer than data\.maxLength 4 tokens/);
