@@ -1,12 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
-import { Command } from 'commander';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureIo } from '../src/cli/io.ts';
-import { reportError } from '../src/cli/report-error.ts';
-import { registerMlmCommands } from '../src/cli/commands/mlm.ts';
+import { runCli } from '../src/cli/main.ts';
 import { SeededRandom } from '../src/random.ts';
 import { maskingRandom } from '../src/text/masking.ts';
 import { loadTokenizer } from '../src/text/tokenizer.ts';
@@ -181,22 +179,10 @@ describe('MLM configuration and input errors', () => {
 });
 
 describe('CLI: evaluate mlm / train mlm', () => {
+  /** The whole CLI in-process: config keys in messages are shown as the running command's flags. */
   async function run(argv: string[]) {
     const io = captureIo();
-    const program = new Command('factorized-transformer').exitOverride();
-    program.configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-    registerMlmCommands(program, io);
-    for (const c of program.commands) {
-      c.exitOverride();
-      c.configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-      for (const sub of c.commands) sub.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-    }
-    let code = 0;
-    try {
-      await program.parseAsync(argv, { from: 'user' });
-    } catch (err) {
-      code = reportError(err, io);
-    }
+    const code = await runCli(argv, io);
     return { code, out: io.out, err: io.err };
   }
 
