@@ -111,6 +111,12 @@ describe('bad input gives one clear line and exit code 1', () => {
     expectUserError(await cli(train(DATA, 'o7b', '--set', 'train.optimizr=adam')), /command line: unknown key 'train\.optimizr'/);
   });
 
+  it('--resume with --config: the task names its option `configFile`, the CLI shows --config', async () => {
+    const config = join(root, 'resume-config.json');
+    writeFileSync(config, JSON.stringify({ train: { maxSteps: 2 } }));
+    expectUserError(await cli(train(DATA, 'good', '--resume', '--config', config)), /^error: --resume: --config cannot be combined with --resume \(the run keeps its stored config\)$/);
+  });
+
   it('negative rank and rank larger than the dimension', async () => {
     expectUserError(await cli(train(DATA, 'o8', '--rank', '-2')), /'model\.attentionRank': Too small/);
     expectUserError(await cli(train(DATA, 'o9', '--rank', '33')), /'model\.attentionRank' 33 is larger than the model dimension 32/);
