@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
-import { Command } from 'commander';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureIo } from '../src/cli/io.ts';
-import { reportError } from '../src/cli/report-error.ts';
-import { registerMlmCommands } from '../src/cli/commands/mlm.ts';
+import { buildProgram, runCli } from '../src/cli/main.ts';
+import { mlmOverridesFromFlags } from '../src/cli/commands/mlm.ts';
+import { configKeysOfFlags, flagNames, withFlagNames } from '../src/cli/flag-names.ts';
 import { SeededRandom } from '../src/random.ts';
 import { maskingRandom } from '../src/text/masking.ts';
 import { loadTokenizer } from '../src/text/tokenizer.ts';
@@ -181,22 +181,10 @@ describe('MLM configuration and input errors', () => {
 });
 
 describe('CLI: evaluate mlm / train mlm', () => {
+  /** The whole CLI in-process: config keys in messages are shown as the running command's flags. */
   async function run(argv: string[]) {
     const io = captureIo();
-    const program = new Command('factorized-transformer').exitOverride();
-    program.configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-    registerMlmCommands(program, io);
-    for (const c of program.commands) {
-      c.exitOverride();
-      c.configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-      for (const sub of c.commands) sub.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) });
-    }
-    let code = 0;
-    try {
-      await program.parseAsync(argv, { from: 'user' });
-    } catch (err) {
-      code = reportError(err, io);
-    }
+    const code = await runCli(argv, io);
     return { code, out: io.out, err: io.err };
   }
 
@@ -223,6 +211,28 @@ describe('CLI: evaluate mlm / train mlm', () => {
     expect(r.err).toMatch(/^error: --checkpoint: '.*nope' does not exist\n$/);
     const bad = await run(['train', 'mlm', '--data', dataDir, '--tokenizer', WORDPIECE, '--out', join(root, 'z'), '--max-steps', '0']);
     expect(bad.code).not.toBe(0);
+  });
+
+  it('--rank sets model.attentionRank, as in train translation; its errors name the key, and the flag where a message backticks it', async () => {
+    const flags = ['train', 'mlm', '--data', dataDir, '--tokenizer', WORDPIECE, '--preset', 'bert_tiny', '--max-steps', '1', '--progress', 'none'];
+    const out = join(root, 'rank');
+    const r = await run([...flags, '--out', out, '--rank', '3']);
+    expect(r.code, r.err).toBe(0);
+    const stored = parseStoredMlmConfig(JSON.parse(readFileSync(join(out, 'checkpoint_last', 'config.json'), 'utf8')), 'config.json');
+    expect(stored.model.attentionRank).toBe(3);
+    // The layers were built with it: every encoder block's config (model.json) says attention rank 3.
+    const ranks = [...readFileSync(join(out, 'checkpoint_last', 'model.json'), 'utf8').matchAll(/"attention_rank":\s*(\d+)/g)].map((m) => Number(m[1]));
+    expect(ranks.length).toBeGreaterThan(0);
+    expect(new Set(ranks)).toEqual(new Set([3]));
+    // bert_tiny: d 32.
+    const tooLarge = await run([...flags, '--out', join(root, 'rank-33'), '--rank', '33']);
+    expect(tooLarge.code).toBe(1);
+    expect(tooLarge.err).toMatch(/^error: .*'model\.attentionRank' 33 is larger than the model dimension 32\n$/);
+    const negative = await run([...flags, '--out', join(root, 'rank-neg'), '--rank', '-2']);
+    expect(negative.err).toMatch(/^error: .*'model\.attentionRank': Too small/);
+    // A message that names the key in backticks shows the flag in `train mlm` too.
+    const names = flagNames(buildProgram(captureIo()).commands.find((c) => c.name() === 'train')!.commands.find((c) => c.name() === 'mlm')!, configKeysOfFlags([mlmOverridesFromFlags]));
+    expect(withFlagNames('raise `model.attentionRank`', names)).toBe('raise --rank');
   });
 });
 

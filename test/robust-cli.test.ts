@@ -95,7 +95,7 @@ describe('bad input gives one clear line and exit code 1', () => {
   });
 
   it('a line longer than the maximum: error when asked, else skipped with a count', async () => {
-    expectUserError(await cli(train(DATA, 'o5', '--max-length', '4', '--long-lines', 'error')), /train\.(xx|yy):\d+: \d+ tokens, longer than data\.maxLength 4/);
+    expectUserError(await cli(train(DATA, 'o5', '--max-length', '4', '--long-lines', 'error')), /train\.(xx|yy):\d+: \d+ tokens, longer than data\.maxLength 4 \(shorten it, raise --max-length, or set --long-lines to skip to drop such lines\)$/);
     const skipped = await cli(train(DATA, 'o5b', '--max-length', '4', '--long-lines', 'skip'));
     expect(skipped.code, skipped.err).toBe(0);
     expect(skipped.err).toMatch(/train: skipped \d+ of 400 pairs longer than data\.maxLength 4 tokens/);
@@ -109,6 +109,12 @@ describe('bad input gives one clear line and exit code 1', () => {
     writeFileSync(wrongType, JSON.stringify({ model: { dropout: 'high' } }));
     expectUserError(await cli(train(DATA, 'o7', '--config', wrongType)), /wrong-type\.json: 'model\.dropout': expected number, received string/);
     expectUserError(await cli(train(DATA, 'o7b', '--set', 'train.optimizr=adam')), /command line: unknown key 'train\.optimizr'/);
+  });
+
+  it('--resume with --config: the task names its option `configFile`, the CLI shows --config', async () => {
+    const config = join(root, 'resume-config.json');
+    writeFileSync(config, JSON.stringify({ train: { maxSteps: 2 } }));
+    expectUserError(await cli(train(DATA, 'good', '--resume', '--config', config)), /^error: --resume: --config cannot be combined with --resume \(the run keeps its stored config\)$/);
   });
 
   it('negative rank and rank larger than the dimension', async () => {

@@ -20,6 +20,8 @@ import {
   type TranslationTrainOptions,
 } from '../src/tasks/translation.ts';
 import { encodeSplit, TranslationBatches } from '../src/tasks/translation-data.ts';
+import { resolveCheckpointDir } from '../src/tasks/run.ts';
+import { checkSameRunData, readRunData } from '../src/tasks/run-data.ts';
 
 const DATA = 'test/fixtures/tasks/copy';
 const root = mkdtempSync(join(tmpdir(), 'ft-task-translation-'));
@@ -177,13 +179,28 @@ describe('translation task on the copy fixture', () => {
     const halves = join(root, 'halves');
     const resumeWith = (overrides: TranslationTrainOptions['overrides']) =>
       trainTranslation({ data: DATA, out: halves, resume: true, progress: 'none', overrides });
-    await expect(resumeWith({ model: { numHeads: 4 }, train: { maxSteps: 20 } })).rejects.toThrow(/cannot change 'model\.numHeads' of an existing run/);
+    // The library names the option by its config key (the CLI shows --resume; test/cli.test.ts).
+    await expect(resumeWith({ model: { numHeads: 4 }, train: { maxSteps: 20 } })).rejects.toThrow(/^`resume`: cannot change 'model\.numHeads' of an existing run/);
     await expect(resumeWith({ model: { attentionBias: false } })).rejects.toThrow(/cannot change 'model\.attentionBias'/);
     await expect(resumeWith({ train: { lr: 1 } })).rejects.toThrow(/cannot change 'train\.lr'/);
     // Budget already spent (20 steps): nothing trains, the changed keys are accepted.
     const summary = await resumeWith({ train: { keepLast: 3, maxSteps: 20 } });
     expect(summary.steps).toBe(20);
     expect(summary.config.train.keepLast).toBe(3);
+  });
+
+  it('names options by their config keys in backticks, for a CLI to show as flags (test/cli.test.ts, test/robust-cli.test.ts, test/bad-input.test.ts)', async () => {
+    const halves = join(root, 'halves');
+    await expect(trainTranslation({ ...tinyRun('halves', { maxSteps: 30 }) })).rejects.toThrow(/^`out` .*halves: already holds checkpoint_last; pass `resume` to continue it/);
+    await expect(trainTranslation(tinyRun('no-data', { maxSteps: 1 }, { data: join(root, 'nope') }))).rejects.toThrow(/^`data`: folder '.*nope' does not exist$/);
+    await expect(trainTranslation(tinyRun('no-tok', { maxSteps: 1 }, { tokenizer: join(root, 'missing.model') }))).rejects.toThrow(/^`tokenizer`: '.*missing\.model' does not exist$/);
+    expect(() => resolveCheckpointDir(join(root, 'absent'))).toThrow(/^`checkpoint`: '.*absent' does not exist$/);
+    await expect(trainTranslation({ data: DATA, out: halves, resume: true, progress: 'none', tokenizer: 'test/fixtures/text/bpe' })).rejects.toThrow(
+      /^`resume`: `tokenizer` test\/fixtures\/text\/bpe is not the tokenizer the run in .*halves was trained with \(kept in its checkpoint\); leave `tokenizer` out to resume$/,
+    );
+    const stored = readRunData(halves)!;
+    const other = { ...stored, data: '/elsewhere', files: stored.files.map((f) => ({ ...f, sha256: '0'.repeat(64) })) };
+    expect(() => checkSameRunData(halves, stored, other, 'data')).toThrow(/^`resume`: `data` \/elsewhere: train\.xx has other content compared with the data the run in .*halves was started on/);
   });
 
   it('a damaged config.json is a one-line error naming the file', async () => {

@@ -140,9 +140,19 @@ describe('filterByMaxPositions', () => {
 
   it("with policy 'error' names the file and line", () => {
     expect(() => filterByMaxPositions(sides, { maxPositions: 4, policy: 'error' })).toThrow(
-      /^dir\/train\.en:2: line has 6 tokens \(with 1 special\), more than maxPositions 4/,
+      /^dir\/train\.en:2: 6 tokens \(with 1 special\), longer than maxPositions 4 \(shorten it, raise `maxPositions`, or skip long lines\)$/,
     );
-    expect(() => filterByMaxPositions(sides, { maxPositions: 6, policy: 'error' })).toThrow(/^dir\/train\.es:3: line has 7 tokens/);
+    expect(() => filterByMaxPositions(sides, { maxPositions: 6, policy: 'error' })).toThrow(/^dir\/train\.es:3: 7 tokens \(with 1 special\), longer than maxPositions 6/);
+  });
+
+  it("names the caller's config keys in the 'error' message, in backticks for a CLI to map", () => {
+    const keys = { maxPositions: 'data.maxLength', policy: 'data.longLines' };
+    expect(() => filterByMaxPositions(sides, { maxPositions: 4, policy: 'error', extraTokens: 0, keys })).toThrow(
+      /^dir\/train\.en:2: 5 tokens, longer than data\.maxLength 4 \(shorten it, raise `data\.maxLength`, or set `data\.longLines` to skip to drop such lines\)$/,
+    );
+    // The same rule whatever the keys: 'skip' keeps what 'error' accepts.
+    expect(filterByMaxPositions(sides, { maxPositions: 6, policy: 'skip', extraTokens: 0, keys })).toEqual({ kept: [0, 1, 2, 3], skipped: 0 });
+    expect(() => filterByMaxPositions(sides, { maxPositions: 6, policy: 'error', extraTokens: 0, keys })).not.toThrow();
   });
 });
 

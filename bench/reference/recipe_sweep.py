@@ -21,7 +21,16 @@ except ImportError:
 sys.path.insert(0, 'bench/reference')
 from models import sinusoidal
 
-CACHE = 'data/.cache/web-rv1909-64e26f9b1f26'
+def cache_dir():
+    """The user cache folder, as src/text/cache-dir.ts finds it."""
+    explicit = os.environ.get('FT_CACHE_DIR') or os.environ.get('FT_DATA_CACHE')
+    if explicit: return os.path.abspath(explicit)
+    xdg = os.environ.get('XDG_CACHE_HOME')
+    if xdg and os.path.isabs(xdg): return os.path.join(xdg, 'factorized-transformer')
+    return os.path.join(os.path.expanduser('~'), '.cache', 'factorized-transformer')
+
+# The default corpus split into files by any CLI command (src/text/defaults.ts: <cache>/corpora/).
+CACHE = os.path.join(cache_dir(), 'corpora', 'web-rv1909-64e26f9b1f26')
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 def load(split, sp):

@@ -1,8 +1,14 @@
 #!/bin/bash
 # The second sweep as it ran (8 processes x 2 CPU threads on one GPU machine, from the repo root,
-# with the default corpus already split into data/.cache by any CLI command). $OUT = result folder.
+# with the default corpus already split into the user cache folder by any CLI command: $FT_CACHE_DIR,
+# else $XDG_CACHE_HOME/factorized-transformer, else ~/.cache/factorized-transformer; see
+# src/text/cache-dir.ts). $OUT = result folder.
 export OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1
-C=data/.cache/web-rv1909-64e26f9b1f26
+CACHE_DIR=${FT_CACHE_DIR:-${FT_DATA_CACHE:-}}
+if [ -z "$CACHE_DIR" ]; then
+  case "${XDG_CACHE_HOME:-}" in /*) CACHE_DIR=$XDG_CACHE_HOME/factorized-transformer ;; *) CACHE_DIR=$HOME/.cache/factorized-transformer ;; esac
+fi
+C=$CACHE_DIR/corpora/web-rv1909-64e26f9b1f26
 cat $C/train.en $C/train.es > /tmp/joint.txt
 for v in 2000 4000; do
   python3 -c "import sentencepiece as s; s.SentencePieceTrainer.train(input='/tmp/joint.txt', model_prefix='/tmp/spm$v', vocab_size=$v, model_type='unigram', character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3, user_defined_symbols=['<mask>'], minloglevel=2)" &

@@ -32,6 +32,13 @@ export function configKeysOfFlags(builders: readonly OverridesBuilder[]): Map<st
   return keys;
 }
 
+/**
+ * Task options that messages name and whose flag's attribute has another name: the tasks take the
+ * config file as `configFile` (trainTranslation, trainMlm), the commands as --config. Config keys
+ * need no entry here: they are read off the commands (configKeysOfFlags).
+ */
+const OPTION_ATTRIBUTES: ReadonlyMap<string, string> = new Map([['configFile', 'config']]);
+
 /** attribute name → long flag for the options a user can give to `command` (its own and its ancestors'). */
 function optionFlags(command: Command): Map<string, string> {
   const flags = new Map<string, string>();
@@ -49,7 +56,8 @@ function optionFlags(command: Command): Map<string, string> {
 
 /**
  * The key → flag table for messages of `command`: each of its flags under its attribute name
- * (`out` → --out, `keepLast` → --keep-last), and under each config key it sets, dotted and bare
+ * (`out` → --out, `keepLast` → --keep-last) and task option name (`configFile` → --config), and
+ * under each config key it sets, dotted and bare
  * (`train.maxTimeMinutes` and `maxTimeMinutes` → --max-time). A key the command has no flag for is
  * absent (an `experiment` run's `train.maxSteps` is a key of its spec file, not a flag).
  */
@@ -57,6 +65,10 @@ export function flagNames(command: Command, configKeys: ReadonlyMap<string, stri
   const flags = optionFlags(command);
   const names = new Map<string, string>();
   for (const [attribute, flag] of flags) names.set(attribute, flag);
+  for (const [option, attribute] of OPTION_ATTRIBUTES) {
+    const flag = flags.get(attribute);
+    if (flag !== undefined && !names.has(option)) names.set(option, flag);
+  }
   // A bare key is mapped only when every dotted key ending in it names the same flag.
   const bare = new Map<string, string | null>();
   for (const [key, attribute] of configKeys) {

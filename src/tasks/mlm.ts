@@ -174,7 +174,7 @@ export async function trainMlm(opts: MlmTrainOptions): Promise<MlmTrainSummary> 
   // A resumed run must read the same training data it started on (see run-data.ts).
   const trainFile = join(dataDir, 'train.txt');
   const runData = existsSync(trainFile) ? await describeRunData(dataDir, [trainFile]) : null;
-  if (resuming && runData) checkSameRunData(opts.out, readRunData(opts.out), runData, '--data');
+  if (resuming && runData) checkSameRunData(opts.out, readRunData(opts.out), runData, 'data');
   const tokenizer = tokenizerPath === null ? await loadCheckpointTokenizer(lastDir) : await loadTokenizer(tokenizerPath);
   const tokenizerSource = tokenizerPath ?? lastDir;
   if (resuming && opts.tokenizer !== undefined) await checkResumeTokenizer(opts.tokenizer, tokenizer, opts.out);

@@ -1,6 +1,6 @@
 /**
  * Which training data a run folder was started on: `<out>/run-data.json` records the corpus folder
- * and the size and sha256 of its training files, so that `--resume` with other data is refused
+ * and the size and sha256 of its training files, so that `resume` with other data is refused
  * (a resumed run must read exactly the batches an uninterrupted one would) and a resume without
  * the data option can find it.
  */
@@ -59,28 +59,29 @@ export function writeRunData(out: string, record: RunDataRecord): void {
 }
 
 /**
- * A resumed run keeps the tokenizer stored in its checkpoint: `--tokenizer` naming that same
+ * A resumed run keeps the tokenizer stored in its checkpoint: `tokenizer` naming that same
  * tokenizer (a restart loop repeating its command line) is fine, any other is refused.
  */
 export async function checkResumeTokenizer(given: string, runTokenizer: Tokenizer, out: string): Promise<void> {
   const tokenizer = await loadTokenizer(given);
   if (tokenizer.fingerprint !== runTokenizer.fingerprint) {
-    throw new UserError(`--resume: --tokenizer ${given} is not the tokenizer the run in ${out} was trained with (kept in its checkpoint); leave --tokenizer out to resume`);
+    throw new UserError(`\`resume\`: \`tokenizer\` ${given} is not the tokenizer the run in ${out} was trained with (kept in its checkpoint); leave \`tokenizer\` out to resume`);
   }
 }
 
 /**
  * Throws a UserError when `current` (the data given to a resumed run) differs from the run's
- * record; `what` names the option for the message (e.g. '--data').
+ * record; `key` is the option that named the data, for the message (e.g. 'data', shown in
+ * backticks so that a CLI can show its flag).
  */
-export function checkSameRunData(out: string, stored: RunDataRecord | null, current: RunDataRecord, what: string): void {
+export function checkSameRunData(out: string, stored: RunDataRecord | null, current: RunDataRecord, key: string): void {
   if (stored === null) return;
   for (const s of stored.files) {
     const c = current.files.find((f) => f.name === s.name);
     if (!c || c.sha256 !== s.sha256) {
       const change = !c ? 'is missing' : c.bytes !== s.bytes ? `has ${c.bytes} bytes, not ${s.bytes}` : 'has other content';
       throw new UserError(
-        `--resume: ${what} ${current.data}: ${s.name} ${change} compared with the data the run in ${out} was started on (${stored.data}); ` +
+        `\`resume\`: \`${key}\` ${current.data}: ${s.name} ${change} compared with the data the run in ${out} was started on (${stored.data}); ` +
           'resume with that data, or start a new run in another folder',
       );
     }

@@ -57,9 +57,8 @@ export function openRunFolder(out: string, resume: boolean | undefined, log: (li
   recoverCheckpoint(lastDir);
   const resuming = resume === true && existsSync(lastDir);
   if (resume && !resuming) log(`\`resume\`: no ${LAST_CHECKPOINT} in ${out} yet; starting a new run`);
-  // The flag names stay until the CLI maps `out` / `resume` to its flags (test/cli.test.ts checks them).
   if (!resuming && existsSync(lastDir)) {
-    throw new UserError(`--out ${out}: already holds ${LAST_CHECKPOINT}; pass --resume to continue it, or choose another folder`);
+    throw new UserError(`\`out\` ${out}: already holds ${LAST_CHECKPOINT}; pass \`resume\` to continue it, or choose another folder`);
   }
   return { resume: resuming, lastDir };
 }
@@ -98,8 +97,9 @@ export function resumedConfig<T>(stored: T, changes: unknown, out: string): T {
     if (isResumable(key)) continue;
     // An object-valued setting is one key: `model.spectralInit`, not `model.spectralInit.qk`.
     const setting = key.split('.').slice(0, 2).join('.');
-    // The flag name stays until the CLI maps `resume` to it (test/cli.test.ts checks it).
-    throw new UserError(`--resume: cannot change '${setting}' of an existing run in ${out} (only ${RESUMABLE_KEYS.map((k) => `'${k}'`).join(', ')})`);
+    // The settings stay in quotes: they are keys of the run's config.json (set by a flag, --set or
+    // a config file alike), not flags.
+    throw new UserError(`\`resume\`: cannot change '${setting}' of an existing run in ${out} (only ${RESUMABLE_KEYS.map((k) => `'${k}'`).join(', ')})`);
   }
   return merged;
 }
@@ -111,8 +111,7 @@ export function resumedConfig<T>(stored: T, changes: unknown, out: string): T {
 export function resolveCheckpointDir(dir: string): string {
   const found = findCheckpointFolder(dir);
   if (found !== null) return found;
-  // The flag name stays until the CLI maps `checkpoint` to it (test/robust-cli.test.ts checks it).
-  if (!existsSync(dir)) throw new UserError(`--checkpoint: '${dir}' does not exist`);
+  if (!existsSync(dir)) throw new UserError(`\`checkpoint\`: '${dir}' does not exist`);
   throw new UserError(`\`checkpoint\`: ${dir} holds no ${MODEL_JSON} (nor checkpoint_best/ or checkpoint_last/ with one)`);
 }
 

@@ -59,13 +59,23 @@ export async function encodeSplit(
   const text = withText ? await readSplitText(dir, split, config.sourceLang, config.targetLang) : { source: [], target: [] };
   const out: EncodedSplit = { source: [], target: [], sourceText: [], targetText: [] };
   const maxLength = config.data.maxLength;
-  // Which pairs fit data.maxLength (tokens before BOS/EOS, hence no extra tokens): the text
-  // layer's rule. The policy is applied here, so that the error names the config key.
+  // Which pairs fit data.maxLength (tokens before BOS/EOS, hence no extra tokens), and the error
+  // for the first that does not under longLines 'error' (naming file, line and the config keys):
+  // the text layer's rule.
   const sides = [
     { path: corpus.sourcePath, ids: corpus.source },
     { path: corpus.targetPath, ids: corpus.target },
   ];
-  const fits = new Set(keepAll ? corpus.source.keys() : filterByMaxPositions(sides, { maxPositions: maxLength, policy: 'skip', extraTokens: 0 }).kept);
+  const fits = new Set(
+    keepAll
+      ? corpus.source.keys()
+      : filterByMaxPositions(sides, {
+          maxPositions: maxLength,
+          policy: config.data.longLines,
+          extraTokens: 0,
+          keys: { maxPositions: 'data.maxLength', policy: 'data.longLines' },
+        }).kept,
+  );
   let skipped = 0;
   let empty = 0;
   let firstEmpty = '';
@@ -78,12 +88,6 @@ export async function encodeSplit(
       if (split === 'train') continue;
     }
     if (!fits.has(i)) {
-      if (config.data.longLines === 'error') {
-        const [file, n] = src.length > maxLength ? [corpus.sourcePath, src.length] : [corpus.targetPath, tgt.length];
-        throw new UserError(
-          `${file}:${i + 1}: ${n} tokens, longer than data.maxLength ${maxLength} (raise \`data.maxLength\`, or set \`data.longLines\` to skip to drop such pairs)`,
-        );
-      }
       skipped++;
       continue;
     }

@@ -72,8 +72,7 @@ export interface TrainSummary extends RunSummary<TranslationConfig> {
 }
 
 function checkDataFolder(data: string): void {
-  // The flag name stays until the CLI maps `data` to it (test/robust-cli.test.ts checks it).
-  if (!existsSync(data)) throw new UserError(`--data: folder '${data}' does not exist`);
+  if (!existsSync(data)) throw new UserError(`\`data\`: folder '${data}' does not exist`);
   if (!statSync(data).isDirectory()) throw new UserError(`\`data\`: '${data}' is not a folder`);
 }
 
@@ -106,8 +105,7 @@ async function chooseTokenizer(
   log: (line: string) => void,
 ): Promise<Tokenizer> {
   if (opts.tokenizer) {
-    // The flag name stays until the CLI maps `tokenizer` to it (test/robust-cli.test.ts checks it).
-    if (!existsSync(opts.tokenizer)) throw new UserError(`--tokenizer: '${opts.tokenizer}' does not exist`);
+    if (!existsSync(opts.tokenizer)) throw new UserError(`\`tokenizer\`: '${opts.tokenizer}' does not exist`);
     return loadTokenizer(opts.tokenizer);
   }
   if (folderHasTokenizer(opts.data)) return loadTokenizer(opts.data);
@@ -218,7 +216,7 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   // What the run trains on: a resumed run must read the same training data (see run-data.ts).
   const trainFiles = [config.sourceLang, config.targetLang].map((lang) => join(opts.data, `train.${lang}`));
   const runData = trainFiles.every((f) => existsSync(f)) ? await describeRunData(opts.data, trainFiles) : null;
-  if (resume && runData) checkSameRunData(opts.out, readRunData(out), runData, '--data');
+  if (resume && runData) checkSameRunData(opts.out, readRunData(out), runData, 'data');
   try {
     const tokenizer = resume ? await loadCheckpointTokenizer(lastDir) : await chooseTokenizer(opts, config, scratch, log);
     if (resume && opts.tokenizer) await checkResumeTokenizer(opts.tokenizer, tokenizer, opts.out);

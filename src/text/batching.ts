@@ -80,7 +80,7 @@ export class TokenBatcher {
       if (!(i >= 0 && i < n)) throw new Error(`TokenBatcher: index ${i} outside 0..${n - 1}`);
       if (this.sizes[i] > opts.maxTokens) {
         throw new UserError(
-          `sentence ${i + 1} takes ${this.sizes[i]} positions, more than maxTokens ${opts.maxTokens} (raise --max-tokens or set --max-positions to skip long lines)`,
+          `sentence ${i + 1} takes ${this.sizes[i]} positions, more than maxTokens ${opts.maxTokens} (raise \`maxTokens\`, or leave long lines out with filterByMaxPositions)`,
         );
       }
     }
@@ -161,6 +161,12 @@ export interface MaxPositionsOptions {
   policy: 'skip' | 'error';
   /** Specials added to each sentence before it enters the model (default 1: eos, or bos for decoder input). */
   extraTokens?: number;
+  /**
+   * For the 'error' message: the setting `maxPositions` comes from (e.g. 'data.maxLength'; default
+   * 'maxPositions') and the one that chooses `policy` (e.g. 'data.longLines'), named in backticks in
+   * its hint so that a CLI can show the flags that set them.
+   */
+  keys?: { maxPositions: string; policy?: string };
 }
 
 export interface CorpusSide {
@@ -186,8 +192,10 @@ export function filterByMaxPositions(sides: CorpusSide[], opts: MaxPositionsOpti
       const size = side.ids[i].length + extra;
       if (size > opts.maxPositions) {
         if (opts.policy === 'error') {
+          const key = opts.keys?.maxPositions ?? 'maxPositions';
+          const skip = opts.keys?.policy ? `set \`${opts.keys.policy}\` to skip to drop such lines` : 'skip long lines';
           throw new UserError(
-            `${side.path}:${i + 1}: line has ${size} tokens (with ${extra} special), more than maxPositions ${opts.maxPositions} (shorten it, raise max positions, or skip long lines)`,
+            `${side.path}:${i + 1}: ${size} tokens${extra > 0 ? ` (with ${extra} special)` : ''}, longer than ${key} ${opts.maxPositions} (shorten it, raise \`${key}\`, or ${skip})`,
           );
         }
         fits = false;

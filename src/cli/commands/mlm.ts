@@ -10,7 +10,7 @@ import { InterruptedError } from '../../errors.ts';
 import { commandGroup } from '../groups.ts';
 import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
 import type { CliIo } from '../io.ts';
-import { nonNegativeInt, positiveInt } from '../options.ts';
+import { integer, nonNegativeInt, positiveInt } from '../options.ts';
 import { checkOutFolderPath, cleanupCreatedOnFailure } from '../output-folder.ts';
 
 /** Options of `train mlm` as commander parses them (undefined = not given). */
@@ -20,14 +20,17 @@ interface TrainMlmFlags extends CommonTrainFlags {
   out: string;
   preset?: string;
   config?: string;
+  rank?: number;
   maxLength?: number;
   wholeWordMasking?: boolean;
 }
 
 /** The config keys that dedicated flags set. */
 export function mlmOverridesFromFlags(f: TrainMlmFlags): MlmConfigOverrides {
+  const common = commonOverridesFromFlags(f);
   return {
-    ...commonOverridesFromFlags(f),
+    ...common,
+    model: { ...common.model, attentionRank: f.rank },
     data: { maxLength: f.maxLength, wholeWordMasking: f.wholeWordMasking },
   };
 }
@@ -53,6 +56,7 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--config <file>', 'JSON config: any subset of {model, train, data} keys');
   addBudgetFlags(command, TRAIN_TEXTS);
   addRecipeFlags(command, TRAIN_TEXTS)
+    .option('--rank <r>', 'explicit per-head attention rank (overrides --rank-scale)', integer)
     .option('--max-length <n>', 'tokens per packed sequence (consecutive sentences)', positiveInt)
     .option('--whole-word-masking', 'mask whole words (SentencePiece ▁ / WordPiece ## boundaries)');
   addOutputFlags(command, TRAIN_TEXTS)
