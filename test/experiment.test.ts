@@ -85,7 +85,7 @@ describe('spec and grid', () => {
     const file = join(root, 'broken.json');
     writeFileSync(file, '{ "name": ');
     expect(errorOf(() => loadExperimentSpec(file)).message).toMatch(/broken\.json: not valid JSON/);
-    expect(errorOf(() => loadExperimentSpec(join(root, 'missing.json'))).message).toMatch(/--spec: file .* does not exist/);
+    expect(errorOf(() => loadExperimentSpec(join(root, 'missing.json'))).message).toMatch(/`spec`: file .* does not exist/);
   });
 
   it('maps variants to the task config knobs', () => {
@@ -217,7 +217,7 @@ describe('resumable runner', () => {
     await expect(runExperiment(grown, { out, runFn: fakeRunFunction([]), only: ['rs1-si-fd-seed2'] })).resolves.toBeDefined();
     const other = spec({ grid: small().grid, regularization: { weightDecay: 0, frobeniusDecay: 1e-3 } });
     await expect(runExperiment(other, { out, runFn: fakeRunFunction([]) })).rejects.toThrow(/different task, data, preset, config or regularization/);
-    await expect(runExperiment(small(), { out, runFn: fakeRunFunction([]), only: ['nope'] })).rejects.toThrow(/--only: 'nope' is not a run/);
+    await expect(runExperiment(small(), { out, runFn: fakeRunFunction([]), only: ['nope'] })).rejects.toThrow(/`only`: 'nope' is not a run/);
   });
 });
 

@@ -107,12 +107,12 @@ function checkOrStoreSpec(out: string, spec: ExperimentSpec): void {
     try {
       stored = JSON.parse(readFileSync(file, 'utf8')) as ExperimentSpec;
     } catch {
-      throw new UserError(`${file}: not valid JSON; delete it or choose another --out`);
+      throw new UserError(`${file}: not valid JSON; delete it or choose another \`out\``);
     }
     const recipe = (s: ExperimentSpec) => JSON.stringify([s.task, s.data ?? null, s.preset ?? null, s.config ?? null, s.regularization, s.grid.factorizeLinear ?? false]);
     if (recipe(stored) !== recipe(spec)) {
       throw new UserError(
-        `--out ${out}: holds experiment '${stored.name}' with a different task, data, preset, config or regularization; choose another --out`,
+        `\`out\` ${out}: holds experiment '${stored.name}' with a different task, data, preset, config or regularization; choose another \`out\``,
       );
     }
   }
@@ -137,7 +137,7 @@ async function runGrid(spec: ExperimentSpec, opts: RunExperimentOptions, log: (l
   let runs = expandGrid(spec);
   if (opts.only) {
     const known = new Set(runs.map((r) => r.name));
-    for (const name of opts.only) if (!known.has(name)) throw new UserError(`--only: '${name}' is not a run of this spec (e.g. ${runs[0].name})`);
+    for (const name of opts.only) if (!known.has(name)) throw new UserError(`\`only\`: '${name}' is not a run of this spec (e.g. ${runs[0].name})`);
     runs = runs.filter((r) => opts.only!.includes(r.name));
   }
   const outcome: ExperimentOutcome = { ran: [], resumed: [], skipped: [] };

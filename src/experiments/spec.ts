@@ -150,7 +150,7 @@ export function parseExperimentSpec(value: unknown, where: string): ExperimentSp
 
 /** Reads and validates a spec file. */
 export function loadExperimentSpec(path: string): ExperimentSpec {
-  if (!existsSync(path)) throw new UserError(`--spec: file '${path}' does not exist`);
+  if (!existsSync(path)) throw new UserError(`\`spec\`: file '${path}' does not exist`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
