@@ -27,6 +27,7 @@ const ENTRIES = {
   attention: 'src/entry/attention.ts',
   translation: 'src/entry/translation.ts',
   mlm: 'src/entry/mlm.ts',
+  browser: 'src/entry/browser.ts',
 } as const;
 
 const root = mkdtempSync(join(tmpdir(), 'ft-import-'));
@@ -161,6 +162,7 @@ describe('importing the package', () => {
     ['attention', ENTRIES.attention, () => ['FactorizedMultiHeadAttention', 'FactorizedDense', 'FactorizedEmbedding']],
     ['translation', ENTRIES.translation, () => translationClasses],
     ['mlm', ENTRIES.mlm, () => mlmClasses],
+    ['browser', ENTRIES.browser, () => [...translationClasses, ...mlmClasses, 'FactorizedMultiHeadAttention', 'FactorizedDense', 'FactorizedEmbedding']],
   ])('./%s: no side effects, and registers the layers of its checkpoints', async (_name, entry, classes) => {
     const result = await check([entry], ['--classes', classes().join(',')]);
     expectNoSideEffects(result);
