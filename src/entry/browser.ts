@@ -27,16 +27,7 @@ export * from '../metrics/index.ts';
 export { HuggingFaceTokenizer } from '../text/huggingface.ts';
 export type { HuggingFaceTokenizerSource } from '../text/huggingface.ts';
 export type { Tokenizer, TokenizerKind, SpecialIds } from '../text/tokenizer-types.ts';
-export { TokenBatcher, sentenceSizes, filterByMaxPositions, padSequences, makeTranslationBatch } from '../text/batching.ts';
-export type {
-  BatchPosition,
-  TokenBatcherOptions,
-  MaxPositionsOptions,
-  CorpusSide,
-  PaddedBatch,
-  TranslationBatch,
-  SpecialTokenIds,
-} from '../text/batching.ts';
+export * from '../text/batching.ts';
 export { TokenMasker, makeMaskedLmBatch, packSentences } from '../text/masking.ts';
 export type { MaskingOptions, MaskedSequence, MaskedLmBatch, PackingOptions } from '../text/masking.ts';
 export { labelSmoothedCrossEntropy } from '../train/losses.ts';
