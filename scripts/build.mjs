@@ -3,6 +3,8 @@
 //   dist/      ESM, .d.ts, source maps        (tsconfig.build.json; every module, the CLI included)
 //   dist/cjs/  CommonJS, .d.ts, source maps   (tsconfig.build.cjs.json; the library entry points
 //              and what they import, with a {"type":"commonjs"} package.json)
+// The browser entry (src/entry/browser.ts → dist/entry/browser.js, `./browser` and the `browser`
+// condition of `.`) is ESM only: bundlers consume ESM, so it has no CommonJS twin.
 // The one use of `import.meta.url` (src/package-root.ts) becomes `__filename`'s URL in dist/cjs.
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';

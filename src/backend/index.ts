@@ -13,9 +13,14 @@
  * included, and falls back with one logged reason when no adapter starts), FT_WEBGPU_FLAGS (Dawn's
  * flags, e.g. backend=vulkan,adapter=NVIDIA; see webgpu.ts), FT_THREADS (compute threads; default the number of
  * CPUs), FT_NATIVE_BLAS=0 (skip the addon), FT_WASM_THREADS=0|1 (force the wasm thread pool off/on;
- * by default on only when the native BLAS is unavailable), FT_BACKEND_LOG=0 (do not log the choice:
- * the default of `verbose`). The test setup (test/setup.ts) sets FT_THREADS=1 and FT_BACKEND_LOG=0
- * like any user could; nothing here knows about the test runner.
+ * by default on only when the native BLAS is unavailable), FT_LOG=0 (do not log the choice: the
+ * default of `verbose`; FT_BACKEND_LOG=0 is the older name and still works). The test setup
+ * (test/setup.ts) sets FT_THREADS=1 and FT_BACKEND_LOG=0 like any user could; nothing here knows
+ * about the test runner.
+ *
+ * Importing this module does nothing but define it: the engines, our kernels and gradients, and the
+ * `file://` model routers are installed by `initBackend()` only, so that importing the package
+ * leaves a user's tfjs set-up as it was.
  */
 import * as tf from '@tensorflow/tfjs';
 import { packageRequire } from '../package-root.ts';
@@ -33,7 +38,10 @@ export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export interface BackendOptions {
   /** Which engine; defaults to env FT_BACKEND, then 'auto'. */
   backend?: BackendChoice;
-  /** Log the choice to stderr (once per process). Default: true unless env FT_BACKEND_LOG=0. */
+  /**
+   * Log the choice (and a forced webgpu's fallback) to stderr, once per process. Default: true
+   * unless env FT_LOG=0 (or its older name FT_BACKEND_LOG=0).
+   */
   verbose?: boolean;
 }
 export interface BackendInfo {
@@ -109,8 +117,9 @@ function tryRequire(pkg: string): string | undefined {
  */
 async function prepareWasm(): Promise<void> {
   if (wasmPrepared) return;
-  // Importing the package registers the stock backend and all its kernels.
-  await import('@tensorflow/tfjs-backend-wasm');
+  // Importing the package registers the stock backend and all its kernels: done here, never at
+  // import time, so that a user's tfjs keeps its own backend until initBackend() is called.
+  const tfWasm = await import('@tensorflow/tfjs-backend-wasm');
   const threads = computeThreads();
   const native = loadNativeBlas();
   const forced = process.env.FT_WASM_THREADS;
@@ -122,7 +131,7 @@ async function prepareWasm(): Promise<void> {
     wasmThreadsState = { enabled: false, reason: 'one compute thread (FT_THREADS or CPU count)' };
   } else {
     try {
-      registerThreadedWasm(threads);
+      registerThreadedWasm(threads, tfWasm);
       wasmThreadsState = { enabled: true };
     } catch (err) {
       wasmThreadsState = { enabled: false, reason: String((err as Error).message).split('\n')[0] };
@@ -157,8 +166,22 @@ async function setUp(name: 'tensorflow' | 'wasm' | 'cpu'): Promise<boolean> {
   return ok;
 }
 
-/** Picks and starts the engine. Idempotent: a second call with the same choice is free. */
+/** Whether to log by default: FT_LOG=0 (or FT_BACKEND_LOG=0, its older name) turns it off. */
+function logByDefault(): boolean {
+  return process.env.FT_LOG !== '0' && process.env.FT_BACKEND_LOG !== '0';
+}
+
+/**
+ * Picks and starts the engine, registers our kernels and gradients with it (and with cpu), and
+ * registers the `file://` save/load routers (io/file-routers.ts) unless tfjs-node serves
+ * `file://` already. Idempotent: a second call with the same choice is free.
+ */
 export async function initBackend(options: BackendOptions = {}): Promise<BackendInfo> {
+  const verbose = options.verbose ?? logByDefault();
+  // Imported here, not at the top: io/ builds on train/checkpoint.ts, which has no business being
+  // loaded (or in a cycle) with the backend module, and only initBackend needs the routers.
+  const { registerFileRouters } = await import('../io/file-routers.ts');
+  registerFileRouters();
   const requested =
     options.backend !== undefined ? parseChoice(options.backend, 'backend option') : parseChoice(process.env.FT_BACKEND, 'FT_BACKEND');
   computeThreads(); // a bad FT_THREADS is the user's mistake, not a reason to fall back to another engine
@@ -184,7 +207,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
         break;
       }
       skipped.push({ name: 'webgpu', reason });
-      if (requested === 'webgpu') process.stderr.write(`[factorized-transformer] webgpu unavailable: ${reason}; falling back\n`);
+      if (requested === 'webgpu' && verbose) process.stderr.write(`[factorized-transformer] webgpu unavailable: ${reason}; falling back\n`);
       continue;
     }
     if (candidate === 'tensorflow-gpu' || candidate === 'tensorflow') {
@@ -221,7 +244,7 @@ export async function initBackend(options: BackendOptions = {}): Promise<Backend
     throw new Error(`no usable backend for '${requested}': ${skipped.map((s) => `${s.name} (${s.reason})`).join('; ')}`);
   }
   current = { name, requested, skipped };
-  if ((options.verbose ?? process.env.FT_BACKEND_LOG !== '0') && !logged) {
+  if (verbose && !logged) {
     logged = true;
     const d = describeBackend();
     const gpu = d.webgpu.adapter;

@@ -14,7 +14,9 @@
  * with a reason, on any other version.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfWasm from '@tensorflow/tfjs-backend-wasm';
+// Type only: importing the package registers the 'wasm' backend (priority 2), so the module itself
+// is imported by initBackend() (backend/index.ts) when the wasm engine is chosen, never at load.
+import type * as TfWasm from '@tensorflow/tfjs-backend-wasm';
 import { packageRequire } from '../package-root.ts';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -88,9 +90,10 @@ export function restoreStockWasm(): void {
 /**
  * Registers the threaded SIMD wasm engine as backend 'wasm' (replacing tfjs's registration).
  * `threads` is the XNNPACK pool size (main thread included). Call before tf.setBackend('wasm').
+ * `tfWasm` is the imported @tensorflow/tfjs-backend-wasm module (imported by the caller, lazily).
  * Throws with a one-line reason when this tfjs version or platform cannot do it.
  */
-export function registerThreadedWasm(threads: number): void {
+export function registerThreadedWasm(threads: number, tfWasm: typeof TfWasm): void {
   const pkgDir = dirname(packageRequire.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
   const version = (JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { version: string }).version;
   if (version !== TFJS_WASM_VERSION) {

@@ -23,6 +23,7 @@ import { trainSentencePiece } from '../text/train-sentencepiece.ts';
 import { loadCheckpoint } from '../train/checkpoint.ts';
 import { trainerOptionsFromSection } from '../train/config.ts';
 import { labelSmoothedCrossEntropy } from '../train/losses.ts';
+import { signalHandlingEnabled } from '../train/signals.ts';
 import type { ProgressMode } from '../train/progress.ts';
 import { Trainer, type BatchSource } from '../train/trainer.ts';
 import { commandLineLayer } from './config.ts';
@@ -119,6 +120,8 @@ async function chooseTokenizer(
     vocabSize: config.data.vocabSize,
     modelType: config.data.tokenizerModelType,
     seed: config.train.seed,
+    // Ctrl-C stops spm_train too, but only where the program opted in (the CLI does).
+    handleSignals: signalHandlingEnabled(),
   });
   return loadTokenizer(modelPath);
 }

@@ -7,10 +7,10 @@
  * for BERT vocabularies bos is [CLS] and eos is [SEP]. Decoding never applies
  * `clean_up_tokenization_spaces`, which rewrites " ." → "." and "do n't" → "don't" and so
  * corrupts translations.
+ *
+ * No Node built-ins here, so that browsers can use it (`HuggingFaceTokenizer.fromJSON`); reading
+ * the files from disk is huggingface-files.ts (`loadHuggingFaceTokenizer`).
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.ts';
 import { completeSpecialIds, type Tokenizer } from './tokenizer-types.ts';
@@ -33,20 +33,39 @@ function tokenText(value: unknown): string | undefined {
   return undefined;
 }
 
-function readJson(path: string, what: string): Config {
-  let text: string;
+/** `value` as a JSON object: parsed when a string; `what` and `source` name it in errors. */
+function jsonObject(value: unknown, source: string, what: string): Config {
   try {
-    text = readFileSync(path, 'utf8');
+    const v = typeof value === 'string' ? JSON.parse(value) : value;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Config;
   } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as Error).message}`);
+    throw new UserError(`${source} is not a ${what} (${(e as Error).message})`);
   }
-  try {
-    const value = JSON.parse(text);
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('not a JSON object');
-    return value as Config;
-  } catch (e) {
-    throw new UserError(`${path} is not a ${what} (${(e as Error).message})`);
+}
+
+/** FNV-1a (two 32-bit lanes) of a string, in hex: a content fingerprint without node:crypto. */
+function fnv1a64(text: string): string {
+  let a = 0x811c9dc5;
+  let b = 0xcbf29ce4;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193) >>> 0;
+    b = Math.imul(b ^ c, 0x01000193 + 0x2000) >>> 0;
   }
+  return a.toString(16).padStart(8, '0') + b.toString(16).padStart(8, '0');
+}
+
+/** Options of `HuggingFaceTokenizer.fromJSON`. */
+export interface HuggingFaceTokenizerSource {
+  /** What error messages call the tokenizer.json (default 'tokenizer.json'). */
+  name?: string;
+  /** What error messages call the tokenizer_config.json (default 'tokenizer_config.json'). */
+  configName?: string;
+  /** The `fingerprint` (identity of the vocabulary); default a hash of the JSON contents. */
+  fingerprint?: string;
+  /** What `files()` returns (paths a checkpoint copies); default none. */
+  files?: string[];
 }
 
 export class HuggingFaceTokenizer implements Tokenizer {
@@ -62,8 +81,7 @@ export class HuggingFaceTokenizer implements Tokenizer {
   private readonly baseVocabSize: number;
 
   private constructor(
-    readonly jsonPath: string,
-    private readonly configPath: string | null,
+    private readonly sourceFiles: string[],
     readonly fingerprint: string,
     private readonly hf: HfTokenizer,
     config: Config,
@@ -99,26 +117,27 @@ export class HuggingFaceTokenizer implements Tokenizer {
     this.silentIds = new Set([this.padId, this.bosId, this.eosId]);
   }
 
-  /** `jsonPath` is a tokenizer.json; a tokenizer_config.json next to it is read when present. */
-  static load(jsonPath: string): HuggingFaceTokenizer {
-    if (!existsSync(jsonPath)) throw new UserError(`tokenizer not found: ${jsonPath} (expected a Hugging Face tokenizer.json)`);
-    const json = readJson(jsonPath, 'Hugging Face tokenizer.json');
+  /**
+   * A tokenizer from the contents of a tokenizer.json (and of its tokenizer_config.json, when there
+   * is one), as parsed objects or JSON text: e.g. fetched in a browser. Node users with files on
+   * disk call `loadHuggingFaceTokenizer(path)` or `loadTokenizer(path)`.
+   */
+  static fromJSON(tokenizerJson: object | string, tokenizerConfig?: object | string, source: HuggingFaceTokenizerSource = {}): HuggingFaceTokenizer {
+    const name = source.name ?? 'tokenizer.json';
+    const json = jsonObject(tokenizerJson, name, 'Hugging Face tokenizer.json');
     if (!json.model || typeof json.model !== 'object') {
-      throw new UserError(`${jsonPath} is not a Hugging Face tokenizer.json (no "model" object)`);
+      throw new UserError(`${name} is not a Hugging Face tokenizer.json (no "model" object)`);
     }
-    const configPath = join(dirname(jsonPath), 'tokenizer_config.json');
-    const hasConfig = existsSync(configPath);
-    const config = hasConfig ? readJson(configPath, 'tokenizer_config.json') : {};
+    const config = tokenizerConfig === undefined ? {} : jsonObject(tokenizerConfig, source.configName ?? 'tokenizer_config.json', 'tokenizer_config.json');
     let hf: HfTokenizer;
     try {
       // Fields the library requires but older tokenizer.json files may omit.
       hf = new HfTokenizer({ added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json }, config);
     } catch (e) {
-      throw new UserError(`${jsonPath} is not a usable Hugging Face tokenizer (${(e as Error).message})`);
+      throw new UserError(`${name} is not a usable Hugging Face tokenizer (${(e as Error).message})`);
     }
-    const hash = createHash('sha256').update(readFileSync(jsonPath));
-    if (hasConfig) hash.update(readFileSync(configPath));
-    return new HuggingFaceTokenizer(jsonPath, hasConfig ? configPath : null, hash.digest('hex'), hf, config);
+    const fingerprint = source.fingerprint ?? fnv1a64(JSON.stringify(json) + '\n' + JSON.stringify(config));
+    return new HuggingFaceTokenizer(source.files ?? [], fingerprint, hf, config);
   }
 
   encode(text: string): number[] {
@@ -148,6 +167,6 @@ export class HuggingFaceTokenizer implements Tokenizer {
   }
 
   files(): string[] {
-    return this.configPath ? [this.jsonPath, this.configPath] : [this.jsonPath];
+    return [...this.sourceFiles];
   }
 }

@@ -3,6 +3,8 @@ export type { Tokenizer, TokenizerKind, SpecialIds } from './tokenizer-types.ts'
 export { loadTokenizer } from './tokenizer.ts';
 export { SentencePieceTokenizer } from './sentencepiece.ts';
 export { HuggingFaceTokenizer } from './huggingface.ts';
+export type { HuggingFaceTokenizerSource } from './huggingface.ts';
+export { loadHuggingFaceTokenizer } from './huggingface-files.ts';
 export { trainSentencePiece, hasSentencePieceTrainer, SPM_INSTALL_HINT } from './train-sentencepiece.ts';
 export type { TrainSentencePieceOptions } from './train-sentencepiece.ts';
 export { readLines, checkTextFile } from './lines.ts';

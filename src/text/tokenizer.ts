@@ -24,8 +24,8 @@ export async function loadTokenizer(pathOrDir: string): Promise<Tokenizer> {
   if (statSync(pathOrDir).isDirectory()) {
     const json = join(pathOrDir, 'tokenizer.json');
     if (existsSync(json)) {
-      const { HuggingFaceTokenizer } = await import('./huggingface.ts');
-      return HuggingFaceTokenizer.load(json);
+      const { loadHuggingFaceTokenizer } = await import('./huggingface-files.ts');
+      return loadHuggingFaceTokenizer(json);
     }
     const { readdirSync } = await import('node:fs');
     const models = readdirSync(pathOrDir).filter((f) => f.endsWith('.model'));
@@ -38,8 +38,8 @@ export async function loadTokenizer(pathOrDir: string): Promise<Tokenizer> {
     );
   }
   if (pathOrDir.endsWith('.json')) {
-    const { HuggingFaceTokenizer } = await import('./huggingface.ts');
-    return HuggingFaceTokenizer.load(pathOrDir);
+    const { loadHuggingFaceTokenizer } = await import('./huggingface-files.ts');
+    return loadHuggingFaceTokenizer(pathOrDir);
   }
   const { SentencePieceTokenizer } = await import('./sentencepiece.ts');
   return SentencePieceTokenizer.load(pathOrDir);

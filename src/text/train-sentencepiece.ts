@@ -41,6 +41,12 @@ export interface TrainSentencePieceOptions {
   extraArgs?: string[];
   /** Path or name of the trainer; default `$SPM_TRAIN` or `spm_train`. */
   trainer?: string;
+  /**
+   * Catch SIGINT/SIGTERM while spm_train runs: stop it, remove the temporaries and reject with
+   * an InterruptedError. Default false: a library does not change what a signal does to its host
+   * process (then the signal's default action ends both, as it would without this package).
+   */
+  handleSignals?: boolean;
 }
 
 export const SPM_INSTALL_HINT =
@@ -103,8 +109,10 @@ export async function trainSentencePiece(opts: TrainSentencePieceOptions): Promi
     interrupted ??= signal;
     child?.kill('SIGTERM');
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  if (opts.handleSignals) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
   try {
     await new Promise<void>((done, reject) => {
       child = execFile(trainer, args, { cwd: outDir, maxBuffer: 64 * 1024 * 1024 }, (err, _stdout, stderr) => {

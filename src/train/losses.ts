@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { InternalError, UserError } from '../errors.ts';
-import { softmaxCrossEntropy } from '../backend/index.ts';
+import { softmaxCrossEntropy } from '../backend/kernels/crossEntropy.ts';
 
 export interface LabelSmoothingOptions {
   /** ε in [0, 1). 0 = plain cross-entropy. */
