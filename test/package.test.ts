@@ -179,6 +179,32 @@ describe.each(TFJS_VERSIONS)('a consumer with @tensorflow/tfjs@%s', (version) =>
   });
 });
 
+describe('the packed tarball in a browser bundle (esbuild, platform browser)', () => {
+  it.each(['factorized-transformer/browser', 'factorized-transformer'])('%s bundles with no Node built-in', async (specifier) => {
+    const dir = consumers.get(TFJS_VERSIONS[0]);
+    if (!dir) throw new Error('consumer was not installed');
+    const { build } = await import('esbuild');
+    const result = await build({
+      absWorkingDir: dir,
+      stdin: { contents: `import * as ft from '${specifier}';\nexport const layer = ft.FactorizedMultiHeadAttention;`, resolveDir: dir, loader: 'js' },
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+      external: ['@tensorflow/*'],
+    });
+    expect(result.errors).toEqual([]);
+    const inputs = Object.keys(result.metafile.inputs);
+    // The browser condition picks the browser entry, and nothing Node-only comes with it.
+    expect(inputs).toContain('node_modules/factorized-transformer/dist/entry/browser.js');
+    expect(inputs.filter((f) => /^node:|\/(backend|io|cli|tasks)\/|checkpoint|sentencepiece/.test(f))).toEqual([]);
+    const imports = Object.values(result.metafile.inputs).flatMap((i) => i.imports.map((x) => x.path));
+    expect(imports.filter((p) => p.startsWith('node:') || ['fs', 'path', 'crypto', 'zlib', 'os', 'child_process'].includes(p))).toEqual([]);
+  });
+});
+
 /** README.md's library snippets: each ```js block preceded by `<!-- test: NAME.mjs -->`, as written. */
 function readmeSnippets(): { name: string; code: string }[] {
   const md = readFileSync(join(ROOT, 'README.md'), 'utf8');
