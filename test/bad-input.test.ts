@@ -320,7 +320,7 @@ const ROWS: Row[] = [
     },
     args: () => train(p('many-chars'), p('many-chars-run')),
     code: 1,
-    message: /the corpus needs a vocabulary of at least \d+ pieces .*not 64; set --vocab-size \d+ or more/,
+    message: /the corpus needs a vocabulary of at least \d+ pieces .*not 64; set --vocab-size to \d+ or more/,
   },
   {
     case: 'spm_train leaving a cut-off model (full disk) is reported as such',

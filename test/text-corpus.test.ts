@@ -178,7 +178,7 @@ describe('encodeParallelCorpus (fairseq layout)', () => {
 
   it('names the missing file and the language options', async () => {
     const dir = makeCorpus();
-    await expect(encodeParallelCorpus(dir, 'train', 'en', 'de', tokenizer)).rejects.toThrow(/train\.de not found .*--source-lang\/--target-lang/);
+    await expect(encodeParallelCorpus(dir, 'train', 'en', 'de', tokenizer)).rejects.toThrow(/train\.de not found .*`sourceLang`\/`targetLang`/);
     await expect(encodeParallelCorpus(dir, 'valid', 'en', 'es', tokenizer)).rejects.toThrow(/valid\.en not found/);
   });
 

@@ -76,7 +76,7 @@ describe('trainSentencePiece', () => {
     writeFileSync(join(dir, 'tiny.txt'), 'a b\n');
     const err = await trainSentencePiece({ input: join(dir, 'tiny.txt'), modelPrefix: join(dir, 'm'), vocabSize: 5000 }).catch((e) => e);
     expect(err).toBeInstanceOf(UserError);
-    expect(err.message).toMatch(/^spm_train failed for .*\/m: Vocabulary size too high \(5000\)\. Please set it to a value <= \d+\. \(a smaller --vocab-size, or data.vocabSize in a config\)$/);
+    expect(err.message).toMatch(/^spm_train failed for .*\/m: Vocabulary size too high \(5000\)\. Please set it to a value <= \d+\. \(a smaller `data\.vocabSize`\)$/);
     expect(err.message).not.toContain('\n');
   });
 });

@@ -105,7 +105,7 @@ export type SplitName = 'train' | 'valid' | 'test' | (string & {});
 /** `DIR/split.lang`, checked to exist and be non-empty. */
 export function parallelCorpusPath(dir: string, split: SplitName, lang: string): string {
   const path = join(dir, `${split}.${lang}`);
-  checkTextFile(path, `fairseq layout DIR/${split}.{SRC,TGT}: UTF-8 text, one sentence per line; check --source-lang/--target-lang`);
+  checkTextFile(path, `fairseq layout DIR/${split}.{SRC,TGT}: UTF-8 text, one sentence per line; check \`sourceLang\`/\`targetLang\``);
   return path;
 }
 
@@ -175,7 +175,7 @@ export async function encodeParallelCorpus(
   tokenizer: Tokenizer | { source: Tokenizer; target: Tokenizer },
   opts: EncodeOptions = {},
 ): Promise<EncodedParallelCorpus> {
-  if (sourceLang === targetLang) throw new UserError(`source and target language are both "${sourceLang}" (check --source-lang/--target-lang)`);
+  if (sourceLang === targetLang) throw new UserError(`source and target language are both "${sourceLang}" (check \`sourceLang\`/\`targetLang\`)`);
   const sourcePath = parallelCorpusPath(dir, split, sourceLang);
   const targetPath = parallelCorpusPath(dir, split, targetLang);
   const [srcTok, tgtTok] = 'source' in tokenizer ? [tokenizer.source, tokenizer.target] : [tokenizer, tokenizer];

@@ -156,11 +156,11 @@ export function explainFailure(stderr: string, err: unknown, outDir: string): st
     // A real corpus has more distinct characters than a tiny vocabulary (transformer_tiny's 64) holds.
     return (
       `the corpus needs a vocabulary of at least ${chars[2]} pieces (its distinct characters plus the special pieces), ` +
-      `not ${chars[1]}; set --vocab-size ${chars[2]} or more (data.vocabSize in a config)`
+      `not ${chars[1]}; set \`data.vocabSize\` to ${chars[2]} or more`
     );
   }
   // A corpus too small for the vocabulary is the common case: say which option changes it.
-  if (/Vocabulary size too high/.test(reason)) return `${reason} (a smaller --vocab-size, or data.vocabSize in a config)`;
+  if (/Vocabulary size too high/.test(reason)) return `${reason} (a smaller \`data.vocabSize\`)`;
   if (/No space left|ENOSPC/i.test(stderr)) return `disk full (${freeSpace(outDir)})`;
   return reason;
 }
