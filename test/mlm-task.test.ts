@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -233,6 +233,18 @@ describe('CLI: evaluate mlm / train mlm', () => {
     // A message that names the key in backticks shows the flag in `train mlm` too.
     const names = flagNames(buildProgram(captureIo()).commands.find((c) => c.name() === 'train')!.commands.find((c) => c.name() === 'mlm')!, configKeysOfFlags([mlmOverridesFromFlags]));
     expect(withFlagNames('raise `model.attentionRank`', names)).toBe('raise --rank');
+  });
+
+  it('--keep-last on --resume keeps that many checkpoint_<step> folders (keepLast may change on resume)', async () => {
+    const flags = ['train', 'mlm', '--data', dataDir, '--tokenizer', WORDPIECE, '--preset', 'bert_tiny', '--progress', 'none', '--set', 'train.saveEvery=1'];
+    const out = join(root, 'keep-last');
+    expect((await run([...flags, '--out', out, '--max-steps', '2'])).code).toBe(0);
+    const r = await run([...flags, '--out', out, '--resume', '--max-steps', '5', '--keep-last', '2']);
+    expect(r.code, r.err).toBe(0);
+    const kept = readdirSync(out).filter((f) => /^checkpoint_\d+$/.test(f)).sort();
+    expect(kept).toEqual(['checkpoint_4', 'checkpoint_5']);
+    const stored = parseStoredMlmConfig(JSON.parse(readFileSync(join(out, 'checkpoint_last', 'config.json'), 'utf8')), 'config.json');
+    expect(stored.train.keepLast).toBe(2);
   });
 });
 

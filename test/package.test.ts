@@ -93,7 +93,7 @@ afterAll(() => {
 
 describe('the packed tarball', () => {
   it('holds the builds, bin, native sources and default data, and no tests, sources, docs or results', () => {
-    for (const f of ['package.json', 'README.md', 'bin/factorized-transformer.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/cjs/package.json', 'dist/cli/main.js', 'native/build.cjs', 'native/binding.gyp', 'native/src/blas.c', 'native/index.cjs', 'data/web-rv1909.en-es.tsv.gz', 'data/moby-dick.en.spm.model']) {
+    for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/factorized-transformer.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/cjs/package.json', 'dist/cli/main.js', 'native/build.cjs', 'native/binding.gyp', 'native/src/blas.c', 'native/index.cjs', 'data/web-rv1909.en-es.tsv.gz', 'data/moby-dick.en.spm.model']) {
       expect(packedFiles, f).toContain(f);
     }
     const unwanted = packedFiles.filter((f) => /^(src|test|docs|bench|experiments|scripts|data-scripts|checkpoints)\//.test(f) || f.startsWith('native/build/') || f.includes('.cache/'));

@@ -21,6 +21,7 @@ interface TrainMlmFlags extends CommonTrainFlags {
   preset?: string;
   config?: string;
   rank?: number;
+  keepLast?: number;
   maxLength?: number;
   wholeWordMasking?: boolean;
 }
@@ -31,6 +32,7 @@ export function mlmOverridesFromFlags(f: TrainMlmFlags): MlmConfigOverrides {
   return {
     ...common,
     model: { ...common.model, attentionRank: f.rank },
+    train: { ...common.train, keepLast: f.keepLast },
     data: { maxLength: f.maxLength, wholeWordMasking: f.wholeWordMasking },
   };
 }
@@ -54,7 +56,7 @@ function registerTrain(program: Command, io: CliIo): void {
     .requiredOption('--out <dir>', 'output folder: checkpoints (checkpoint_last, checkpoint_best), metrics.jsonl')
     .option('--preset <name>', `model + recipe preset: ${Object.keys(MLM_PRESETS).join(', ')} (default bert_small)`)
     .option('--config <file>', 'JSON config: any subset of {model, train, data} keys');
-  addBudgetFlags(command, TRAIN_TEXTS);
+  addBudgetFlags(command, TRAIN_TEXTS).option('--keep-last <n>', 'also keep the last N checkpoint_<step> folders (for average-checkpoints)', positiveInt);
   addRecipeFlags(command, TRAIN_TEXTS)
     .option('--rank <r>', 'explicit per-head attention rank (overrides --rank-scale)', integer)
     .option('--max-length <n>', 'tokens per packed sequence (consecutive sentences)', positiveInt)
