@@ -9,15 +9,12 @@ import time
 
 import torch
 
-from models import PRESETS, Seq2Seq, beam_search, report, setup_threads
+from models import PRESETS, Seq2Seq, add_decode_args, beam_search, report, setup_threads
 
 p = argparse.ArgumentParser()
 p.add_argument('--model', choices=sorted(PRESETS), default='transformer_small')
 p.add_argument('--vocab', type=int, default=8000)
-p.add_argument('--sentences', type=int, default=16)
-p.add_argument('--src-len', type=int, default=24)
-p.add_argument('--len', type=int, default=20)
-p.add_argument('--beam', type=int, default=5)
+add_decode_args(p, src_len=24)
 p.add_argument('--threads', type=int, default=2)
 a = p.parse_args()
 setup_threads(a.threads)

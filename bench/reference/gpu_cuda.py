@@ -11,21 +11,13 @@ import time
 
 import torch
 
-from models import PRESETS, Seq2Seq, beam_search, report, smoothed_ce, timed_steps
+from models import PRESETS, Seq2Seq, add_decode_args, add_train_args, beam_search, report, smoothed_ce, timed_steps
 
 p = argparse.ArgumentParser()
 p.add_argument('--task', choices=['train', 'decode'], required=True)
-p.add_argument('--model', choices=sorted(PRESETS), default='transformer_small')
 p.add_argument('--device', default='cuda')
-p.add_argument('--vocab', type=int, default=8000)
-p.add_argument('--batch', type=int, default=128)
-p.add_argument('--src-len', type=int, default=32)
-p.add_argument('--tgt-len', type=int, default=32)
-p.add_argument('--steps', type=int, default=5)
-p.add_argument('--warmup', type=int, default=2)
-p.add_argument('--sentences', type=int, default=16)
-p.add_argument('--len', type=int, default=20)
-p.add_argument('--beam', type=int, default=5)
+add_train_args(p)  # --src-len serves both tasks here
+add_decode_args(p, src_len=None)
 a = p.parse_args()
 
 if a.device.startswith('cuda') and not torch.cuda.is_available():

@@ -19,6 +19,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def add_train_args(p):
+    """The training benchmark's work, shared by train_translation.py (CPU) and gpu_cuda.py."""
+    p.add_argument('--model', choices=sorted(PRESETS), default='transformer_small')
+    p.add_argument('--vocab', type=int, default=8000)
+    p.add_argument('--batch', type=int, default=128)
+    p.add_argument('--src-len', type=int, default=32)
+    p.add_argument('--tgt-len', type=int, default=32)
+    p.add_argument('--steps', type=int, default=5)
+    p.add_argument('--warmup', type=int, default=2)
+
+
+def add_decode_args(p, src_len):
+    """The beam-search benchmark's work, shared by decode.py (CPU) and gpu_cuda.py."""
+    p.add_argument('--sentences', type=int, default=16)
+    p.add_argument('--len', type=int, default=20)
+    p.add_argument('--beam', type=int, default=5)
+    if src_len is not None:
+        p.add_argument('--src-len', type=int, default=src_len)
+
+
 def setup_threads(threads):
     torch.set_num_threads(threads)
     torch.manual_seed(0)

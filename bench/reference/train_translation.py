@@ -3,16 +3,10 @@ import argparse
 
 import torch
 
-from models import PRESETS, Seq2Seq, report, setup_threads, smoothed_ce, timed_steps
+from models import PRESETS, Seq2Seq, add_train_args, report, setup_threads, smoothed_ce, timed_steps
 
 p = argparse.ArgumentParser()
-p.add_argument('--model', choices=sorted(PRESETS), default='transformer_small')
-p.add_argument('--vocab', type=int, default=8000)
-p.add_argument('--batch', type=int, default=128)
-p.add_argument('--src-len', type=int, default=32)
-p.add_argument('--tgt-len', type=int, default=32)
-p.add_argument('--steps', type=int, default=5)
-p.add_argument('--warmup', type=int, default=2)
+add_train_args(p)
 p.add_argument('--threads', type=int, default=2)
 a = p.parse_args()
 setup_threads(a.threads)

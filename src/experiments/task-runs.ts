@@ -75,6 +75,26 @@ export function makeTaskRunFunction(opts: TaskRunOptions = {}): RunFunction {
   return (spec, run, ctx) => (spec.task === 'translation' ? runTranslation(spec, run, ctx, opts) : runMlm(spec, run, ctx, opts));
 }
 
+/** The record of one finished run: the task's summary, plus the evaluation since `evalStarted`. */
+function runResult(
+  summary: Pick<RunResult, 'steps' | 'finalValidLoss' | 'numParameters' | 'fullRankParameters'> & { wallSeconds: number },
+  evalStarted: number,
+  test: Record<string, number> | null,
+  notes: Record<string, string>,
+): RunResult {
+  return {
+    steps: summary.steps,
+    finalValidLoss: summary.finalValidLoss,
+    numParameters: summary.numParameters,
+    fullRankParameters: summary.fullRankParameters,
+    // The trainer's clock: it adds up the sessions of a resumed run.
+    trainWallSeconds: summary.wallSeconds,
+    evalWallSeconds: (performance.now() - evalStarted) / 1000,
+    test,
+    notes,
+  };
+}
+
 async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, opts: TaskRunOptions): Promise<RunResult> {
   const corpus = spec.data
     ? { dir: spec.data.dir, sourceLang: spec.data.sourceLang, targetLang: spec.data.targetLang, tokenizerPath: spec.data.tokenizer }
@@ -102,17 +122,7 @@ async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunCon
     notes.bleuSignature = result.signature;
     notes.split = result.split;
   }
-  return {
-    steps: summary.steps,
-    finalValidLoss: summary.finalValidLoss,
-    numParameters: summary.numParameters,
-    fullRankParameters: summary.fullRankParameters,
-    // The trainer's clock: it adds up the sessions of a resumed run.
-    trainWallSeconds: summary.wallSeconds,
-    evalWallSeconds: (performance.now() - evalStarted) / 1000,
-    test,
-    notes,
-  };
+  return runResult(summary, evalStarted, test, notes);
 }
 
 async function runMlm(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, opts: TaskRunOptions): Promise<RunResult> {
@@ -137,15 +147,5 @@ async function runMlm(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, op
     test = { perplexity: result.perplexity, accuracy: result.accuracy, loss: result.loss, unigramPerplexity: result.unigramPerplexity };
     notes.split = result.split;
   }
-  return {
-    steps: summary.steps,
-    finalValidLoss: summary.finalValidLoss,
-    numParameters: summary.numParameters,
-    fullRankParameters: summary.fullRankParameters,
-    // The trainer's clock: it adds up the sessions of a resumed run.
-    trainWallSeconds: summary.wallSeconds,
-    evalWallSeconds: (performance.now() - evalStarted) / 1000,
-    test,
-    notes,
-  };
+  return runResult(summary, evalStarted, test, notes);
 }
