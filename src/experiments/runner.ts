@@ -9,6 +9,7 @@
  * neither is leftover from a run killed before its first checkpoint: it is cleared and started over,
  * so its metrics.jsonl never mixes two attempts.
  */
+import { LAST_CHECKPOINT } from '../train/run-folder.ts';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
@@ -72,7 +73,7 @@ export interface ExperimentOutcome {
 }
 
 /** The checkpoint folder whose presence means "interrupted, resumable". */
-export const RESUME_MARKER = 'checkpoint_last';
+export const RESUME_MARKER = LAST_CHECKPOINT;
 
 export function runDir(out: string, name: string): string {
   return join(out, RUNS_DIR, name);

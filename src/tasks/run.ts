@@ -10,10 +10,12 @@ import { UserError } from '../errors.ts';
 import { loadTokenizer, type Tokenizer } from '../text/tokenizer.ts';
 import { CONFIG_JSON, findCheckpointFolder, MODEL_JSON, recoverCheckpoint } from '../train/checkpoint.ts';
 import { acquireOutputLock } from '../train/lock.ts';
+import { LAST_CHECKPOINT } from '../train/run-folder.ts';
 import type { TrainResult } from '../train/trainer.ts';
 import { mergeConfig, readJsonObject } from './config.ts';
 
-export const LAST_CHECKPOINT = 'checkpoint_last';
+/** Re-exported for the tasks: the name is the run folder's (train/run-folder.ts). */
+export { LAST_CHECKPOINT };
 
 /**
  * The config keys a resumed run may change (dotted paths into a task config); every other change
