@@ -25,6 +25,8 @@ import { timeMedian, type Benchmark, type BenchResult } from './common.ts';
 import { randomIds } from './train-step.ts';
 import { cpuPresetBatch, cpuPresetConfig, PRESET } from './train-translation-cpu.ts';
 import { benchSeq2SeqConfig, engineSummary, translationTrainBench } from './train-translation.ts';
+import { mlmTrainBench } from './train-mlm.ts';
+import { bertConfigFor, resolveMlmConfig } from '../src/tasks/mlm-config.ts';
 
 interface KernelRow {
   name: string;
@@ -110,6 +112,21 @@ async function trainStepProfile(quick: boolean): Promise<{ rows: KernelRow[]; p:
   }
 }
 
+/** One step of `train mlm`'s defaults (bench/train-mlm-default.ts: bert_small, 16x128 tokens). */
+async function mlmStepProfile(quick: boolean): Promise<{ rows: KernelRow[]; p: Profiled; unprofiledMs: number; what: string }> {
+  const config = resolveMlmConfig({ preset: 'bert_small' });
+  const seqLen = config.data.maxLength;
+  const shape = { batch: quick ? 2 : Math.floor(config.train.maxTokens / seqLen), seqLen, masked: Math.round(config.data.maskProbability * seqLen) };
+  const bench = mlmTrainBench(bertConfigFor(config, { vocabSize: 8000, padId: 0 }), shape);
+  try {
+    const unprofiledMs = await timeMedian(bench.step, quick ? 1 : 3, 1);
+    const p = await profiled(bench.step);
+    return { rows: byKernel(p.kernels), p, unprofiledMs, what: `${shape.batch}x${shape.seqLen} tokens, ${shape.masked} masked, vocab 8000` };
+  } finally {
+    bench.dispose();
+  }
+}
+
 async function beamStepProfile(quick: boolean): Promise<{ rows: KernelRow[]; p: Profiled; unprofiledMs: number; what: string }> {
   const { data, decode } = cpuPresetConfig();
   const [sentences, srcLen, len, k] = [quick ? 4 : 16, 24, 20, 10];
@@ -163,11 +180,12 @@ export const run: Benchmark = async ({ json, quick }) => {
   const results: BenchResult[] = [];
   for (const [name, section] of [
     ['profile train-step', await trainStepProfile(quick)],
+    ['profile mlm-step', await mlmStepProfile(quick)],
     ['profile beam-step', await beamStepProfile(quick)],
   ] as const) {
     const calls = section.p.kernels.length;
     const kernelMs = section.rows.reduce((s, r) => s + r.ms, 0);
-    if (!json) printTable(`${name}: ${PRESET}, ${section.what}`, section.rows, kernelMs, calls);
+    if (!json) printTable(`${name}: ${name === 'profile mlm-step' ? 'bert_small' : PRESET}, ${section.what}`, section.rows, kernelMs, calls);
     results.push({
       name,
       value: calls,

@@ -25,7 +25,8 @@ export interface MlmBatch {
  * Ours, then the PyTorch reference (bench/reference/train_mlm.py, same shape and dropout), for one
  * Adam update of the masked-LM `config` on a fixed random batch; median of `steps` after a warm-up.
  */
-export async function mlmTrainResult(name: string, label: string, config: BertConfig, shape: MlmBatch, steps: number): Promise<BenchResult> {
+/** The model, batch and one-update step of an MLM benchmark (shared with bench/profile.ts). */
+export function mlmTrainBench(config: BertConfig, shape: MlmBatch): { step: () => Promise<void>; dispose: () => void } {
   const { batch, seqLen, masked } = shape;
   const vocab = config.vocabSize;
   const { model } = buildBertForMaskedLM(config);
@@ -43,6 +44,22 @@ export async function mlmTrainResult(name: string, label: string, config: BertCo
     const logits = (model.apply([ids, positions], { training: true }) as tf.Tensor).reshape([batch * masked, vocab]) as tf.Tensor2D;
     return { loss: softmaxCrossEntropy(logits, flatLabels, { smoothing: 0, padId: 0 }).loss, numTokens: batch * masked };
   });
+  const dispose = () => {
+    tf.dispose([ids, positions, labels, flatLabels]);
+    optimizer.dispose();
+    model.dispose();
+  };
+  return { step, dispose };
+}
+
+/**
+ * Ours, then the PyTorch reference (bench/reference/train_mlm.py, same shape and dropout), for one
+ * Adam update of the masked-LM `config` on a fixed random batch; median of `steps` after a warm-up.
+ */
+export async function mlmTrainResult(name: string, label: string, config: BertConfig, shape: MlmBatch, steps: number): Promise<BenchResult> {
+  const { batch, seqLen, masked } = shape;
+  const vocab = config.vocabSize;
+  const { step, dispose } = mlmTrainBench(config, shape);
   const ms = await timeMedian(step, steps, 1);
   const ours = (batch * seqLen) / (ms / 1000);
   const extra = {
@@ -54,9 +71,7 @@ export async function mlmTrainResult(name: string, label: string, config: BertCo
     engine: engineSummary(),
     loss: 'softmaxCrossEntropy (src/backend: one-pass gradient kernel)',
   };
-  tf.dispose([ids, positions, labels, flatLabels]);
-  optimizer.dispose();
-  model.dispose();
+  dispose();
   const ref = await runReference('train_mlm.py', {
     vocab,
     batch,
