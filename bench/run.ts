@@ -8,7 +8,12 @@
  *
  * Engine: a benchmark that names its own (`gpu`: webgpu) runs on it; the others on `--backend`,
  * else FT_BACKEND, else the automatic choice.
+ *
+ * Process: with more than one benchmark to run, each runs in a child process of its own (this
+ * runner, re-invoked with one name), so that the peak resident set a benchmark reports is its own
+ * and not the high-water mark of every benchmark before it, as the PyTorch references' are.
  */
+import { spawnSync } from 'node:child_process';
 import { initBackend, type BackendChoice } from '../src/backend/index.ts';
 import type { Benchmark, BenchResult } from './common.ts';
 
@@ -68,11 +73,34 @@ function print(r: BenchResult): void {
   const base = r.baseline === null ? 'no baseline' : `${r.baselineName ?? 'baseline'} ${r.baseline.toPrecision(4)} ${r.unit}`;
   const ratio = (r.ratio === null ? '' : `, ratio ${r.ratio.toFixed(3)}`) + (r.pytorch1 ? `; PyTorch ${r.pytorch1.version} ${r.pytorch1.value.toPrecision(4)}, ratio ${r.pytorch1.ratio.toFixed(3)}` : '');
   const extra = r.extra ? `  ${JSON.stringify(r.extra)}` : '';
-  console.log(`${r.name}: ${Number.isInteger(r.value) ? r.value : r.value.toPrecision(4)} ${r.unit} (${base}${ratio})${extra}`);
+  console.log(`${r.name}: ${Number.isInteger(r.value) ? r.value : r.value.toPrecision(4)} ${r.unit} (${base}${ratio})${memory(r)}${extra}`);
 }
 
+/** `; peak RSS ours MiB vs PyTorch's (ratio)` when the benchmark measured both. */
+function memory(r: BenchResult): string {
+  const ours = r.extra?.peakRssMiB;
+  if (typeof ours !== 'number') return '';
+  const theirs = (r.extra?.pytorch as { peak_rss_mib?: number } | undefined)?.peak_rss_mib;
+  const legacy = (r.extra?.pytorch1 as { peak_rss_mib?: number } | undefined)?.peak_rss_mib;
+  const vs = (mib: number | undefined, who: string) => (typeof mib === 'number' ? `; ${who} ${Math.round(mib)} MiB, ratio ${(ours / mib).toFixed(2)}` : '');
+  return `; peak RSS ${Math.round(ours)} MiB${vs(theirs, r.baselineName ?? 'PyTorch')}${vs(legacy, `PyTorch ${r.pytorch1?.version ?? '1.x'}`)}`;
+}
+
+/** Runs each benchmark in a child process of its own (see the header); false when one failed. */
+function runEachInItsOwnProcess(selected: string[]): boolean {
+  let ok = true;
+  const flags = [...(json ? ['--json'] : []), ...(quick ? ['--quick'] : []), ...(backend ? ['--backend', backend] : [])];
+  for (const name of selected) {
+    const child = spawnSync(process.execPath, [...process.execArgv, process.argv[1], name, ...flags], { stdio: 'inherit', env: process.env });
+    if (child.status !== 0) ok = false;
+  }
+  return ok;
+}
+
+const selected = names.length ? names : available.filter((n) => BENCHMARKS[n].byDefault);
+if (selected.length > 1) process.exit(runEachInItsOwnProcess(selected) ? 0 : 1);
 try {
-  for (const name of names.length ? names : available.filter((n) => BENCHMARKS[n].byDefault)) {
+  for (const name of selected) {
     const entry = BENCHMARKS[name];
     const choice = entry.backend ?? backend;
     await initBackend(choice ? { backend: choice } : {});
