@@ -2,8 +2,8 @@
   "targets": [
     {
       "target_name": "blas",
-      "sources": ["src/blas.c"],
-      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
+      "sources": ["src/blas.c", "src/fused.c"],
+      "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-trapping-math"],
       "libraries": ["-lopenblas"]
     }
   ]

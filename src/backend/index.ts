@@ -29,6 +29,8 @@ import { UserError } from '../errors.ts';
 import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
 import { registerWasmMatMul } from './kernels/matMul.ts';
 import { registerCrossEntropyGrad } from './kernels/crossEntropy.ts';
+import { registerGelu } from './kernels/gelu.ts';
+import { registerLayerNorm } from './kernels/layerNorm.ts';
 import { registerVectorizedTileGradient } from './kernels/tileGradient.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
@@ -141,6 +143,8 @@ async function prepareWasm(): Promise<void> {
   matMulPath = registerWasmMatMul(native.blas).path;
   registerUnsortedSegmentSum('wasm');
   registerCrossEntropyGrad('wasm', native.blas);
+  registerGelu('wasm', native.blas);
+  registerLayerNorm('wasm', native.blas);
   wasmPrepared = true;
 }
 
@@ -148,6 +152,8 @@ async function prepareWasm(): Promise<void> {
 function registerSharedKernels(): void {
   registerUnsortedSegmentSum('cpu');
   registerCrossEntropyGrad('cpu', loadNativeBlas().blas);
+  registerGelu('cpu', loadNativeBlas().blas);
+  registerLayerNorm('cpu', loadNativeBlas().blas);
   registerVectorizedTileGradient();
 }
 

@@ -41,6 +41,34 @@ export interface NativeBlas {
     dyNll: number,
     out: Float32Array,
   ): void;
+  /** out = x·Φ(x), exact GELU (native/src/fused.c; kernels/gelu.ts has the JS twin). */
+  geluForward(x: Float32Array, out: Float32Array): void;
+  /** out = dy·(Φ(x) + x·φ(x)). */
+  geluGrad(x: Float32Array, dy: Float32Array, out: Float32Array): void;
+  /** LayerNorm rows of width gamma.length of x (+ residual, then written to sum); see kernels/layerNorm.ts. */
+  layerNormForward(
+    x: Float32Array,
+    residual: Float32Array | null,
+    gamma: Float32Array,
+    beta: Float32Array,
+    epsilon: number,
+    y: Float32Array,
+    sum: Float32Array | null,
+    mean: Float32Array,
+    rstd: Float32Array,
+  ): void;
+  /** LayerNorm gradient in one pass: dx (+ dsum), dgamma, dbeta; see kernels/layerNorm.ts. */
+  layerNormGrad(
+    dy: Float32Array,
+    s: Float32Array,
+    gamma: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    dsum: Float32Array | null,
+    dx: Float32Array,
+    dgamma: Float32Array,
+    dbeta: Float32Array,
+  ): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX MAX_THREADS=64". */

@@ -13,6 +13,7 @@ import { resolveRank } from './rank.ts';
 import { hostRandomUniform } from './host-random.ts';
 import { balanceStoredPair } from './spectral.ts';
 import { passThroughMask } from '../attention/keras-mask.ts';
+import { gelu } from '../backend/kernels/gelu.ts';
 
 export type FactorizedActivation = 'linear' | 'relu' | 'gelu' | 'tanh' | 'sigmoid';
 const ACTIVATIONS: readonly FactorizedActivation[] = ['linear', 'relu', 'gelu', 'tanh', 'sigmoid'];
@@ -37,8 +38,8 @@ export function applyActivation(x: tf.Tensor, activation: FactorizedActivation):
       return x;
     case 'relu':
       return tf.relu(x);
-    case 'gelu': // exact GELU, x·Φ(x), as torch.nn.functional.gelu
-      return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+    case 'gelu': // exact GELU, x·Φ(x), as torch.nn.functional.gelu; one kernel on wasm and cpu
+      return gelu(x);
     case 'tanh':
       return tf.tanh(x);
     case 'sigmoid':

@@ -19,10 +19,17 @@ import type { AttentionCache } from '../attention/index.ts';
 import { asComputedMask, checkedInputMask, paddingFromMasks, takeMask } from '../attention/keras-mask.ts';
 import type { FactorPair } from '../factorized/index.ts';
 import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWeights } from './sublayers.ts';
+import type { LayerNorm } from './layer-norm.ts';
 import { attentionRankOf, transformerFields } from './architecture.ts';
 import { nonNegativeInt, spectralInitChoiceSchema, validateConfig } from './schema.ts';
 
 type Kwargs = Record<string, unknown>;
+
+/** A block's residual stream, `base + delta`, with the add left for the next LayerNorm to fuse (delta null: none pending). */
+interface ResidualStream {
+  base: tf.Tensor3D;
+  delta: tf.Tensor3D | null;
+}
 
 /** The block's settings: the Transformer fields of architecture.ts, with the block's defaults. */
 const blockConfigSchema = z.object({
@@ -86,7 +93,7 @@ abstract class TransformerBlockBase extends tf.layers.Layer {
   readonly blockConfig: ResolvedBlockConfig;
   protected readonly ffnIn: tf.layers.Layer;
   protected readonly ffnOut: tf.layers.Layer;
-  protected readonly ffnNorm: tf.layers.Layer;
+  protected readonly ffnNorm: LayerNorm;
 
   constructor(config: BlockConfig & LayerArgs, where: string) {
     super(config);
@@ -123,12 +130,27 @@ abstract class TransformerBlockBase extends tf.layers.Layer {
     buildSublayer(this.ffnNorm, [[null, d]]);
   }
 
-  /** x + dropout(sublayer(norm?(x))), then norm for post-norm. */
-  protected residual(x: tf.Tensor3D, norm: tf.layers.Layer, training: boolean, sublayer: (h: tf.Tensor3D) => tf.Tensor3D): tf.Tensor3D {
+  /**
+   * One sublayer with its residual connection: x + dropout(sublayer(norm(x))) for pre-norm,
+   * norm(x + dropout(sublayer(x))) for post-norm. The residual add is fused into a LayerNorm
+   * (LayerNorm.normalize(x, residual), one kernel on wasm and cpu): post-norm adds inside its own
+   * norm; pre-norm leaves its add pending in the stream (`delta`), and the next sublayer's norm
+   * performs it and returns the sum. `finish` adds what is still pending at the block's end.
+   */
+  protected residual(x: ResidualStream, norm: LayerNorm, training: boolean, sublayer: (h: tf.Tensor3D) => tf.Tensor3D): ResidualStream {
     const c = this.blockConfig;
-    const h = c.normFirst ? (norm.apply(x) as tf.Tensor3D) : x;
-    const y = tf.add(x, seededDropout(sublayer(h), c.dropout, training)) as tf.Tensor3D;
-    return c.normFirst ? y : (norm.apply(y) as tf.Tensor3D);
+    if (c.normFirst) {
+      const { y: h, sum } = norm.normalize(x.base, x.delta);
+      return { base: (sum ?? x.base) as tf.Tensor3D, delta: seededDropout(sublayer(h as tf.Tensor3D), c.dropout, training) as tf.Tensor3D };
+    }
+    const base = x.delta ? (tf.add(x.base, x.delta) as tf.Tensor3D) : x.base;
+    const update = seededDropout(sublayer(base), c.dropout, training);
+    return { base: norm.normalize(base, update).y as tf.Tensor3D, delta: null };
+  }
+
+  /** The stream's value: base + delta. */
+  protected finish(x: ResidualStream): tf.Tensor3D {
+    return x.delta ? (tf.add(x.base, x.delta) as tf.Tensor3D) : x.base;
   }
 
   protected feedForward(h: tf.Tensor3D, training: boolean): tf.Tensor3D {
@@ -205,7 +227,7 @@ abstract class TransformerBlockBase extends tf.layers.Layer {
 export class TransformerEncoderBlock extends TransformerBlockBase {
   static className = 'TransformerEncoderBlock';
   readonly selfAttention: FactorizedMultiHeadAttention;
-  private readonly selfAttentionNorm: tf.layers.Layer;
+  private readonly selfAttentionNorm: LayerNorm;
 
   constructor(config: BlockConfig & LayerArgs) {
     super(config, 'TransformerEncoderBlock');
@@ -238,9 +260,9 @@ export class TransformerEncoderBlock extends TransformerBlockBase {
   forward(x: tf.Tensor3D, keyPaddingMask: tf.Tensor2D | undefined, training: boolean): tf.Tensor3D {
     if (!this.built) this.build([x.shape]);
     return tf.tidy(() => {
-      const y = this.residual(x, this.selfAttentionNorm, training, (h) =>
+      const y = this.residual({ base: x, delta: null }, this.selfAttentionNorm, training, (h) =>
         this.selfAttention.attend(h, null, { keyPaddingMask, training }));
-      return this.residual(y, this.ffnNorm, training, (h) => this.feedForward(h, training));
+      return this.finish(this.residual(y, this.ffnNorm, training, (h) => this.feedForward(h, training)));
     });
   }
 
@@ -267,8 +289,8 @@ export class TransformerDecoderBlock extends TransformerBlockBase {
   static className = 'TransformerDecoderBlock';
   readonly selfAttention: FactorizedMultiHeadAttention;
   readonly crossAttention: FactorizedMultiHeadAttention;
-  private readonly selfAttentionNorm: tf.layers.Layer;
-  private readonly crossAttentionNorm: tf.layers.Layer;
+  private readonly selfAttentionNorm: LayerNorm;
+  private readonly crossAttentionNorm: LayerNorm;
 
   constructor(config: BlockConfig & LayerArgs) {
     super(config, 'TransformerDecoderBlock');
@@ -317,11 +339,11 @@ export class TransformerDecoderBlock extends TransformerBlockBase {
   ): tf.Tensor3D {
     if (!this.built) this.build([y.shape, memory.shape]);
     return tf.tidy(() => {
-      let x = this.residual(y, this.selfAttentionNorm, training, (h) =>
+      let x = this.residual({ base: y, delta: null }, this.selfAttentionNorm, training, (h) =>
         this.selfAttention.attend(h, null, { causal: true, keyPaddingMask: targetPadMask, training, cache: cache?.self }));
       x = this.residual(x, this.crossAttentionNorm, training, (h) =>
         this.crossAttention.attend(h, memory, { keyPaddingMask: sourcePadMask, training, cache: cache?.cross }));
-      return this.residual(x, this.ffnNorm, training, (h) => this.feedForward(h, training));
+      return this.finish(this.residual(x, this.ffnNorm, training, (h) => this.feedForward(h, training)));
     });
   }
 

@@ -29,7 +29,7 @@ export function sublayerWeights(layers: tf.layers.Layer[], trainable: boolean): 
   return out;
 }
 
-export function layerNorm(name: string): tf.layers.Layer {
+export function layerNorm(name: string): LayerNorm {
   return new LayerNorm({ epsilon: 1e-5, name });
 }
 
