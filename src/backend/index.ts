@@ -30,6 +30,9 @@ import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
 import { registerWasmMatMul } from './kernels/matMul.ts';
 import { registerCrossEntropyGrad } from './kernels/crossEntropy.ts';
 import { registerVectorizedTileGradient } from './kernels/tileGradient.ts';
+import { registerWasmReduce } from './kernels/reduce.ts';
+import { registerWasmGather } from './kernels/gather.ts';
+import { registerWasmIdentity } from './kernels/identity.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
 import { gpuDeviceNodeVisible, probeWebGpu, startWebGpu, webGpuStatus, type WebGpuStatus } from './webgpu.ts';
@@ -141,6 +144,9 @@ async function prepareWasm(): Promise<void> {
   matMulPath = registerWasmMatMul(native.blas).path;
   registerUnsortedSegmentSum('wasm');
   registerCrossEntropyGrad('wasm', native.blas);
+  registerWasmReduce(native.blas);
+  registerWasmGather();
+  registerWasmIdentity();
   wasmPrepared = true;
 }
 
