@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "blas",
-      "sources": ["src/blas.c", "src/fused.c"],
+      "sources": ["src/blas.c", "src/fused.c", "src/reduce.c"],
       "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra", "-fno-trapping-math"],
       "libraries": ["-lopenblas"]
     }

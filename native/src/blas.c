@@ -247,6 +247,7 @@ static napi_value get_config(napi_env env, napi_callback_info info) {
 }
 
 int register_fused(napi_env env, napi_value exports); /* fused.c */
+napi_status register_reduce(napi_env env, napi_value exports); /* reduce.c */
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -259,6 +260,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   if (!register_fused(env, exports)) return NULL;
+  if (register_reduce(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

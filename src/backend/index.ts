@@ -32,6 +32,9 @@ import { registerCrossEntropyGrad } from './kernels/crossEntropy.ts';
 import { registerGelu } from './kernels/gelu.ts';
 import { registerLayerNorm } from './kernels/layerNorm.ts';
 import { registerVectorizedTileGradient } from './kernels/tileGradient.ts';
+import { registerWasmReduce } from './kernels/reduce.ts';
+import { registerWasmGather } from './kernels/gather.ts';
+import { registerWasmIdentity } from './kernels/identity.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
 import { gpuDeviceNodeVisible, probeWebGpu, startWebGpu, webGpuStatus, type WebGpuStatus } from './webgpu.ts';
@@ -145,6 +148,9 @@ async function prepareWasm(): Promise<void> {
   registerCrossEntropyGrad('wasm', native.blas);
   registerGelu('wasm', native.blas);
   registerLayerNorm('wasm', native.blas);
+  registerWasmReduce(native.blas);
+  registerWasmGather();
+  registerWasmIdentity();
   wasmPrepared = true;
 }
 

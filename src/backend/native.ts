@@ -69,6 +69,11 @@ export interface NativeBlas {
     dgamma: Float32Array,
     dbeta: Float32Array,
   ): void;
+  /**
+   * out[o, i] = (Σ_r x[o, r, i]) / divisor, x viewed as [outer, reduce, inner], out as [outer, inner]
+   * (native/src/reduce.c; kernels/reduce.ts). divisor: 1 for a sum, the reduce size for a mean.
+   */
+  reduceSum(x: Float32Array, out: Float32Array, outer: number, reduce: number, inner: number, divisor: number): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX MAX_THREADS=64". */

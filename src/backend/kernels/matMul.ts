@@ -287,7 +287,7 @@ export function registerWasmMatMul(blas: NativeBlas | undefined): MatMulKernelsI
 const stockKernels = new Map<string, tf.KernelFunc>();
 
 /** The kernel tfjs registered for wasm, remembered before we first replace it. */
-function stockKernel(name: string): tf.KernelFunc {
+export function stockKernel(name: string): tf.KernelFunc {
   if (!stockKernels.has(name)) {
     const k = tf.getKernel(name, 'wasm');
     if (!k) throw new InternalError(`kernel ${name} is not registered for wasm`);
@@ -296,7 +296,7 @@ function stockKernel(name: string): tf.KernelFunc {
   return stockKernels.get(name)!;
 }
 
-function replaceKernel(name: string, kernelFunc: tf.KernelFunc): void {
+export function replaceKernel(name: string, kernelFunc: tf.KernelFunc): void {
   const existing = tf.getKernel(name, 'wasm');
   if (existing) tf.unregisterKernel(name, 'wasm');
   // setupFunc binds the stock kernel's C entry points when the backend starts; keep it.
