@@ -15,6 +15,9 @@ import { meanStd, readExperiment, summarize } from '../src/experiments/results.t
 import { DONE_JSON, runDir, runExperiment, type RunFunction, type RunResult } from '../src/experiments/runner.ts';
 import { expandGrid, loadExperimentSpec, parseExperimentSpec, parseRunName, runName, type ExperimentSpec } from '../src/experiments/spec.ts';
 import { checkSpecAgainstTask, makeTaskRunFunction, runOverrides } from '../src/experiments/task-runs.ts';
+import { countSeq2SeqParameters, TransformerSeq2Seq } from '../src/models/index.ts';
+import { setGlobalSeed } from '../src/random.ts';
+import { resolveTranslationConfig, seq2seqModelConfig, type TranslationConfigOverrides } from '../src/tasks/translation-config.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'ft-experiment-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -75,6 +78,8 @@ describe('spec and grid', () => {
       [{ budget: {} }, /^spec\.json: 'budget': set maxSteps or maxTimeMinutes/],
       [{ task: 'lm' }, /^spec\.json: 'task'/],
       [{ name: '../x' }, /^spec\.json: 'name'/],
+      [{ grid: { ...baseSpec.grid, factorize: 'ffn' } }, /^spec\.json: 'grid\.factorize'/],
+      [{ grid: { ...baseSpec.grid, factorize: 'all', factorizeLinear: true } }, /^spec\.json: 'grid': give either 'factorize' or 'factorizeLinear', not both$/],
     ];
     for (const [over, message] of cases) {
       const err = errorOf(() => spec(over));
@@ -99,6 +104,48 @@ describe('spec and grid', () => {
     expect(runOverrides(s, { rankScale: 1, variant: 'si-fd', seed: 1 })).toMatchObject({ model: { spectralInit: true, attentionRankScale: 1 }, train: { frobeniusDecay: 3e-4 } });
     const withLinear = spec({ grid: { ...baseSpec.grid, factorizeLinear: true } });
     expect(runOverrides(withLinear, { rankScale: 0.5, variant: 'fd', seed: 1 })).toMatchObject({ model: { linearRankScale: 0.5 } });
+  });
+
+  it("factorize 'all': attention, FFN, embeddings and output at the rank scale below 1, everything but attention dense at 1 (the paper's code)", () => {
+    const all = spec({ preset: 'transformer_tiny', grid: { ...baseSpec.grid, factorize: 'all' } });
+    const vocab = { vocabSize: 40, padId: 0, bosId: 1, eosId: 2 };
+    const fullRank = countSeq2SeqParameters(seq2seqModelConfig(resolveTranslationConfig({ preset: 'transformer_tiny', flags: { train: { maxSteps: 10 } }, sourceLang: 'en', targetLang: 'es' }), vocab));
+    const compression: number[] = [];
+    for (const rankScale of [0.25, 0.5, 1]) {
+      const overrides = runOverrides(all, { rankScale, variant: 'si-fd', seed: 1 });
+      const expected = rankScale < 1 ? rankScale : null;
+      expect(overrides.model).toMatchObject({ attentionRankScale: rankScale, linearRankScale: expected, embeddingRankScale: expected, spectralInit: true });
+      const config = resolveTranslationConfig({ preset: 'transformer_tiny', flags: overrides as TranslationConfigOverrides, sourceLang: 'en', targetLang: 'es' });
+      // An untied output projection is a 'linear' layer: factorized with the FFN.
+      for (const tieOutput of [true, false]) {
+        const modelConfig = seq2seqModelConfig({ ...config, model: { ...config.model, tieOutput } }, vocab);
+        setGlobalSeed(1);
+        const model = new TransformerSeq2Seq(modelConfig);
+        const kinds = model.factorPairs().map((p) => `${p.name}:${p.kind}`);
+        expect(kinds.some((k) => k.endsWith(':qk'))).toBe(true);
+        expect(kinds.includes('embedding/shared:embedding')).toBe(rankScale < 1);
+        expect(kinds.includes('encoder/0/ffn_in:linear')).toBe(rankScale < 1);
+        expect(kinds.includes('output_projection:linear')).toBe(rankScale < 1 && !tieOutput);
+        // The counted parameters are the built model's: every factorized layer included.
+        expect(model.numParameters()).toBe(countSeq2SeqParameters(modelConfig));
+        if (tieOutput) compression.push(model.numParameters() / fullRank);
+        model.dispose();
+      }
+    }
+    expect(compression[2]).toBe(1);
+    expect(compression[1]).toBeLessThan(0.75);
+    expect(compression[0]).toBeLessThan(compression[1]);
+    // The default ('attention') leaves them dense.
+    expect(runOverrides(spec(), { rankScale: 0.5, variant: 'si', seed: 1 }).model).not.toHaveProperty('embeddingRankScale');
+  });
+
+  it('ships the paper-faithful grid beside the attention-only one, with the same recipe', () => {
+    const faithful = loadExperimentSpec('experiments/paper-faithful.json');
+    const attentionOnly = loadExperimentSpec('experiments/paper-translation.json');
+    expect(faithful.grid).toEqual({ rankScale: [0.25, 0.5, 1], variants: ['baseline', 'si', 'fd', 'si-fd'], seeds: [1, 2, 3], factorize: 'all' });
+    expect(attentionOnly.grid.factorize ?? 'attention').toBe('attention');
+    for (const key of ['task', 'preset', 'config', 'regularization', 'budget', 'evaluate'] as const) expect(faithful[key]).toEqual(attentionOnly[key]);
+    expect(expandGrid(faithful)).toHaveLength(36);
   });
 
   it('checks the spec against the task before anything runs', () => {

@@ -422,9 +422,9 @@ describe('host-drawn initial values (no read-back at build)', () => {
     }
   });
 
-  it('give FactorizedDense the factors that spectral init of the tfjs initializers gives', async () => {
+  it("give FactorizedDense (spectralInit: 'rebalance') the factors that re-balancing the tfjs initializers' draws gives", async () => {
     setGlobalSeed(42);
-    const layer = new FactorizedDense({ units: 6, rank: 3 });
+    const layer = new FactorizedDense({ units: 6, rank: 3, spectralInit: 'rebalance' });
     layer.build([null, 5]);
     const [U, Vs] = layer.getWeights();
     // The same seeds in the same order, through tfjs' own initializer and the tensor spectralInit.

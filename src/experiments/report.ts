@@ -155,6 +155,15 @@ export async function renderFigures(results: ExperimentResults): Promise<Figure[
   return figures;
 }
 
+/** Which layers the rank scale factorizes (spec.ts `grid.factorize`, `grid.factorizeLinear`). */
+function factorizedLayers(s: NonNullable<ExperimentResults['spec']>): string {
+  if (s.grid.factorize === 'all') {
+    return 'Factorized at each rank scale below 1, as the paper\'s code: attention, feed-forward layers, token embeddings and the output projection (tied to the embeddings or factorized itself); at rank scale 1 attention is factorized at full rank and everything else is dense.';
+  }
+  if (s.grid.factorizeLinear) return 'Factorized at each rank scale: attention and the feed-forward layers (and an untied output projection); embeddings dense.';
+  return 'Factorized at each rank scale: attention only; feed-forward layers, embeddings and output projection dense.';
+}
+
 function describe(results: ExperimentResults): string[] {
   const s = results.spec;
   const lines: string[] = [];
@@ -166,7 +175,8 @@ function describe(results: ExperimentResults): string[] {
     lines.push(
       `Task **${s.task}**, preset \`${s.preset ?? (s.task === 'translation' ? 'transformer_small' : 'bert_small')}\`, ` +
         `data ${s.data ? `\`${s.data.dir}\`` : 'the embedded default corpus'}; budget ${budget} per run; ` +
-        `weight decay ${s.regularization.weightDecay}, Frobenius decay ${s.regularization.frobeniusDecay} (fd, si-fd).`,
+        `weight decay ${s.regularization.weightDecay}, Frobenius decay ${s.regularization.frobeniusDecay} (fd, si-fd). ` +
+        factorizedLayers(s),
       '',
     );
   }
@@ -174,7 +184,7 @@ function describe(results: ExperimentResults): string[] {
     'Variants (what each run sets): **baseline** = default init, Frobenius decay 0; **si** = spectral init, Frobenius decay 0; ' +
       '**fd** = default init, Frobenius decay on the factor products; **si-fd** = spectral init + Frobenius decay; ' +
       'every arm uses the same plain weight decay: on all weights in baseline and si, on the non-factor weights in fd and si-fd (whose factors get Frobenius decay instead). ' +
-      'Compression = parameters / parameters of the same model at full rank. Test scores are those of each run\'s best checkpoint ' +
+      'Compression = parameters of the whole model (every weight, each factorized layer as its two factors) / parameters of the same model with every layer dense. Test scores are those of each run\'s best checkpoint ' +
       '(lowest validation loss / perplexity). Mean ± sample std over the finished seeds; ' +
       'Δ vs baseline: the mean over seeds of (run − the baseline run with the same seed, i.e. the same batches) at the same rank scale, ' +
       'with its 95 % t-interval; "no difference detected" where the interval covers 0.',

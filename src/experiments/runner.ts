@@ -110,7 +110,7 @@ function checkOrStoreSpec(out: string, spec: ExperimentSpec): void {
     } catch {
       throw new UserError(`${file}: not valid JSON; delete it or choose another \`out\``);
     }
-    const recipe = (s: ExperimentSpec) => JSON.stringify([s.task, s.data ?? null, s.preset ?? null, s.config ?? null, s.regularization, s.grid.factorizeLinear ?? false]);
+    const recipe = (s: ExperimentSpec) => JSON.stringify([s.task, s.data ?? null, s.preset ?? null, s.config ?? null, s.regularization, s.grid.factorizeLinear ?? false, s.grid.factorize ?? 'attention']);
     if (recipe(stored) !== recipe(spec)) {
       throw new UserError(
         `\`out\` ${out}: holds experiment '${stored.name}' with a different task, data, preset, config or regularization; choose another \`out\``,

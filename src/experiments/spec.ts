@@ -28,6 +28,9 @@ export const VARIANT_SETTINGS: Record<Variant, { spectralInit: boolean; frobeniu
 
 const positiveInt = z.number().int().positive();
 
+/** What `grid.factorize` may say. */
+export const FACTORIZE_CHOICES = ['attention', 'all'] as const;
+
 function uniqueList<T extends z.ZodType>(item: T, what: string) {
   return z
     .array(item)
@@ -61,9 +64,16 @@ export const experimentSpecSchema = z.strictObject({
     rankScale: uniqueList(z.number().positive().max(1), 'rankScale'),
     variants: uniqueList(z.enum(VARIANTS), 'variant'),
     seeds: uniqueList(z.number().int().nonnegative(), 'seed'),
-    /** Also factorize the feed-forward linear layers at the same rank scale (default false). */
+    /**
+     * Which layers the rank scale factorizes (default 'attention'): 'attention' = the attention
+     * pairs only; 'all' = what the paper's code does (patch_transformer in Transformer-PyTorch/
+     * singleprocess_train.py): at a rank scale below 1 also the FFN, the token embeddings and an
+     * untied output projection, each at that scale, while at rank scale 1 they stay dense.
+     */
+    factorize: z.enum(FACTORIZE_CHOICES).optional(),
+    /** Also factorize the FFN (and an untied output projection) at the same rank scale, 1 included (default false); predates `factorize`. */
     factorizeLinear: z.boolean().optional(),
-  }),
+  }).refine((g) => !(g.factorize !== undefined && g.factorizeLinear !== undefined), "give either 'factorize' or 'factorizeLinear', not both"),
   regularization: z.strictObject({
     /** Plain weight decay: on every weight in baseline/si; on the non-factor weights in fd/si-fd. */
     weightDecay: z.number().nonnegative(),

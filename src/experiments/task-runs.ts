@@ -3,9 +3,11 @@
  * tasks/mlm.ts). It only translates the grid's knobs into task config keys; the tasks do the work.
  *
  * Knobs per run (task config keys):
- * - model.attentionRankScale = rankScale (model.attentionRank cleared so it cannot override it),
- *   model.linearRankScale = rankScale when grid.factorizeLinear;
- * - model.spectralInit = true | false for every factor pair type (variant);
+ * - model.attentionRankScale = rankScale (model.attentionRank cleared so it cannot override it);
+ * - grid.factorize 'all': model.linearRankScale = model.embeddingRankScale = rankScale below 1,
+ *   null (dense) at 1, as the paper's code; grid.factorizeLinear: model.linearRankScale = rankScale;
+ * - model.spectralInit = true | false for every factor pair type (variant; true is the paper's
+ *   SI: re-balanced attention pairs, truncated SVD of a default-initialized matrix for the rest);
  * - train.weightDecay = regularization.weightDecay (every run),
  *   train.frobeniusDecay = regularization.frobeniusDecay in fd / si-fd, 0 otherwise;
  * - train.seed = seed; train.maxSteps / maxTimeMinutes = budget.
@@ -28,6 +30,12 @@ export function runOverrides(spec: ExperimentSpec, run: Pick<PlannedRun, 'rankSc
   const model: Record<string, unknown> = { attentionRankScale: run.rankScale, spectralInit: settings.spectralInit };
   model.attentionRank = null;
   if (spec.grid.factorizeLinear) model.linearRankScale = run.rankScale;
+  if (spec.grid.factorize === 'all') {
+    // The paper's code factorizes these only for 0 < rank_scale < 1 (patch_transformer).
+    const scale = run.rankScale < 1 ? run.rankScale : null;
+    model.linearRankScale = scale;
+    model.embeddingRankScale = scale;
+  }
   const train: Record<string, unknown> = {
     seed: run.seed,
     weightDecay: spec.regularization.weightDecay,

@@ -11,7 +11,7 @@ import { globalRandom } from '../random.ts';
 import type { FactorPair } from './frobenius.ts';
 import { resolveRank } from './rank.ts';
 import { hostRandomUniform } from './host-random.ts';
-import { balanceStoredPair } from './spectral.ts';
+import { balanceStoredPair, FACTOR_SPECTRAL_INIT_CHOICES, svdStoredPair, type FactorSpectralInit } from './spectral.ts';
 import { passThroughMask } from '../attention/keras-mask.ts';
 import { gelu } from '../backend/kernels/gelu.ts';
 
@@ -28,8 +28,12 @@ export interface FactorizedDenseConfig {
   useBias?: boolean;
   /** Default 'linear'. */
   activation?: FactorizedActivation;
-  /** Balance the initial factors (same product, UᵀU = VᵀV diagonal). Default true. */
-  spectralInit?: boolean;
+  /**
+   * Spectral initialization (spectral.ts `FactorSpectralInit`): true = the paper's, the truncated
+   * SVD of a Glorot-uniform kernel (what the dense layer would start from); 'rebalance' = balance
+   * two random factors; false = the random factors. Default true.
+   */
+  spectralInit?: FactorSpectralInit;
 }
 
 export function applyActivation(x: tf.Tensor, activation: FactorizedActivation): tf.Tensor {
@@ -55,7 +59,7 @@ export class FactorizedDense extends tf.layers.Layer {
   readonly rankScale: number | undefined;
   readonly useBias: boolean;
   readonly activation: FactorizedActivation;
-  readonly spectralInit: boolean;
+  readonly spectralInit: FactorSpectralInit;
   /** Rank r (after build). */
   rank = 0;
   inputFactor!: tf.LayerVariable;
@@ -76,7 +80,7 @@ export class FactorizedDense extends tf.layers.Layer {
     if (!ACTIVATIONS.includes(this.activation)) {
       throw new UserError(`FactorizedDense: option 'activation' must be one of ${ACTIVATIONS.join(', ')}; got ${String(config.activation)}`);
     }
-    this.spectralInit = config.spectralInit ?? true;
+    this.spectralInit = checkSpectralInit('FactorizedDense', config.spectralInit);
     // Per position (last axis only): a Keras mask on the input is the output's mask.
     this.supportsMasking = true;
   }
@@ -90,16 +94,22 @@ export class FactorizedDense extends tf.layers.Layer {
     const inDim = shape[shape.length - 1];
     if (inDim == null) throw new InternalError(`FactorizedDense '${this.name}': the input's last dimension must be known`);
     const r = (this.rank = resolveRank(`FactorizedDense '${this.name}'`, inDim, this.units, this.rankOption, this.rankScale));
-    // Product entries get the variance of a Glorot-uniform dense kernel, 2 / (in + units).
-    const limit = Math.sqrt(3 * Math.sqrt(2 / (inDim + this.units) / r));
-    // Drawn on the host (the same numbers as tf.initializers.randomUniform with these seeds), so
-    // spectral init needs no read-back; see host-random.ts.
-    const u = hostRandomUniform([inDim, r], -limit, limit, globalRandom.nextSeed());
-    const vs = hostRandomUniform([r, this.units], -limit, limit, globalRandom.nextSeed());
     this.inputFactor = this.addWeight('inputFactor', [inDim, r], 'float32', tf.initializers.zeros());
     this.outputFactor = this.addWeight('outputFactor', [r, this.units], 'float32', tf.initializers.zeros());
     if (this.useBias) this.bias = this.addWeight('bias', [this.units], 'float32', tf.initializers.zeros());
-    writeFactorPair(this.inputFactor, this.outputFactor, u, vs, { heads: 1, m: inDim, n: this.units, r, vTransposed: true }, this.spectralInit);
+    const units = this.units;
+    initFactorPair(this.inputFactor, this.outputFactor, { m: inDim, n: units, r, vTransposed: true }, this.spectralInit, {
+      // The dense layer's kernel: Glorot uniform, ±√(6 / (in + units)) (sublayers.ts `projection`).
+      full: (seed) => {
+        const limit = Math.sqrt(6 / (inDim + units));
+        return hostRandomUniform([inDim, units], -limit, limit, seed);
+      },
+      // Random factors whose product entries get the Glorot-uniform variance 2 / (in + units).
+      factors: (seedU, seedV) => {
+        const limit = Math.sqrt(3 * Math.sqrt(2 / (inDim + units) / r));
+        return { u: hostRandomUniform([inDim, r], -limit, limit, seedU), v: hostRandomUniform([r, units], -limit, limit, seedV) };
+      },
+    });
     this.built = true;
   }
 
@@ -139,6 +149,15 @@ export class FactorizedDense extends tf.layers.Layer {
   }
 }
 
+/** A layer's `spectralInit` option, checked: true, false or 'rebalance' (default true). */
+export function checkSpectralInit(where: string, value: FactorSpectralInit | undefined): FactorSpectralInit {
+  const v = value ?? true;
+  if (!FACTOR_SPECTRAL_INIT_CHOICES.includes(v)) {
+    throw new UserError(`${where}: option 'spectralInit' must be true, false or 'rebalance'; got ${JSON.stringify(value)}`);
+  }
+  return v;
+}
+
 /**
  * Writes a factor pair's initial host values into its variables (shapes as stored: `v` is
  * [heads?, r, n] when `vTransposed`), balanced by spectral initialization first when `balance`.
@@ -158,6 +177,33 @@ export function writeFactorPair(
   u.write(ut);
   v.write(vt);
   tf.dispose([ut, vt]);
+}
+
+/**
+ * Initializes the one [m, n] factor pair of a dense or embedding layer (`u` [m, r]; `v` [r, n] when
+ * `vTransposed`, else [n, r]) by `mode` (spectral.ts `FactorSpectralInit`): true = the truncated
+ * SVD of `draw.full(seed)`, the unfactorized layer's own default initial matrix [m, n], so SI at
+ * full rank starts from exactly the dense layer's matrix (same seed, same numbers); otherwise the
+ * random factors `draw.factors` ([m, r] and v as stored), re-balanced for 'rebalance'.
+ * Two seeds are taken in every mode, so the layers built after this one draw the same numbers
+ * whatever the mode (the arms of an experiment differ only where they mean to).
+ */
+export function initFactorPair(
+  u: tf.LayerVariable,
+  v: tf.LayerVariable,
+  dims: { m: number; n: number; r: number; vTransposed: boolean },
+  mode: FactorSpectralInit,
+  draw: { full: (seed: number) => Float32Array; factors: (seedU: number, seedV: number) => { u: Float32Array; v: Float32Array } },
+): void {
+  const seedU = globalRandom.nextSeed();
+  const seedV = globalRandom.nextSeed();
+  if (mode === true) {
+    const values = svdStoredPair(draw.full(seedU), dims);
+    writeFactorPair(u, v, values.u, values.v, { heads: 1, ...dims }, false);
+  } else {
+    const values = draw.factors(seedU, seedV);
+    writeFactorPair(u, v, values.u, values.v, { heads: 1, ...dims }, mode === 'rebalance');
+  }
 }
 
 tf.serialization.registerClass(FactorizedDense);

@@ -7,10 +7,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
-import { globalRandom } from '../random.ts';
-import { writeFactorPair } from './dense.ts';
+import { checkSpectralInit, initFactorPair } from './dense.ts';
 import { hostRandomNormal } from './host-random.ts';
 import type { FactorPair } from './frobenius.ts';
+import type { FactorSpectralInit } from './spectral.ts';
 import { resolveRank } from './rank.ts';
 import { passThroughMask } from '../attention/keras-mask.ts';
 
@@ -21,8 +21,12 @@ export interface FactorizedEmbeddingConfig {
   rank?: number;
   /** r = max(1, floor(rankScale · min(inputDim, outputDim))). */
   rankScale?: number;
-  /** Default true. */
-  spectralInit?: boolean;
+  /**
+   * Spectral initialization (spectral.ts `FactorSpectralInit`): true = the paper's, the truncated
+   * SVD of an N(0, 1/outputDim) table; 'rebalance' = balance two random factors; false = the
+   * random factors. Default true.
+   */
+  spectralInit?: FactorSpectralInit;
 }
 
 export class FactorizedEmbedding extends tf.layers.Layer {
@@ -32,7 +36,7 @@ export class FactorizedEmbedding extends tf.layers.Layer {
   readonly outputDim: number;
   readonly rankOption: number | undefined;
   readonly rankScale: number | undefined;
-  readonly spectralInit: boolean;
+  readonly spectralInit: FactorSpectralInit;
   readonly rank: number;
   embeddingFactor!: tf.LayerVariable;
   projectionFactor!: tf.LayerVariable;
@@ -49,7 +53,7 @@ export class FactorizedEmbedding extends tf.layers.Layer {
     this.outputDim = config.outputDim;
     this.rankOption = config.rank ?? undefined;
     this.rankScale = config.rankScale ?? undefined;
-    this.spectralInit = config.spectralInit ?? true;
+    this.spectralInit = checkSpectralInit('FactorizedEmbedding', config.spectralInit);
     this.rank = resolveRank('FactorizedEmbedding', this.inputDim, this.outputDim, this.rankOption, this.rankScale);
     // A lookup per position: a Keras mask on the ids is the output's mask.
     this.supportsMasking = true;
@@ -61,15 +65,19 @@ export class FactorizedEmbedding extends tf.layers.Layer {
 
   override build(): void {
     const r = this.rank;
-    // Product entries ~ N(0, 1/outputDim), the usual Transformer embedding init (fairseq).
-    const std = Math.pow(1 / (this.outputDim * r), 0.25);
+    const { inputDim, outputDim } = this;
+    this.embeddingFactor = this.addWeight('embeddingFactor', [inputDim, r], 'float32', tf.initializers.zeros());
+    this.projectionFactor = this.addWeight('projectionFactor', [r, outputDim], 'float32', tf.initializers.zeros());
     // Drawn on the host (= tf.initializers.randomNormal with these seeds): see host-random.ts.
-    const u = hostRandomNormal([this.inputDim, r], 0, std, globalRandom.nextSeed());
-    const vs = hostRandomNormal([r, this.outputDim], 0, std, globalRandom.nextSeed());
-    this.embeddingFactor = this.addWeight('embeddingFactor', [this.inputDim, r], 'float32', tf.initializers.zeros());
-    this.projectionFactor = this.addWeight('projectionFactor', [r, this.outputDim], 'float32', tf.initializers.zeros());
-    const dims = { heads: 1, m: this.inputDim, n: this.outputDim, r, vTransposed: true };
-    writeFactorPair(this.embeddingFactor, this.projectionFactor, u, vs, dims, this.spectralInit);
+    initFactorPair(this.embeddingFactor, this.projectionFactor, { m: inputDim, n: outputDim, r, vTransposed: true }, this.spectralInit, {
+      // The usual Transformer embedding init (fairseq; TokenEmbedding's dense table): N(0, 1/outputDim).
+      full: (seed) => hostRandomNormal([inputDim, outputDim], 0, 1 / Math.sqrt(outputDim), seed),
+      // Random factors whose product entries have that variance: each N(0, (outputDim · r)^(-1/2)).
+      factors: (seedU, seedV) => {
+        const std = Math.pow(1 / (outputDim * r), 0.25);
+        return { u: hostRandomNormal([inputDim, r], 0, std, seedU), v: hostRandomNormal([r, outputDim], 0, std, seedV) };
+      },
+    });
     this.built = true;
   }
 

@@ -18,6 +18,7 @@ import { FactorizedMultiHeadAttention } from '../attention/index.ts';
 import type { AttentionCache } from '../attention/index.ts';
 import { asComputedMask, checkedInputMask, paddingFromMasks, takeMask } from '../attention/keras-mask.ts';
 import type { FactorPair } from '../factorized/index.ts';
+import type { FactorSpectralInit } from '../factorized/spectral.ts';
 import { activate, buildSublayer, layerNorm, paddingMask, projection, sublayerWeights } from './sublayers.ts';
 import type { LayerNorm } from './layer-norm.ts';
 import { attentionRankOf, transformerFields } from './architecture.ts';
@@ -61,7 +62,7 @@ export type BlockConfig = z.input<typeof blockConfigSchema>;
 type ResolvedBlockConfig = Omit<z.output<typeof blockConfigSchema>, 'attentionRank' | 'attentionRankScale' | 'spectralInit'> & {
   /** Per-head attention rank r. */
   attentionRank: number;
-  spectralInit: { qk: boolean; ov: boolean; linear: boolean };
+  spectralInit: { qk: boolean; ov: boolean; linear: FactorSpectralInit };
 };
 
 function resolveBlockConfig(c: BlockConfig, where: string): ResolvedBlockConfig {

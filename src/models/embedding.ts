@@ -12,7 +12,8 @@ import type { LayerArgs } from '../layer-args.ts';
 import { UserError } from '../errors.ts';
 import { passThroughMask } from '../attention/keras-mask.ts';
 import { globalRandom, seededDropout } from '../random.ts';
-import { writeFactorPair } from '../factorized/dense.ts';
+import { checkSpectralInit, initFactorPair } from '../factorized/dense.ts';
+import type { FactorSpectralInit } from '../factorized/spectral.ts';
 import { hostRandomNormal } from '../factorized/host-random.ts';
 import { resolveRank } from '../factorized/rank.ts';
 import type { FactorPair } from '../factorized/index.ts';
@@ -33,8 +34,12 @@ export interface TokenEmbeddingConfig {
   dropout?: number;
   /** null = dense [V, d] matrix; else factors U [V, r], V [d, r], r = max(1, floor(rankScale · min(V, d))). */
   rankScale?: number | null;
-  /** Balance the initial factors (only when factorized). Default true. */
-  spectralInit?: boolean;
+  /**
+   * Spectral initialization of the factors (only when factorized; spectral.ts `FactorSpectralInit`):
+   * true = the paper's, the truncated SVD of the dense table's own init; 'rebalance' = balance two
+   * random factors; false = the random factors. Default true.
+   */
+  spectralInit?: FactorSpectralInit;
 }
 
 /** fairseq's sinusoidal table: [sin(p·ω_i) | cos(p·ω_i)], ω_i = 10000^(−i/(d/2 − 1)); odd d gets a zero column. */
@@ -70,7 +75,7 @@ export class TokenEmbedding extends tf.layers.Layer {
   readonly maxPositions: number;
   readonly dropout: number;
   readonly rankScale: number | null;
-  readonly spectralInit: boolean;
+  readonly spectralInit: FactorSpectralInit;
   /** Rank of the factors (min(V, d) when dense). */
   readonly rank: number;
 
@@ -99,7 +104,7 @@ export class TokenEmbedding extends tf.layers.Layer {
     this.maxPositions = config.maxPositions ?? 1024;
     this.dropout = config.dropout ?? 0;
     this.rankScale = config.rankScale ?? null;
-    this.spectralInit = config.spectralInit ?? true;
+    this.spectralInit = checkSpectralInit(where, config.spectralInit);
     this.rank = resolveRank(where, this.vocabSize, this.modelDim, null, this.rankScale);
     // Both directions are per position (lookup plus position t's encoding; x · Eᵀ), so a Keras
     // mask on the input is the output's. It makes no mask of its own from padId: the models and
@@ -121,18 +126,28 @@ export class TokenEmbedding extends tf.layers.Layer {
       zeroPadRow(this.embeddings, padRow);
       padRow.dispose();
     } else {
-      // Random factors whose product has the dense init's entry variance 1/d: each factor N(0, (r·d)^-1/2).
       // Drawn on the host (= tf.initializers.randomNormal with these seeds) so that spectral init
       // needs no read-back, which GPU backends cannot do synchronously: factorized/host-random.ts.
       const r = this.rank;
-      const factorStd = Math.pow(r * d, -0.25);
-      const u = hostRandomNormal([V, r], 0, factorStd, globalRandom.nextSeed());
-      const v = hostRandomNormal([d, r], 0, factorStd, globalRandom.nextSeed());
-      // The pad row times 0 (as zeroPadRow does on the device, signed zeros included).
-      for (let j = 0; j < r; j++) u[this.padId * r + j] *= 0;
+      const padId = this.padId;
       this.embeddingU = this.addWeight('embeddingU', [V, r], 'float32', tf.initializers.zeros());
       this.embeddingV = this.addWeight('embeddingV', [d, r], 'float32', tf.initializers.zeros());
-      writeFactorPair(this.embeddingU, this.embeddingV, u, v, { heads: 1, m: V, n: d, r, vTransposed: false }, this.spectralInit);
+      initFactorPair(this.embeddingU, this.embeddingV, { m: V, n: d, r, vTransposed: false }, this.spectralInit, {
+        // SI: the dense table's init above (pad row zero, so U's pad row is zero too).
+        full: (seed) => {
+          const table = hostRandomNormal([V, d], 0, std, seed);
+          for (let j = 0; j < d; j++) table[padId * d + j] *= 0;
+          return table;
+        },
+        // Random factors whose product has the dense init's entry variance 1/d: each N(0, (r·d)^-1/2).
+        factors: (seedU, seedV) => {
+          const factorStd = Math.pow(r * d, -0.25);
+          const u = hostRandomNormal([V, r], 0, factorStd, seedU);
+          // The pad row times 0 (as zeroPadRow does on the device, signed zeros included).
+          for (let j = 0; j < r; j++) u[padId * r + j] *= 0;
+          return { u, v: hostRandomNormal([d, r], 0, factorStd, seedV) };
+        },
+      });
     }
     if (this.positions === 'learned') {
       this.positionEmbeddings = this.addWeight('positionEmbeddings', [this.maxPositions, d], 'float32',

@@ -30,23 +30,38 @@ export function oneOf<const T extends readonly [string, ...string[]]>(choices: T
   return z.enum(choices, must(`one of ${choices.join(', ')}`));
 }
 
+/**
+ * SI of a dense or embedding factor pair (factorized/spectral.ts `FactorSpectralInit`): true = the
+ * paper's (truncated SVD of the dense layer's default-initialized matrix), 'rebalance' = balance
+ * two random factors (what true meant before the paper's SI was implemented), false = off.
+ */
+const factorSpectralInit = z.union([z.boolean(), z.literal('rebalance')], must("true, false or 'rebalance'"));
+
 /** Which factor pairs get spectral initialization (only matters for factorized layers). */
 export const spectralInitChoiceSchema = z.strictObject({
-  /** Attention query-key pairs (Wq, Wk). */
+  /** Attention query-key pairs (Wq, Wk): re-balanced, as the paper's code does for attention. */
   qk: z.boolean(),
-  /** Attention output-value pairs (Wv, Woᵀ). */
+  /** Attention output-value pairs (Wv, Woᵀ): likewise. */
   ov: z.boolean(),
   /** Factorized FFN and output-projection layers. */
-  linear: z.boolean(),
+  linear: factorSpectralInit,
   /** Factorized token embeddings. */
-  embedding: z.boolean(),
+  embedding: factorSpectralInit,
 });
 export type SpectralInitChoice = z.infer<typeof spectralInitChoiceSchema>;
 
 export const DEFAULT_SPECTRAL_INIT: SpectralInitChoice = { qk: true, ov: true, linear: true, embedding: true };
 
-/** What a config may say: `true`/`false` for every pair type, or a partial per-type record. */
-export const spectralInitSchema = z.union([z.boolean(), spectralInitChoiceSchema.partial()], must('true, false or { qk, ov, linear, embedding }'));
+/**
+ * What a config may say: `true`/`false` for every pair type, or a partial per-type record.
+ * `true` means the paper's SI for every type (for linear/embedding the truncated SVD of a
+ * default-initialized full matrix); `{ linear: 'rebalance', embedding: 'rebalance' }` asks for the
+ * older re-balancing of random factors.
+ */
+export const spectralInitSchema = z.union(
+  [z.boolean(), spectralInitChoiceSchema.partial()],
+  must("true, false or { qk, ov, linear, embedding } (linear and embedding may also be 'rebalance')"),
+);
 export type SpectralInitSetting = z.infer<typeof spectralInitSchema>;
 
 /** The full per-type choice a setting means (missing types keep the default: on). */

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { FactorizedDense } from '../factorized/index.ts';
 import { applyActivation } from '../factorized/dense.ts';
+import type { FactorSpectralInit } from '../factorized/spectral.ts';
 import { globalRandom } from '../random.ts';
 import type { Activation } from './config.ts';
 import { LayerNorm } from './layer-norm.ts';
@@ -37,7 +38,7 @@ export function layerNorm(name: string): LayerNorm {
  * A position-wise projection: dense (Xavier-uniform, as fairseq) when `rankScale` is null, else a
  * FactorizedDense of rank max(1, floor(rankScale · min(in, out))).
  */
-export function projection(name: string, units: number, useBias: boolean, rankScale: number | null, spectralInit: boolean): tf.layers.Layer {
+export function projection(name: string, units: number, useBias: boolean, rankScale: number | null, spectralInit: FactorSpectralInit): tf.layers.Layer {
   if (rankScale == null) {
     return tf.layers.dense({
       units,
