@@ -193,7 +193,7 @@ export const run: Benchmark = async ({ json, quick }) => {
       baseline: null,
       ratio: null,
       extra: {
-        model: PRESET,
+        model: name === 'profile mlm-step' ? 'bert_small' : PRESET,
         work: section.what,
         kernelMs,
         profiledWallMs: section.p.wallMs,
