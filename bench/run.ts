@@ -29,6 +29,8 @@ const BENCHMARKS: Record<string, BenchEntry> = {
   attention: { load: () => import('./attention.ts'), byDefault: true },
   decode: { load: () => import('./decode.ts'), byDefault: true },
   'decode-cpu': { load: () => import('./decode-cpu.ts'), byDefault: true },
+  // ONNX Runtime (optional peer dependency) on the model's ONNX export: a candidate engine (issue 17).
+  'decode-onnx': { load: () => import('./decode-onnx.ts'), byDefault: false },
   // Minutes per step on a software Vulkan device: only when asked for.
   gpu: { load: () => import('./gpu.ts'), byDefault: false, backend: 'webgpu' as BackendChoice },
   kernels: { load: () => import('./kernels.ts'), byDefault: true },
