@@ -43,7 +43,7 @@ async function ortLine(
 ): Promise<BenchResult> {
   const threads = describeBackend().threads;
   const t0 = performance.now();
-  const ort = OrtSeq2SeqDecoder.create(model, { threads, spinning });
+  const ort = await OrtSeq2SeqDecoder.create(model, { threads, spinning });
   const exportSeconds = (performance.now() - t0) / 1000;
   try {
     const tensorsBefore = tf.memory().numTensors;
@@ -71,7 +71,7 @@ async function ortLine(
       },
     };
   } finally {
-    ort.dispose();
+    await ort.dispose();
   }
 }
 

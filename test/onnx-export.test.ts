@@ -67,22 +67,22 @@ describe.skipIf(!hasOrt)(`ONNX export run by ONNX Runtime${hasOrt ? '' : ` (skip
   describe.each(CONFIGS)('%s', (_name, overrides) => {
     let model: TransformerSeq2Seq;
     let ort: OrtSeq2SeqDecoder;
-    beforeAll(() => {
+    beforeAll(async () => {
       model = new TransformerSeq2Seq({ ...BASE, ...overrides });
-      ort = OrtDecoder.create(model, { threads: 1 });
+      ort = await OrtDecoder.create(model, { threads: 1 });
     });
-    afterAll(() => {
-      ort.dispose();
+    afterAll(async () => {
+      await ort.dispose();
       model.dispose();
     });
 
-    it('encodes as model.encode does', () => {
+    it('encodes as model.encode does', async () => {
       const S = Math.max(...SOURCES.map((s) => s.length));
       const flat = new Int32Array(SOURCES.length * S).fill(BASE.padId!);
       SOURCES.forEach((s, i) => flat.set(s, i * S));
       const ids = tf.tensor2d(flat, [SOURCES.length, S], 'int32');
       const expected = model.encode(ids);
-      const got = ort.encode(flat, SOURCES.length, S);
+      const got = await ort.encode(flat, SOURCES.length, S);
       const memory = tf.tensor3d(got.memory, [SOURCES.length, S, model.config.modelDim]);
       const pad = tf.tensor2d(got.sourcePadMask, [SOURCES.length, S]);
       expect(maxAbsDiff(memory, expected.memory)).toBeLessThan(1e-4);
@@ -90,15 +90,15 @@ describe.skipIf(!hasOrt)(`ONNX export run by ONNX Runtime${hasOrt ? '' : ` (skip
       tf.dispose([ids, expected.memory, expected.sourcePadMask, memory, pad]);
     });
 
-    it('gives the same step log-probs, through beam reorders and a batch shrink', () => {
+    it('gives the same step log-probs, through beam reorders and a batch shrink', async () => {
       const copies = 2;
       const tfState = model.startDecoding(SOURCES, copies);
-      const ortState = ort.startDecoding(SOURCES, copies);
+      const ortState = await ort.startDecoding(SOURCES, copies);
       let rows = SOURCES.length * copies;
       let tokens = new Int32Array(rows).fill(model.bosId);
       for (let step = 0; step < 5; step++) {
         const a = model.decodeStep(tfState, tokens);
-        const b = ort.decodeStep(ortState, tokens);
+        const b = await ort.decodeStep(ortState, tokens);
         expect(b.shape).toEqual([rows, model.config.tgtVocabSize]);
         expect(maxAbsDiff(a, b), `step ${step}`).toBeLessThan(1e-4);
         tf.dispose([a, b]);
@@ -138,18 +138,18 @@ describe.skipIf(!hasOrt)(`ONNX export run by ONNX Runtime${hasOrt ? '' : ` (skip
     });
   });
 
-  it('rejects bad input with a UserError', () => {
+  it('rejects bad input with a UserError', async () => {
     const model = new TransformerSeq2Seq(BASE);
-    const ort = OrtDecoder.create(model, { threads: 1 });
+    const ort = await OrtDecoder.create(model, { threads: 1 });
     try {
-      expect(() => ort.startDecoding([[5, 99]], 1)).toThrow(UserError);
-      const state = ort.startDecoding([[5, 6]], 1);
-      expect(() => ort.decodeStep(state, [1, 1])).toThrow(/got 2 tokens for 1 rows/);
-      expect(() => OrtDecoder.create(model, { threads: 0 })).toThrow(UserError);
-      ort.dispose();
-      expect(() => ort.startDecoding([[5, 6]], 1)).toThrow(/disposed/);
+      await expect(ort.startDecoding([[5, 99]], 1)).rejects.toThrow(UserError);
+      const state = await ort.startDecoding([[5, 6]], 1);
+      await expect(ort.decodeStep(state, [1, 1])).rejects.toThrow(/got 2 tokens for 1 rows/);
+      await expect(OrtDecoder.create(model, { threads: 0 })).rejects.toThrow(UserError);
+      await ort.dispose();
+      await expect(ort.startDecoding([[5, 6]], 1)).rejects.toThrow(/disposed/);
     } finally {
-      ort.dispose();
+      await ort.dispose();
       model.dispose();
     }
   });

@@ -48,11 +48,11 @@ export async function beamSearch<S>(model: DecoderStepModel<S>, sourceIds: numbe
   // first step expands beam 0 only.
   let active = sourceIds.map((_, i) => i);
   let beams: LiveBeam[] = active.flatMap(() => Array.from({ length: K }, (_, k) => ({ tokens: [], positional: [], total: k === 0 ? 0 : -Infinity })));
-  const state = model.startDecoding(sourceIds, K);
+  const state = await model.startDecoding(sourceIds, K);
   try {
     let next = new Int32Array(beams.length).fill(model.bosId);
     for (let step = 0; active.length > 0; step++) {
-      const logProbs = model.decodeStep(state, next);
+      const logProbs = await model.decodeStep(state, next);
       const V = logProbs.shape[1];
       const forceEos = beams.map((_, row) => step >= maxLen[active[Math.floor(row / K)]]);
       const numCandidates = Math.min(2 * K, K * V);

@@ -23,11 +23,11 @@ export async function greedyDecode<S>(model: DecoderStepModel<S>, sourceIds: num
   const tokens: number[][] = sourceIds.map(() => []);
   const scores: number[][] = sourceIds.map(() => []);
   let active = sourceIds.map((_, i) => i); // sentence of each state row
-  const state = model.startDecoding(sourceIds, 1);
+  const state = await model.startDecoding(sourceIds, 1);
   try {
     let next = new Int32Array(active.length).fill(model.bosId);
     for (let step = 0; active.length > 0; step++) {
-      const logProbs = model.decodeStep(state, next);
+      const logProbs = await model.decodeStep(state, next);
       const forceEos = active.map((i) => step >= maxLen[i]);
       const [best, bestScore] = tf.tidy(() => {
         const constrained = constrainLogProbs(model, logProbs, step, minLen, forceEos);

@@ -13,11 +13,12 @@ export interface DecoderStepModel<State = unknown> {
   readonly maxTargetPositions: number;
   /**
    * Encodes `sourceIds` once and returns the decoding state for `sourceIds.length · copies` rows,
-   * row i·copies + k being copy k of source i (e.g. beam k).
+   * row i·copies + k being copy k of source i (e.g. beam k). May be async (an engine whose run
+   * is, e.g. ONNX Runtime's); the searches await it.
    */
-  startDecoding(sourceIds: number[][], copies: number): State;
-  /** Feeds one token per row and returns log-probabilities of the next token, [rows, V]. */
-  decodeStep(state: State, tokens: Int32Array): tf.Tensor2D;
+  startDecoding(sourceIds: number[][], copies: number): State | Promise<State>;
+  /** Feeds one token per row and returns log-probabilities of the next token, [rows, V] (or a promise of them). */
+  decodeStep(state: State, tokens: Int32Array): tf.Tensor2D | Promise<tf.Tensor2D>;
   /**
    * Keeps rows `rows` (duplicates allowed) of the state, in that order. `sameSource` promises that
    * each new row copies a row of the same source sentence as the row it replaces (a beam

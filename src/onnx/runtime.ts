@@ -3,17 +3,11 @@
  * (onnxruntime-node) on the graphs of export.ts, so `beamSearch`/`greedySearch` run on it
  * unchanged. The weights are exported from the tfjs model when this is built (the tfjs
  * checkpoint stays the one source of truth); caches live in plain Float32Arrays on the host.
- *
- * Why the internal binding (`onnxruntime-node/dist/binding.js`) and not `InferenceSession`:
- * DecoderStepModel.decodeStep is synchronous, and the public API only offers an async `run`
- * (a setImmediate around the same synchronous native call). The binding is not a documented API,
- * hence the exact version pin of onnxruntime-node (package.json); `OrtSeq2SeqDecoder.create` checks
- * that the binding has the shape this file expects.
+ * Only ONNX Runtime's public API is used (`InferenceSession.create`, `run`): the searches await
+ * `startDecoding`/`decodeStep`, so its async `run` costs one event-loop turn per step.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Tensor } from 'onnxruntime-node';
-import type { InferenceSession } from 'onnxruntime-node';
-import { binding, initOrt } from 'onnxruntime-node/dist/binding.js';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { InternalError, UserError } from '../errors.ts';
 import { describeBackend } from '../backend/index.ts';
 import type { DecoderStepModel } from '../decode/types.ts';
@@ -21,7 +15,6 @@ import type { TransformerSeq2Seq } from '../models/seq2seq.ts';
 import { exportSeq2SeqToOnnx, ONNX_NAMES } from './export.ts';
 import type { Seq2SeqOnnxGraphs } from './export.ts';
 
-type NativeSession = InstanceType<(typeof binding)['InferenceSession']>;
 type Outputs = Record<string, Tensor>;
 
 export interface OrtDecoderOptions {
@@ -61,25 +54,24 @@ export interface OrtEncoderOutput {
   crossValues: Float32Array[];
 }
 
-function openSession(bytes: Uint8Array, threads: number, spinning: boolean): NativeSession {
-  initOrt();
-  const session = new binding.InferenceSession();
+/** ONNX Runtime's own log level: 3 = errors only (its warnings about unused initializers are noise here). */
+const ORT_LOG_ERRORS_ONLY = 3;
+
+function openSession(bytes: Uint8Array, threads: number, spinning: boolean): Promise<InferenceSession> {
   const options: InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    logSeverityLevel: ORT_LOG_ERRORS_ONLY,
     extra: { session: { intra_op: { allow_spinning: spinning ? '1' : '0' } } },
   };
-  session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, options);
-  return session;
+  return InferenceSession.create(bytes, options);
 }
 
-function run(session: NativeSession, feeds: Record<string, Tensor>): Outputs {
-  const fetches: Record<string, null> = {};
-  for (const m of session.outputMetadata) fetches[m.name] = null;
-  return session.run(feeds, fetches, {}) as Outputs;
+async function run(session: InferenceSession, feeds: Record<string, Tensor>): Promise<Outputs> {
+  return (await session.run(feeds)) as Outputs;
 }
 
 function float32(out: Outputs, name: string): Float32Array {
@@ -106,10 +98,10 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
   readonly threads: number;
   private readonly srcVocabSize: number;
   private readonly dims: Seq2SeqOnnxGraphs['dims'];
-  private encoder: NativeSession | null;
-  private step: NativeSession | null;
+  private encoder: InferenceSession | null;
+  private step: InferenceSession | null;
 
-  private constructor(model: TransformerSeq2Seq, graphs: Seq2SeqOnnxGraphs, threads: number, spinning: boolean) {
+  private constructor(model: TransformerSeq2Seq, graphs: Seq2SeqOnnxGraphs, threads: number, sessions: [InferenceSession, InferenceSession]) {
     const c = model.config;
     this.bosId = c.bosId;
     this.eosId = c.eosId;
@@ -118,29 +110,28 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
     this.srcVocabSize = c.srcVocabSize;
     this.dims = graphs.dims;
     this.threads = threads;
-    this.encoder = openSession(graphs.encoder, threads, spinning);
-    this.step = openSession(graphs.decoderStep, threads, spinning);
+    [this.encoder, this.step] = sessions;
   }
 
   /** Exports `model`'s current weights and opens one ONNX Runtime session per graph. */
-  static create(model: TransformerSeq2Seq, options: OrtDecoderOptions = {}): OrtSeq2SeqDecoder {
+  static async create(model: TransformerSeq2Seq, options: OrtDecoderOptions = {}): Promise<OrtSeq2SeqDecoder> {
     const threads = options.threads ?? describeBackend().threads;
     if (!Number.isInteger(threads) || threads < 1) throw new UserError(`ONNX Runtime: 'threads' must be a positive integer; got ${String(threads)}`);
-    if (typeof binding?.InferenceSession !== 'function' || typeof initOrt !== 'function') {
-      throw new UserError('ONNX Runtime: this onnxruntime-node has no synchronous binding (dist/binding.js); install the pinned version (package.json)');
-    }
-    return new OrtSeq2SeqDecoder(model, exportSeq2SeqToOnnx(model), threads, options.spinning ?? true);
+    const graphs = exportSeq2SeqToOnnx(model);
+    const spinning = options.spinning ?? true;
+    const sessions = await Promise.all([openSession(graphs.encoder, threads, spinning), openSession(graphs.decoderStep, threads, spinning)]);
+    return new OrtSeq2SeqDecoder(model, graphs, threads, sessions as [InferenceSession, InferenceSession]);
   }
 
-  private sessions(): { encoder: NativeSession; step: NativeSession } {
+  private sessions(): { encoder: InferenceSession; step: InferenceSession } {
     if (!this.encoder || !this.step) throw new UserError('ONNX Runtime: this decoder was disposed');
     return { encoder: this.encoder, step: this.step };
   }
 
   /** Runs the encoder graph on ids [batch, sourceLen] (row-major, already padded). */
-  encode(ids: Int32Array, batch: number, sourceLen: number): OrtEncoderOutput {
+  async encode(ids: Int32Array, batch: number, sourceLen: number): Promise<OrtEncoderOutput> {
     if (ids.length !== batch * sourceLen) throw new InternalError(`ONNX encode: ${ids.length} ids for [${batch}, ${sourceLen}]`);
-    const out = run(this.sessions().encoder, { [ONNX_NAMES.sourceIds]: new Tensor('int32', ids, [batch, sourceLen]) });
+    const out = await run(this.sessions().encoder, { [ONNX_NAMES.sourceIds]: new Tensor('int32', ids, [batch, sourceLen]) });
     const layers = Array.from({ length: this.dims.decoderLayers }, (_, i) => i);
     return {
       batch,
@@ -153,7 +144,7 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
   }
 
   /** Pads `sourceIds` (checked against the vocabulary), encodes once, repeats each row `copies` times. */
-  startDecoding(sourceIds: number[][], copies: number): OrtDecoderState {
+  async startDecoding(sourceIds: number[][], copies: number): Promise<OrtDecoderState> {
     if (sourceIds.length === 0) throw new UserError('decode: no source sentences given');
     const maxLen = Math.max(...sourceIds.map((s) => s.length));
     if (maxLen > this.maxTargetPositions) throw new UserError(`decode: a source sentence has ${maxLen} tokens, more than maxPositions ${this.maxTargetPositions}`);
@@ -167,7 +158,7 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
         flat[i * maxLen + j] = id;
       });
     });
-    const enc = this.encode(flat, sourceIds.length, maxLen);
+    const enc = await this.encode(flat, sourceIds.length, maxLen);
     const state: OrtDecoderState = {
       rows: sourceIds.length,
       step: 0,
@@ -187,7 +178,7 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
   }
 
   /** One step: `tokens` [rows] at position state.step → next-token log-probs [rows, V] (a tfjs tensor). */
-  decodeStep(state: OrtDecoderState, tokens: Int32Array | number[]): tf.Tensor2D {
+  async decodeStep(state: OrtDecoderState, tokens: Int32Array | number[]): Promise<tf.Tensor2D> {
     const { rows, step, sourceLen } = state;
     if (tokens.length !== rows) throw new UserError(`decodeStep: got ${tokens.length} tokens for ${rows} rows`);
     if (this.dims.positions && step >= this.dims.maxPositions) {
@@ -205,7 +196,7 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
       feeds[ONNX_NAMES.crossKey(i)] = new Tensor('float32', state.crossKeys[i], [rows, H, sourceLen, r]);
       feeds[ONNX_NAMES.crossValue(i)] = new Tensor('float32', state.crossValues[i], [rows, H, sourceLen, r]);
     }
-    const out = run(this.sessions().step, feeds);
+    const out = await run(this.sessions().step, feeds);
     for (let i = 0; i < this.dims.decoderLayers; i++) {
       state.selfKeys[i] = float32(out, ONNX_NAMES.presentKey(i));
       state.selfValues[i] = float32(out, ONNX_NAMES.presentValue(i));
@@ -242,10 +233,10 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
   }
 
   /** Releases both ONNX Runtime sessions. */
-  dispose(): void {
-    this.encoder?.dispose();
-    this.step?.dispose();
+  async dispose(): Promise<void> {
+    const open = [this.encoder, this.step];
     this.encoder = null;
     this.step = null;
+    await Promise.all(open.map((s) => s?.release()));
   }
 }
