@@ -17,6 +17,7 @@ import { packagePath } from '../package-root.ts';
 import { registerExperimentCommands } from './commands/experiment.ts';
 import { registerAverageCommand } from './commands/average.ts';
 import { registerBleuCommand } from './commands/bleu.ts';
+import { registerCompressCommand } from './commands/compress.ts';
 import { registerDoctorCommand } from './commands/doctor.ts';
 import { mlmOverridesFromFlags, registerMlmCommands } from './commands/mlm.ts';
 import { registerQuickstartCommand } from './commands/quickstart.ts';
@@ -60,6 +61,7 @@ export function buildProgram(io: CliIo): Command {
   registerQuickstartCommand(program, io);
   registerTranslationCommands(program, io);
   registerMlmCommands(program, io);
+  registerCompressCommand(program, io);
   registerAverageCommand(program, io);
   registerBleuCommand(program, io);
   registerExperimentCommands(program, io);

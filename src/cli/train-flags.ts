@@ -9,6 +9,7 @@ import { collect, nonNegativeInt, nonNegativeNumber, positiveInt, positiveNumber
 /** The shared flags as commander parses them (undefined = not given). */
 export interface CommonTrainFlags {
   resume?: boolean;
+  initFrom?: string;
   set?: string[];
   maxSteps?: number;
   maxEpochs?: number;
@@ -53,6 +54,14 @@ export function addBudgetFlags(command: Command, texts: TrainFlagTexts): Command
     .option('--save-every <n>', 'save a checkpoint every N updates', positiveInt)
     .option('--valid-every <n>', `validate (${texts.validates}) every N updates`, positiveInt)
     .option('--log-every <n>', 'log training loss every N updates', positiveInt);
+}
+
+/** Adds --init-from (for tasks that can start from a trained checkpoint's model). */
+export function addInitFromFlag(command: Command): Command {
+  return command.option(
+    '--init-from <dir>',
+    "start from this checkpoint's model (architecture, weights, tokenizer; e.g. a `compress` output): a new run with its own optimizer and recipe; model flags other than --dropout are refused",
+  );
 }
 
 /** Adds the optimizer recipe and factorization flags. */

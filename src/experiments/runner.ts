@@ -143,38 +143,53 @@ async function runGrid(spec: ExperimentSpec, opts: RunExperimentOptions, log: (l
   }
   const outcome: ExperimentOutcome = { ran: [], resumed: [], skipped: [] };
   for (const [i, run] of runs.entries()) {
-    const dir = runDir(opts.out, run.name);
-    const tag = `[${i + 1}/${runs.length}] ${run.name}`;
-    if (readDoneRecord(dir)) {
-      log(`${tag}: finished earlier, skipped`);
-      outcome.skipped.push(run.name);
-      continue;
-    }
-    const resume = existsSync(join(dir, RESUME_MARKER));
-    if (!resume && existsSync(dir)) {
-      // Killed before its first checkpoint: nothing to resume, and stale metrics would mix in.
-      for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
-    }
-    mkdirSync(dir, { recursive: true });
-    writeJsonAtomic(join(dir, RUN_JSON), run);
-    log(`${tag}: ${resume ? 'resuming from its checkpoint' : 'starting'}`);
-    const result = await opts.runFn(spec, run, { dir, resume, log: (line) => log(`${tag}: ${line}`) });
-    const done: DoneRecord = {
-      format: 'factorized-transformer/experiment-run@1',
-      task: spec.task,
-      run,
-      ...result,
-      compressionRatio: result.fullRankParameters > 0 ? result.numParameters / result.fullRankParameters : NaN,
-      finishedAt: new Date().toISOString(),
-    };
-    writeJsonAtomic(join(dir, DONE_JSON), done);
-    log(
-      `${tag}: done in ${(result.trainWallSeconds + result.evalWallSeconds).toFixed(0)} s; ` +
-        `valid loss ${result.finalValidLoss.toFixed(3)}${formatTest(result.test)}`,
-    );
-    (resume ? outcome.resumed : outcome.ran).push(run.name);
+    const state = await executeRun(opts.out, run, `[${i + 1}/${runs.length}] ${run.name}`, spec.task, (r, ctx) => opts.runFn(spec, r, ctx), log);
+    outcome[state].push(run.name);
   }
   return outcome;
+}
+
+/**
+ * One run of an experiment in `<out>/runs/<run.name>/`: skipped when it has done.json, resumed
+ * when it has a checkpoint_last, else (re)started in an emptied folder; done.json is written when
+ * `train` returns. The grid's loop, and the compression experiment's (compress-runner.ts).
+ */
+export async function executeRun<R extends { name: string }>(
+  out: string,
+  run: R,
+  tag: string,
+  task: ExperimentSpec['task'],
+  train: (run: R, ctx: RunContext) => Promise<RunResult>,
+  log: (line: string) => void,
+): Promise<'ran' | 'resumed' | 'skipped'> {
+  const dir = runDir(out, run.name);
+  if (readDoneRecord(dir)) {
+    log(`${tag}: finished earlier, skipped`);
+    return 'skipped';
+  }
+  const resume = existsSync(join(dir, RESUME_MARKER));
+  if (!resume && existsSync(dir)) {
+    // Killed before its first checkpoint: nothing to resume, and stale metrics would mix in.
+    for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
+  }
+  mkdirSync(dir, { recursive: true });
+  writeJsonAtomic(join(dir, RUN_JSON), run);
+  log(`${tag}: ${resume ? 'resuming from its checkpoint' : 'starting'}`);
+  const result = await train(run, { dir, resume, log: (line) => log(`${tag}: ${line}`) });
+  const done: DoneRecord = {
+    format: 'factorized-transformer/experiment-run@1',
+    task,
+    run: run as unknown as PlannedRun,
+    ...result,
+    compressionRatio: result.fullRankParameters > 0 ? result.numParameters / result.fullRankParameters : NaN,
+    finishedAt: new Date().toISOString(),
+  };
+  writeJsonAtomic(join(dir, DONE_JSON), done);
+  log(
+    `${tag}: done in ${(result.trainWallSeconds + result.evalWallSeconds).toFixed(0)} s; ` +
+      `valid loss ${result.finalValidLoss.toFixed(3)}${formatTest(result.test)}`,
+  );
+  return resume ? 'resumed' : 'ran';
 }
 
 function formatTest(test: Record<string, number> | null): string {

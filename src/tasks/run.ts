@@ -109,12 +109,13 @@ export function resumedConfig<T>(stored: T, changes: unknown, out: string): T {
 /**
  * The checkpoint folder of `dir`: DIR itself if it holds model.json, else DIR/checkpoint_best,
  * else DIR/checkpoint_last (also found when a kill left it aside between its two renames).
+ * `key` names the setting in errors (`initFrom` for a run started from a checkpoint).
  */
-export function resolveCheckpointDir(dir: string): string {
+export function resolveCheckpointDir(dir: string, key = 'checkpoint'): string {
   const found = findCheckpointFolder(dir);
   if (found !== null) return found;
-  if (!existsSync(dir)) throw new UserError(`\`checkpoint\`: '${dir}' does not exist`);
-  throw new UserError(`\`checkpoint\`: ${dir} holds no ${MODEL_JSON} (nor checkpoint_best/ or checkpoint_last/ with one)`);
+  if (!existsSync(dir)) throw new UserError(`\`${key}\`: '${dir}' does not exist`);
+  throw new UserError(`\`${key}\`: ${dir} holds no ${MODEL_JSON} (nor checkpoint_best/ or checkpoint_last/ with one)`);
 }
 
 /** The tokenizer stored in a checkpoint folder (tokenizer.json before a SentencePiece *.model). */

@@ -47,15 +47,21 @@ export const translationConfigSchema = z.strictObject({
   train: trainSectionSchema,
   data: translationDataSchema,
   decode: decodeSchema,
+  /**
+   * The checkpoint folder the run's initial weights came from (`train translation --init-from`),
+   * absolute; absent for a run from a random initialization. Provenance only: set by the task from
+   * its `initFrom` option, never by a config file or `set` (the file schema leaves it out).
+   */
+  initFrom: z.string().min(1).optional(),
 });
 export type TranslationConfig = z.infer<typeof translationConfigSchema>;
 export type TranslationConfigOverrides = DeepPartial<TranslationConfig>;
 export type Seq2SeqModelSection = TranslationConfig['model'];
 
 /** What a config file (or a set of flags) may hold: any subset of the keys, nothing else. */
-export const translationConfigFileSchema = deepPartialSchema(translationConfigSchema) as unknown as z.ZodType<TranslationConfigOverrides>;
+export const translationConfigFileSchema = deepPartialSchema(translationConfigSchema.omit({ initFrom: true })) as unknown as z.ZodType<TranslationConfigOverrides>;
 
-type PresetBody = Omit<TranslationConfig, 'task' | 'preset' | 'sourceLang' | 'targetLang'>;
+type PresetBody = Omit<TranslationConfig, 'task' | 'preset' | 'sourceLang' | 'targetLang' | 'initFrom'>;
 
 /**
  * The default every preset overrides: transformer_small (src/models/presets.ts) with shared
@@ -127,6 +133,41 @@ export function resolveTranslationConfig(opts: ResolveTranslationConfigOptions):
   });
   const config = validateConfig(translationConfigSchema, merged, where);
   checkTranslationConfig(config, blame);
+  return config;
+}
+
+/** Model keys a run started from a checkpoint (`initFrom`) may still set: regularization, not architecture. */
+export const INIT_FROM_MODEL_KEYS: readonly string[] = ['dropout', 'attentionDropout', 'activationDropout'];
+
+/**
+ * The config of a new run whose model (architecture and weights) comes from the checkpoint
+ * `initFrom` with config `source`: everything but the model resolved as for any new run, with the
+ * checkpoint's preset and languages as the defaults; the model section is the checkpoint's, where
+ * only the dropouts may be set. Any other model key that the config file or the command line sets
+ * to another value is refused by name.
+ */
+export function resolveInitFromConfig(opts: ResolveTranslationConfigOptions, source: TranslationConfig, initFrom: string): TranslationConfig {
+  const withDefaults = { ...opts, preset: opts.preset ?? source.preset, sourceLang: opts.sourceLang ?? source.sourceLang, targetLang: opts.targetLang ?? source.targetLang };
+  const { fromFile, fromFlags, where } = readConfigLayers(translationConfigFileSchema, withDefaults, TRANSLATION_PRESETS, source.preset);
+  let model = source.model;
+  for (const [layer, name] of [
+    [fromFile, opts.configFile ?? where],
+    [fromFlags, opts.flagsSource ?? 'command line'],
+  ] as const) {
+    for (const [key, value] of Object.entries(layer.model ?? {})) {
+      if (value === undefined) continue;
+      if (INIT_FROM_MODEL_KEYS.includes(key)) model = { ...model, [key]: value };
+      else if (JSON.stringify(value) !== JSON.stringify((source.model as Record<string, unknown>)[key])) {
+        throw new UserError(
+          `${name}: cannot set 'model.${key}' in a run started from a checkpoint: the architecture is that of \`initFrom\` ${initFrom} ` +
+            `('model.${key}' ${JSON.stringify((source.model as Record<string, unknown>)[key])}); only ${INIT_FROM_MODEL_KEYS.map((k) => `'model.${k}'`).join(', ')} may change`,
+        );
+      }
+    }
+  }
+  const resolved = resolveTranslationConfig(withDefaults);
+  const config: TranslationConfig = { ...resolved, model, initFrom };
+  checkTranslationConfig(config, where);
   return config;
 }
 

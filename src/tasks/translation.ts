@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { setGlobalSeed } from '../random.ts';
 import { beamSearch } from '../decode/beam-search.ts';
@@ -30,6 +30,7 @@ import { commandLineLayer } from './config.ts';
 import {
   checkTranslationConfig,
   parseStoredTranslationConfig,
+  resolveInitFromConfig,
   resolveTranslationConfig,
   seq2seqModelConfig,
   translationConfigFileSchema,
@@ -60,6 +61,12 @@ export interface TranslationTrainOptions {
   set?: string[];
   /** Continue the run in `out` from checkpoint_last. */
   resume?: boolean;
+  /**
+   * Start from this checkpoint's model (a checkpoint folder or a run folder, e.g. a `compress`
+   * output): its architecture, weights and tokenizer; everything else (optimizer, step 0, the
+   * recipe from preset/config/overrides) is a new run. Recorded as the config's `initFrom`.
+   */
+  initFrom?: string;
   progress?: ProgressMode;
   /** Status lines (tokenizer, corpus sizes, skipped lines); default: none. */
   log?: (line: string) => void;
@@ -82,9 +89,27 @@ function folderHasTokenizer(dir: string): boolean {
   return readdirSync(dir).some((f) => f === 'tokenizer.json' || f.endsWith('.model'));
 }
 
+/** The checkpoint a run starts from (`initFrom`), resolved; it must not lie in `out` (the run would replace it). */
+function initSource(initFrom: string, out: string): { dir: string; config: TranslationConfig } {
+  const dir = resolve(resolveCheckpointDir(initFrom, 'initFrom'));
+  const rel = relative(out, dir);
+  if (rel === '' || !(rel.startsWith('..') || isAbsolute(rel))) {
+    throw new UserError(`\`initFrom\` ${initFrom}: lies in \`out\` ${out}, whose checkpoints the run replaces; choose another \`out\``);
+  }
+  return { dir, config: readCheckpointConfig(dir, parseStoredTranslationConfig) };
+}
+
 /** The config of a resumed run: the stored one, where only the resume policy's keys may change (run.ts). */
 function resumeConfig(lastDir: string, opts: TranslationTrainOptions): TranslationConfig {
   const stored = readCheckpointConfig(lastDir, parseStoredTranslationConfig);
+  // A restart loop passes the same `initFrom` again: fine when it names the run's own source.
+  if (opts.initFrom !== undefined) {
+    const given = resolve(resolveCheckpointDir(opts.initFrom, 'initFrom'));
+    if (stored.initFrom !== given) {
+      const was = stored.initFrom === undefined ? 'was not started from a checkpoint' : `was started from ${stored.initFrom}`;
+      throw new UserError(`\`resume\`: the run in '${opts.out}' ${was}, not from \`initFrom\` ${given}`);
+    }
+  }
   if (opts.configFile) throw new UserError('`resume`: `configFile` cannot be combined with `resume` (the run keeps its stored config)');
   if (opts.preset && opts.preset !== stored.preset) throw new UserError(`\`resume\`: the run in '${opts.out}' uses preset '${stored.preset}', not '${opts.preset}'`);
   for (const [key, value, storedValue] of [
@@ -202,16 +227,18 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   checkDataFolder(opts.data);
   const out = resolve(opts.out);
   const { resume, lastDir } = openRunFolder(out, opts.resume, log);
-  const config = resume
-    ? resumeConfig(lastDir, opts)
-    : resolveTranslationConfig({
-        preset: opts.preset,
-        configFile: opts.configFile,
-        flags: opts.overrides,
-        set: opts.set,
-        sourceLang: opts.sourceLang,
-        targetLang: opts.targetLang,
-      });
+  const layers = {
+    preset: opts.preset,
+    configFile: opts.configFile,
+    flags: opts.overrides,
+    set: opts.set,
+    sourceLang: opts.sourceLang,
+    targetLang: opts.targetLang,
+  };
+  // A resumed run's model comes from its checkpoint_last, not from `initFrom` (resumeConfig checks it is the same run).
+  const init = !resume && opts.initFrom !== undefined ? initSource(opts.initFrom, out) : null;
+  if (init && opts.tokenizer) throw new UserError(`\`tokenizer\`: cannot be combined with \`initFrom\` (the model's vocabulary is its checkpoint's tokenizer)`);
+  const config = resume ? resumeConfig(lastDir, opts) : init ? resolveInitFromConfig(layers, init.config, init.dir) : resolveTranslationConfig(layers);
 
   // Tokenizer-training folders of runs killed outright (kill -9, OOM): their process is gone.
   removeStaleScratch(out, '.tokenizer-');
@@ -221,7 +248,7 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
   const runData = trainFiles.every((f) => existsSync(f)) ? await describeRunData(opts.data, trainFiles) : null;
   if (resume && runData) checkSameRunData(opts.out, readRunData(out), runData, 'data');
   try {
-    const tokenizer = resume ? await loadCheckpointTokenizer(lastDir) : await chooseTokenizer(opts, config, scratch, log);
+    const tokenizer = resume ? await loadCheckpointTokenizer(lastDir) : init ? await loadCheckpointTokenizer(init.dir) : await chooseTokenizer(opts, config, scratch, log);
     if (resume && opts.tokenizer) await checkResumeTokenizer(opts.tokenizer, tokenizer, opts.out);
     const train = await encodeSplit(opts.data, 'train', config, tokenizer, log);
     const valid = await encodeSplit(opts.data, 'valid', config, tokenizer, log);
@@ -230,6 +257,15 @@ export async function trainTranslation(opts: TranslationTrainOptions): Promise<T
     setGlobalSeed(config.train.seed);
     const modelConfig = seq2seqModelConfig(config, tokenizer);
     const model = new TransformerSeq2Seq(modelConfig);
+    if (init) {
+      log(`initial model: ${init.dir}`);
+      try {
+        (await loadCheckpoint(init.dir)).restoreWeightsInto(model.model);
+      } catch (err) {
+        model.dispose();
+        throw err;
+      }
+    }
     const trainBatches = new TranslationBatches(train, tokenizer, { maxTokens: config.train.maxTokens, shuffle: true, seed: config.train.seed });
     const validBatches = new TranslationBatches(valid, tokenizer, { maxTokens: config.train.maxTokens, shuffle: false, seed: 0 });
     const bleuSample = valid.source.slice(0, config.decode.validBleuSamples);

@@ -5,6 +5,9 @@
 import { Option, type Command } from 'commander';
 import { join } from 'node:path';
 import { UserError } from '../../errors.ts';
+import { isCompressExperiment, writeCompressReport } from '../../experiments/compress-report.ts';
+import { checkCompressSpec, runCompressExperiment } from '../../experiments/compress-runner.ts';
+import { parseCompressSpec, planCompressExperiment, readCompressSpecFile } from '../../experiments/compress-spec.ts';
 import { writeReport } from '../../experiments/report.ts';
 import { runExperiment, type RunFunction } from '../../experiments/runner.ts';
 import { expandGrid, loadExperimentSpec } from '../../experiments/spec.ts';
@@ -50,6 +53,8 @@ export function registerExperimentCommands(program: Command, io: CliIo = process
     .addOption(new Option('--progress <mode>', 'progress display of each training').choices(['auto', 'bar', 'lines', 'none']))
     .action(async (flags: ExperimentFlags) => {
       if (!flags.spec) throw new UserError('experiment: --spec FILE.json is required (or use `experiment report DIR`)');
+      const compressSpec = readCompressSpecFile(flags.spec);
+      if (compressSpec !== null) return runCompressSpec(parseCompressSpec(compressSpec, flags.spec), flags.spec, flags, io);
       const spec = loadExperimentSpec(flags.spec);
       checkSpecAgainstTask(spec, flags.spec);
       const out = flags.out ?? defaultExperimentDir(spec.name);
@@ -73,7 +78,26 @@ export function registerExperimentCommands(program: Command, io: CliIo = process
     .description('write report.md (tables), figures/*.svg (validation curves) and report.html (both) for an experiment folder')
     .argument('<dir>', 'experiment folder (with runs/), or a folder of run folders holding metrics.jsonl')
     .action(async (dir: string) => {
-      const files = await writeReport(dir);
+      const files = isCompressExperiment(dir) ? await writeCompressReport(dir) : await writeReport(dir);
       io.stdout(`report: ${files.markdown}\n        ${files.html}\n        ${files.figures.length} figures in ${join(dir, 'figures')}\n`);
     });
+}
+
+/** `experiment --spec` for a compression spec (`"kind": "compress"`, experiments/compress-translation.json). */
+async function runCompressSpec(spec: ReturnType<typeof parseCompressSpec>, file: string, flags: ExperimentFlags, io: CliIo): Promise<void> {
+  if (flags.only) throw new UserError('experiment: --only is not available for a compression spec (its parts depend on each other)');
+  checkCompressSpec(spec, file);
+  const out = flags.out ?? defaultExperimentDir(spec.name);
+  const parts = planCompressExperiment(spec);
+  io.stderr(`experiment ${spec.name}: ${parts.length} parts (teachers, compressions, fine-tunings, from-scratch runs) in ${out}\n`);
+  if (flags.dryRun) {
+    for (const p of parts) io.stdout(`${p.kind === 'train' ? p.run.name : `compress ${p.part.name}`}\n`);
+    return;
+  }
+  const outcome = await runCompressExperiment(spec, { out, progress: flags.progress ?? 'lines', log: (line) => io.stderr(`${line}\n`) });
+  io.stdout(`ran ${outcome.ran.length}, resumed ${outcome.resumed.length}, skipped ${outcome.skipped.length} (finished earlier)\n`);
+  if (flags.report) {
+    const files = await writeCompressReport(out);
+    io.stdout(`report: ${files.markdown}\n        ${files.html}\n`);
+  }
 }

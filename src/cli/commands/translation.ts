@@ -9,7 +9,7 @@ import { TRANSLATION_PRESETS, type TranslationConfigOverrides } from '../../task
 import { evaluateTranslation, formatEvaluation, trainTranslation, translateLines } from '../../tasks/translation.ts';
 import { formatValidLoss } from '../../train/progress.ts';
 import { commandGroup } from '../groups.ts';
-import { addBudgetFlags, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
+import { addBudgetFlags, addInitFromFlag, addOutputFlags, addRecipeFlags, commonOverridesFromFlags, type CommonTrainFlags, type TrainFlagTexts } from '../train-flags.ts';
 import type { CliIo } from '../io.ts';
 import { fileSystemProblem } from '../report-error.ts';
 import { finiteNumber, integer, nonNegativeInt, nonNegativeNumber, positiveInt } from '../options.ts';
@@ -66,7 +66,7 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--preset <name>', `model + recipe preset: ${Object.keys(TRANSLATION_PRESETS).join(', ')} (default transformer_small)`)
     .option('--config <file>', 'JSON config: any subset of {model, train, data, decode} keys (see README "Configuration")')
     .option('--tokenizer <file>', 'SentencePiece .model or tokenizer.json to use instead of the data folder\'s or a newly trained one');
-  addBudgetFlags(command, TRAIN_TEXTS).option('--keep-last <n>', 'also keep the last N checkpoint_<step> folders (for average-checkpoints)', positiveInt);
+  addInitFromFlag(addBudgetFlags(command, TRAIN_TEXTS)).option('--keep-last <n>', 'also keep the last N checkpoint_<step> folders (for average-checkpoints)', positiveInt);
   addRecipeFlags(command, TRAIN_TEXTS)
     .option('--label-smoothing <x>', 'label smoothing epsilon', nonNegativeNumber)
     .option('--rank <r>', 'explicit per-head attention rank (overrides --rank-scale)', integer)
@@ -87,11 +87,13 @@ function registerTrain(program: Command, io: CliIo): void {
         configFile: flags.config,
         tokenizer: flags.tokenizer,
         resume: flags.resume ?? false,
+        initFrom: flags.initFrom,
         overrides: overridesFromFlags(flags),
         set: flags.set,
         progress: flags.progress,
         log: (line) => io.stderr(`${line}\n`),
       }));
+      if (summary.config.initFrom) io.stdout(`initial model: ${summary.config.initFrom}\n`);
       io.stdout(
         `trained ${summary.steps} steps in ${summary.wallSeconds.toFixed(0)} s; ` +
           `${formatValidLoss(summary.finalValidLoss)}; checkpoint ${summary.outDir}\n`,
