@@ -4,7 +4,7 @@
  * preset's beam) run by ONNX Runtime on the model's ONNX export (src/onnx), with as many threads as
  * our engine, beside our tfjs decode and the PyTorch reference, all measured in this run.
  *
- * Three lines: `decode-cpu` (our tfjs engine vs PyTorch, bench/decode.ts's measurement),
+ * Three lines: `decode-cpu-tfjs` (our tfjs engine vs PyTorch, bench/decode.ts's measurement),
  * `decode-onnx` (ORT with its default spinning threads vs PyTorch; extra.vsTfjs = ORT / tfjs) and
  * `decode-onnx-nospin` (the same without spinning). Before timing, ORT's hypotheses are checked
  * equal to tfjs' on the warm-up sentences (same weights: the export reads the tfjs model).
@@ -80,7 +80,7 @@ export const run: Benchmark = async ({ quick }) => {
   // The work of bench/decode-cpu.ts.
   const work: DecodeWork = { vocab: data.vocabSize, sentences: quick ? 4 : 16, srcLen: 24, len: 20, beam: decode.beam };
   // Ours on tfjs and PyTorch, exactly as `decode-cpu` measures them.
-  const tfjsLine = await decodeResult('decode-cpu', PRESET, work);
+  const tfjsLine = await decodeResult('decode-cpu-tfjs', PRESET, work, 'tfjs');
 
   const model = new TransformerSeq2Seq(benchSeq2SeqConfig(PRESET, work.vocab));
   try {

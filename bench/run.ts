@@ -30,7 +30,8 @@ const BENCHMARKS: Record<string, BenchEntry> = {
   decode: { load: () => import('./decode.ts'), byDefault: true },
   'decode-cpu': { load: () => import('./decode-cpu.ts'), byDefault: true },
   // ONNX Runtime (optional peer dependency) on the model's ONNX export: a candidate engine (issue 17).
-  'decode-onnx': { load: () => import('./decode-onnx.ts'), byDefault: false },
+  // Our tfjs decode beside ONNX Runtime's (with and without spinning threads) and PyTorch's.
+  'decode-onnx': { load: () => import('./decode-onnx.ts'), byDefault: true },
   // Minutes per step on a software Vulkan device: only when asked for.
   gpu: { load: () => import('./gpu.ts'), byDefault: false, backend: 'webgpu' as BackendChoice },
   kernels: { load: () => import('./kernels.ts'), byDefault: true },

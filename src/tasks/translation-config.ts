@@ -5,6 +5,7 @@
  * is stored as `config.json` in every checkpoint, and `resume` / `evaluate` / `translate` read it
  * back from there.
  */
+import { DECODE_ENGINES } from '../decode/engine.ts';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
 import { attentionRankOf } from '../models/architecture.ts';
@@ -35,6 +36,8 @@ export const decodeSchema = z.strictObject({
   validBleuSamples: z.number().int().nonnegative(),
   /** Validation decodes with this beam (1 = greedy, fast). */
   validBeam: positiveInt,
+  /** Inference engine of translate, evaluate and validation BLEU (src/decode/engine.ts); absent in older config files = auto. */
+  engine: z.enum(DECODE_ENGINES).default('auto'),
 });
 export type DecodeSection = z.infer<typeof decodeSchema>;
 
@@ -72,7 +75,7 @@ const TRANSLATION_DEFAULTS: PresetBody = {
   model: { ...transformer_small, shareEmbeddings: true },
   train: TRAIN_DEFAULTS,
   data: { vocabSize: 8000, tokenizerModelType: 'unigram', maxLength: 128, longLines: 'skip' },
-  decode: { beam: 5, lenPenalty: 1, maxLenA: 1.2, maxLenB: 10, validBleuSamples: 200, validBeam: 1 },
+  decode: { beam: 5, lenPenalty: 1, maxLenA: 1.2, maxLenB: 10, validBleuSamples: 200, validBeam: 1, engine: 'auto' },
 };
 
 /** Each preset: what it changes in TRANSLATION_DEFAULTS. */

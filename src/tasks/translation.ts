@@ -13,6 +13,7 @@ import { UserError } from '../errors.ts';
 import { setGlobalSeed } from '../random.ts';
 import { beamSearch } from '../decode/beam-search.ts';
 import { greedyDecode } from '../decode/greedy.ts';
+import { openDecoder, type DecodeEngine } from '../decode/engine.ts';
 import { corpusBleu } from '../metrics/bleu.ts';
 import { corpusChrf } from '../metrics/chrf.ts';
 import { perplexity } from '../metrics/perplexity.ts';
@@ -197,6 +198,8 @@ export interface DecodeOptions {
   maxLenB: number;
   /** Sentences decoded together (default 32). */
   batchSize?: number;
+  /** Inference engine (decode/engine.ts); default 'auto'. */
+  engine?: DecodeEngine;
 }
 
 /** Decodes token sequences (without EOS) into detokenized text, batching sentences of similar length. */
@@ -206,17 +209,22 @@ export async function decodeSentences(model: TransformerSeq2Seq, tokenizer: Toke
   order.sort((a, b) => a.n - b.n || a.i - b.i);
   // Rows per decoder step = sentences × beam: keep it near 64-160 for the wasm/cpu engines.
   const batchSize = opts.batchSize ?? (opts.beam === 1 ? 64 : 32);
-  for (let start = 0; start < order.length; start += batchSize) {
-    const chunk = order.slice(start, start + batchSize);
-    const ids = chunk.map((x) => sourceForModel(sources[x.i], model.eosId, model.config.maxPositions));
-    const lengths = { maxLenA: opts.maxLenA, maxLenB: opts.maxLenB };
-    const best =
-      opts.beam === 1
-        ? await greedyDecode(model, ids, { ...lengths, lenPenalty: opts.lenPenalty })
-        : (await beamSearch(model, ids, { ...lengths, beamSize: opts.beam, lenPenalty: opts.lenPenalty })).map((h) => h[0]);
-    chunk.forEach((x, k) => {
-      out[x.i] = tokenizer.decode(best[k].tokens);
-    });
+  const { decoder, dispose } = await openDecoder(model, opts.engine ?? 'auto');
+  try {
+    for (let start = 0; start < order.length; start += batchSize) {
+      const chunk = order.slice(start, start + batchSize);
+      const ids = chunk.map((x) => sourceForModel(sources[x.i], model.eosId, model.config.maxPositions));
+      const lengths = { maxLenA: opts.maxLenA, maxLenB: opts.maxLenB };
+      const best =
+        opts.beam === 1
+          ? await greedyDecode(decoder, ids, { ...lengths, lenPenalty: opts.lenPenalty })
+          : (await beamSearch(decoder, ids, { ...lengths, beamSize: opts.beam, lenPenalty: opts.lenPenalty })).map((h) => h[0]);
+      chunk.forEach((x, k) => {
+        out[x.i] = tokenizer.decode(best[k].tokens);
+      });
+    }
+  } finally {
+    await dispose();
   }
   return out;
 }
@@ -346,6 +354,8 @@ export interface TranslateOptions {
   beam?: number;
   lenPenalty?: number;
   batchSize?: number;
+  /** Inference engine; default: the checkpoint config's decode.engine (auto). */
+  engine?: DecodeEngine;
 }
 
 /** Translates raw lines (detokenized in, detokenized out). Characters outside the vocabulary become unk. */
@@ -360,6 +370,7 @@ export async function translateLines(checkpoint: string | LoadedTranslator, line
       maxLenA: d.maxLenA,
       maxLenB: d.maxLenB,
       batchSize: opts.batchSize,
+      engine: opts.engine ?? d.engine,
     });
   } finally {
     if (typeof checkpoint === 'string') translator.dispose();
@@ -376,6 +387,8 @@ export interface EvaluateTranslationOptions {
   targetLang?: string;
   beam?: number;
   lenPenalty?: number;
+  /** Inference engine; default: the checkpoint config's decode.engine (auto). */
+  engine?: DecodeEngine;
   /** Only the first N sentences. */
   limit?: number;
   log?: (line: string) => void;
@@ -422,6 +435,7 @@ export async function evaluateTranslation(opts: EvaluateTranslationOptions): Pro
       ...config.decode,
       beam,
       lenPenalty: opts.lenPenalty ?? config.decode.lenPenalty,
+      engine: opts.engine ?? config.decode.engine,
     });
     const bleu = corpusBleu(hypotheses, [encoded.targetText]);
     const chrf = corpusChrf(hypotheses, [encoded.targetText]);

@@ -2,6 +2,7 @@
  * Translation commands: `train translation`, `evaluate translation`, `translate`.
  * The commands only parse options and print; tasks/translation.ts does the work.
  */
+import { DECODE_ENGINES, type DecodeEngine } from '../../decode/engine.ts';
 import { Option, type Command } from 'commander';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { InterruptedError, UserError } from '../../errors.ts';
@@ -32,6 +33,7 @@ interface TrainFlags extends CommonTrainFlags {
   longLines?: 'skip' | 'error';
   validBleuSamples?: number;
   beam?: number;
+  decodeEngine?: DecodeEngine;
 }
 
 /** The config keys that dedicated flags set. */
@@ -41,7 +43,7 @@ export function overridesFromFlags(f: TrainFlags): TranslationConfigOverrides {
     model: { ...common.model, attentionRank: f.rank },
     train: { ...common.train, keepLast: f.keepLast, labelSmoothing: f.labelSmoothing },
     data: { vocabSize: f.vocabSize, maxLength: f.maxLength, longLines: f.longLines },
-    decode: { validBleuSamples: f.validBleuSamples, beam: f.beam },
+    decode: { validBleuSamples: f.validBleuSamples, beam: f.beam, engine: f.decodeEngine },
   };
 }
 
@@ -74,7 +76,8 @@ function registerTrain(program: Command, io: CliIo): void {
     .option('--max-length <n>', 'longest training sentence in tokens (either side)', positiveInt)
     .addOption(new Option('--long-lines <what>', 'training pairs longer than --max-length: skip them (and report how many) or stop with an error').choices(['skip', 'error']))
     .option('--valid-bleu-samples <n>', 'BLEU on the first N valid sentences at each validation (0 = off)', nonNegativeInt)
-    .option('--beam <n>', 'beam size stored with the model for evaluate/translate', positiveInt);
+    .option('--beam <n>', 'beam size stored with the model for evaluate/translate', positiveInt)
+    .addOption(decodeEngineOption('inference engine of validation BLEU, stored with the model for evaluate/translate'));
   addOutputFlags(command, TRAIN_TEXTS)
     .action(async (flags: TrainFlags) => {
       checkOutFolderPath(flags.out);
@@ -111,6 +114,7 @@ interface EvaluateFlags {
   targetLang?: string;
   beam?: number;
   lenPenalty?: number;
+  decodeEngine?: DecodeEngine;
   limit?: number;
   output?: string;
   json?: boolean;
@@ -127,6 +131,7 @@ function registerEvaluate(program: Command, io: CliIo): void {
     .option('--target-lang <T>', "target language suffix (default: the checkpoint's)")
     .option('--beam <n>', "beam size (default: the checkpoint's config, 5 for the presets)", positiveInt)
     .option('--len-penalty <x>', 'length penalty exponent (default: the checkpoint\'s config)', finiteNumber)
+    .addOption(decodeEngineOption())
     .option('--limit <n>', 'only the first N sentences', positiveInt)
     .option('--output <file>', 'also write the translations, one per line')
     .option('--json', 'print the scores as one JSON object')
@@ -141,6 +146,7 @@ function registerEvaluate(program: Command, io: CliIo): void {
         targetLang: flags.targetLang,
         beam: flags.beam,
         lenPenalty: flags.lenPenalty,
+        engine: flags.decodeEngine,
         limit: flags.limit,
         log: (line) => io.stderr(`${line}\n`),
       });
@@ -168,6 +174,7 @@ interface TranslateFlags {
   input?: string;
   beam?: number;
   lenPenalty?: number;
+  decodeEngine?: DecodeEngine;
 }
 
 function registerTranslate(program: Command, io: CliIo): void {
@@ -178,6 +185,7 @@ function registerTranslate(program: Command, io: CliIo): void {
     .option('--input <file>', 'read sentences from this file instead of stdin')
     .option('--beam <n>', "beam size (default: the checkpoint's config)", positiveInt)
     .option('--len-penalty <x>', "length penalty exponent (default: the checkpoint's config)", finiteNumber)
+    .addOption(decodeEngineOption())
     .action(async (flags: TranslateFlags) => {
       let text: string;
       if (flags.input !== undefined) {
@@ -189,9 +197,14 @@ function registerTranslate(program: Command, io: CliIo): void {
       }
       const lines = text.split(/\r?\n/);
       if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-      const translations = await translateLines(flags.checkpoint, lines, { beam: flags.beam, lenPenalty: flags.lenPenalty });
+      const translations = await translateLines(flags.checkpoint, lines, { beam: flags.beam, lenPenalty: flags.lenPenalty, engine: flags.decodeEngine });
       io.stdout(translations.map((t) => `${t}\n`).join(''));
     });
+}
+
+/** --decode-engine: which engine decodes (src/decode/engine.ts). */
+function decodeEngineOption(what = "inference engine (default: the checkpoint's config, auto)"): Option {
+  return new Option('--decode-engine <name>', `${what}: onnx = ONNX Runtime (onnxruntime-node), tfjs = the tfjs model, auto = onnx on a CPU engine when onnxruntime-node is installed`).choices([...DECODE_ENGINES]);
 }
 
 export function registerTranslationCommands(program: Command, io: CliIo): void {
