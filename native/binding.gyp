@@ -2,9 +2,9 @@
   "targets": [
     {
       "target_name": "blas",
-      "sources": ["src/blas.c"],
+      "sources": ["src/blas.c", "src/attention.c"],
       "cflags": ["-O3", "-std=c11", "-Wall", "-Wextra"],
-      "libraries": ["-lopenblas"]
+      "libraries": ["-lopenblas", "-lpthread"]
     }
   ]
 }

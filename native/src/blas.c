@@ -246,6 +246,8 @@ static napi_value get_config(napi_env env, napi_callback_info info) {
   return out;
 }
 
+napi_status register_attention(napi_env env, napi_value exports); /* attention.c */
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"gemmBatched", NULL, gemm_batched, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -256,6 +258,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"config", NULL, get_config, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
+  if (register_attention(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

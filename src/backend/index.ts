@@ -30,6 +30,7 @@ import { registerUnsortedSegmentSum } from './kernels/unsortedSegmentSum.ts';
 import { registerWasmMatMul } from './kernels/matMul.ts';
 import { registerCrossEntropyGrad } from './kernels/crossEntropy.ts';
 import { registerVectorizedTileGradient } from './kernels/tileGradient.ts';
+import { registerFusedAttention } from './kernels/attention.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
 import { gpuDeviceNodeVisible, probeWebGpu, startWebGpu, webGpuStatus, type WebGpuStatus } from './webgpu.ts';
@@ -141,6 +142,7 @@ async function prepareWasm(): Promise<void> {
   matMulPath = registerWasmMatMul(native.blas).path;
   registerUnsortedSegmentSum('wasm');
   registerCrossEntropyGrad('wasm', native.blas);
+  if (native.blas) registerFusedAttention('wasm', native.blas); // without the addon the layer's op path is faster (XNNPACK)
   wasmPrepared = true;
 }
 
@@ -148,6 +150,7 @@ async function prepareWasm(): Promise<void> {
 function registerSharedKernels(): void {
   registerUnsortedSegmentSum('cpu');
   registerCrossEntropyGrad('cpu', loadNativeBlas().blas);
+  registerFusedAttention('cpu', loadNativeBlas().blas);
   registerVectorizedTileGradient();
 }
 
