@@ -142,7 +142,8 @@ async function prepareWasm(): Promise<void> {
   matMulPath = registerWasmMatMul(native.blas).path;
   registerUnsortedSegmentSum('wasm');
   registerCrossEntropyGrad('wasm', native.blas);
-  if (native.blas) registerFusedAttention('wasm', native.blas); // without the addon the layer's op path is faster (XNNPACK)
+  // Without the addon the layer keeps its op path on wasm: its products run on XNNPACK, JS loops would be slower.
+  if (native.blas) registerFusedAttention('wasm', native.blas);
   wasmPrepared = true;
 }
 
