@@ -248,6 +248,7 @@ static napi_value get_config(napi_env env, napi_callback_info info) {
 
 int register_fused(napi_env env, napi_value exports); /* fused.c */
 napi_status register_reduce(napi_env env, napi_value exports); /* reduce.c */
+napi_status register_attention(napi_env env, napi_value exports); /* attention.c */
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -261,6 +262,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props) != napi_ok) return NULL;
   if (!register_fused(env, exports)) return NULL;
   if (register_reduce(env, exports) != napi_ok) return NULL;
+  if (register_attention(env, exports) != napi_ok) return NULL;
   return exports;
 }
 

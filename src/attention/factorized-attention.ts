@@ -32,6 +32,7 @@ import { writeFactorPair } from '../factorized/dense.ts';
 import { hostRandomUniform } from '../factorized/host-random.ts';
 import type { FactorPair } from '../factorized/frobenius.ts';
 import type { AttentionCache } from './cache.ts';
+import { ATTENTION_MASK_VALUE, fusedAttention, hasFusedAttention } from '../backend/kernels/attention.ts';
 import { asComputedMask, checkedInputMask, paddingFromMasks, takeMask } from './keras-mask.ts';
 
 export interface FactorizedMultiHeadAttentionConfig {
@@ -73,8 +74,8 @@ export interface AttendOptions {
 }
 
 /** Added to masked logits: large enough to zero a softmax weight exactly in float32, finite so an
- * all-masked row gives a uniform distribution instead of NaN. */
-const MASK_VALUE = -1e9;
+ * all-masked row gives a uniform distribution instead of NaN. The fused kernel adds the same value. */
+const MASK_VALUE = ATTENTION_MASK_VALUE;
 
 type Kwargs = Record<string, unknown>;
 
@@ -311,13 +312,7 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
         layouts ? layouts.queryBias : this.biasLayout(this.queryBias, scale),
       );
       const { key, value } = this.keysAndValues(query, memory, opts.cache, layouts);
-      const S = key.shape[2] as number;
-      let logits: tf.Tensor4D = tf.matMul(q, key as tf.Tensor4D, false, true); // [B, H, T, S]
-      const mask = this.additiveMask(B, T, S, opts);
-      if (mask) logits = tf.add(logits, mask);
-      let probs = tf.softmax(logits);
-      probs = seededDropout(probs, this.dropout, opts.training === true);
-      const context = tf.matMul(probs, value as tf.Tensor4D); // [B, H, T, r]
+      const context = this.weightedValues(q, key as tf.Tensor4D, value as tf.Tensor4D, opts); // [B, H, T, r]
       const merged = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [B * T, H * r]);
       let out: tf.Tensor2D = tf.matMul(merged, tf.reshape(this.outputFactor.read(), [H * r, d]));
       if (this.outputBias) out = tf.add(out, this.outputBias.read());
@@ -357,17 +352,50 @@ export class FactorizedMultiHeadAttention extends tf.layers.Layer {
     return { key, value };
   }
 
-  /** Key-padding and causal masks as one additive tensor broadcastable to [B, H, T, S], or null. */
-  private additiveMask(B: number, T: number, S: number, opts: AttendOptions): tf.Tensor | null {
-    let mask: tf.Tensor | null = null;
-    if (opts.keyPaddingMask) {
-      const m = opts.keyPaddingMask;
-      if (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== S) {
-        throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': keyPaddingMask must be [${B}, ${S}] (1 = pad); got [${m.shape}]`);
-      }
-      mask = tf.mul(tf.reshape(tf.cast(m, 'float32'), [B, 1, 1, S]), MASK_VALUE);
+  /**
+   * softmax(q·kᵀ + M) (with attention dropout in training) · v, per head: q [B, H, T, r] (already
+   * scaled), k and v [B, H, S, r] → [B, H, T, r]. On an engine with the fused kernel
+   * (backend/kernels/attention.ts: wasm with the native addon, cpu) one kernel that keeps no
+   * [B, H, T, S] tensor for the backward pass; elsewhere (tensorflow, webgpu, wasm without the
+   * addon) the ops below. Both draw one dropout seed from the process-wide stream when they drop,
+   * so fusing leaves every other random draw of a run where it was.
+   */
+  private weightedValues(q: tf.Tensor4D, key: tf.Tensor4D, value: tf.Tensor4D, opts: AttendOptions): tf.Tensor4D {
+    const [B, , T] = q.shape;
+    const S = key.shape[2];
+    const padding = this.paddingMask(B, S, opts);
+    const causal = opts.causal ?? this.causal;
+    const dropping = opts.training === true && this.dropout > 0;
+    if (hasFusedAttention()) {
+      return fusedAttention(q, key, value, {
+        keyPadding: padding ?? undefined,
+        causal,
+        dropout: dropping ? this.dropout : 0,
+        seed: dropping ? globalRandom.nextSeed() : 0,
+      });
     }
-    if (opts.causal ?? this.causal) {
+    let logits: tf.Tensor4D = tf.matMul(q, key, false, true); // [B, H, T, S]
+    const mask = this.additiveMask(B, T, S, padding, causal);
+    if (mask) logits = tf.add(logits, mask);
+    const probs = seededDropout(tf.softmax(logits), this.dropout, opts.training === true);
+    return tf.matMul(probs, value);
+  }
+
+  /** The key-padding mask as float32 [B, S] (1 = pad), or null when there is none. */
+  private paddingMask(B: number, S: number, opts: AttendOptions): tf.Tensor2D | null {
+    const m = opts.keyPaddingMask;
+    if (!m) return null;
+    if (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== S) {
+      throw new InternalError(`FactorizedMultiHeadAttention '${this.name}': keyPaddingMask must be [${B}, ${S}] (1 = pad); got [${m.shape}]`);
+    }
+    return tf.cast(m, 'float32');
+  }
+
+  /** Key-padding and causal masks as one additive tensor broadcastable to [B, H, T, S], or null. */
+  private additiveMask(B: number, T: number, S: number, padding: tf.Tensor2D | null, causal: boolean): tf.Tensor | null {
+    let mask: tf.Tensor | null = null;
+    if (padding) mask = tf.mul(tf.reshape(padding, [B, 1, 1, S]), MASK_VALUE);
+    if (causal) {
       const rows = tf.reshape(tf.range(S - T, S, 1, 'int32'), [T, 1]);
       const cols = tf.reshape(tf.range(0, S, 1, 'int32'), [1, S]);
       const future = tf.mul(tf.cast(tf.greater(cols, rows), 'float32'), MASK_VALUE).reshape([1, 1, T, S]);

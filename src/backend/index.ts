@@ -35,6 +35,7 @@ import { registerVectorizedTileGradient } from './kernels/tileGradient.ts';
 import { registerWasmReduce } from './kernels/reduce.ts';
 import { registerWasmGather } from './kernels/gather.ts';
 import { registerWasmIdentity } from './kernels/identity.ts';
+import { registerFusedAttention } from './kernels/attention.ts';
 import { loadNativeBlas } from './native.ts';
 import { registerThreadedWasm, restoreStockWasm, TFJS_WASM_VERSION } from './wasmThreads.ts';
 import { gpuDeviceNodeVisible, probeWebGpu, startWebGpu, webGpuStatus, type WebGpuStatus } from './webgpu.ts';
@@ -151,6 +152,8 @@ async function prepareWasm(): Promise<void> {
   registerWasmReduce(native.blas);
   registerWasmGather();
   registerWasmIdentity();
+  // Without the addon the layer keeps its op path on wasm: its products run on XNNPACK, JS loops would be slower.
+  if (native.blas) registerFusedAttention('wasm', native.blas);
   wasmPrepared = true;
 }
 
@@ -160,6 +163,7 @@ function registerSharedKernels(): void {
   registerCrossEntropyGrad('cpu', loadNativeBlas().blas);
   registerGelu('cpu', loadNativeBlas().blas);
   registerLayerNorm('cpu', loadNativeBlas().blas);
+  registerFusedAttention('cpu', loadNativeBlas().blas);
   registerVectorizedTileGradient();
 }
 

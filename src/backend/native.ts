@@ -74,6 +74,53 @@ export interface NativeBlas {
    * (native/src/reduce.c; kernels/reduce.ts). divisor: 1 for a sum, the reduce size for a mean.
    */
   reduceSum(x: Float32Array, out: Float32Array, outer: number, reduce: number, inner: number, divisor: number): void;
+  /**
+   * Fused attention forward (native/src/attention.c; kernels/attention.ts has the semantics):
+   * q [B,H,T,r], k [B,H,S,r], v [B,H,S,rv], pad [B,S] or null → out [B,H,T,rv] and the row
+   * statistics [B,H,T,2] (max logit m, log Σ exp(x − m));
+   * the (b, h) slices split over `threads` threads.
+   */
+  attentionForward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    pad: Float32Array | null,
+    out: Float32Array,
+    stats: Float32Array,
+    B: number,
+    H: number,
+    T: number,
+    S: number,
+    r: number,
+    rv: number,
+    causal: boolean,
+    dropout: number,
+    seed: number,
+    threads: number,
+  ): void;
+  /** Its gradient: given the forward's out, stats and dout = ∂L/∂out, writes dq, dk, dv. */
+  attentionBackward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    pad: Float32Array | null,
+    out: Float32Array,
+    stats: Float32Array,
+    dout: Float32Array,
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+    B: number,
+    H: number,
+    T: number,
+    S: number,
+    r: number,
+    rv: number,
+    causal: boolean,
+    dropout: number,
+    seed: number,
+    threads: number,
+  ): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   /** e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... SkylakeX MAX_THREADS=64". */
