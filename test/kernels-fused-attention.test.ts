@@ -18,6 +18,7 @@ import {
   fusedAttention,
   hasFusedAttention,
   registerFusedAttention,
+  MIN_PARALLEL_MADDS,
 } from '../src/backend/kernels/attention.ts';
 import { loadNativeBlas } from '../src/backend/native.ts';
 import { FactorizedMultiHeadAttention } from '../src/attention/factorized-attention.ts';
@@ -225,7 +226,9 @@ describe.skipIf(!native.blas)(`native kernel on wasm${native.blas ? '' : ` (skip
   it('runs the (b, h) slices on several threads with the same result as on one', () => {
     const blas = native.blas!;
     const threads = blas.getNumThreads();
-    const c: Case = { name: '', B: 3, H: 4, T: 17, S: 23, r: 8, rv: 5, causal: true, pad: 'some' };
+    // Large enough to be split over threads at all (smaller calls run serially).
+    const c: Case = { name: '', B: 2, H: 4, T: 128, S: 136, r: 32, rv: 24, causal: true, pad: 'some' };
+    expect(c.B * c.H * c.T * c.S * (c.r + c.rv)).toBeGreaterThan(MIN_PARALLEL_MADDS);
     tf.tidy(() => {
       const { q, k, v, w, pad } = inputsOf(c, 41);
       const run = (n: number) => {

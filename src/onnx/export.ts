@@ -31,6 +31,7 @@ import { sinusoidalTable, TokenEmbedding } from '../models/embedding.ts';
 import type { TransformerSeq2Seq } from '../models/seq2seq.ts';
 import type { TransformerDecoderBlock, TransformerEncoderBlock } from '../models/blocks.ts';
 import { GraphBuilder } from './graph.ts';
+import { ATTENTION_MASK_VALUE } from '../backend/kernels/attention.ts';
 
 /** Graph input/output names (shared by the exporter and the runtime). */
 export const ONNX_NAMES = {
@@ -48,12 +49,8 @@ export const ONNX_NAMES = {
   presentValue: (i: number) => `present_value_${i}`,
 };
 
-/**
- * The additive logit for a padded key. Must equal MASK_VALUE in attention/factorized-attention.ts
- * (not exported there): large enough to zero a softmax weight in float32, finite so an all-masked
- * row stays finite.
- */
-const MASK_VALUE = -1e9;
+/** The additive logit for a padded or future key: the tfjs layer's own (one declaration). */
+const MASK_VALUE = ATTENTION_MASK_VALUE;
 
 export interface Seq2SeqOnnxGraphs {
   /** Serialized ModelProto of the encoder graph. */

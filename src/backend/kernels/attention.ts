@@ -278,14 +278,27 @@ function dimsOf(inputs: ForwardInputs, attrs: AttentionAttrs): AttentionDims {
 type Forward = typeof attentionForwardValues;
 type Backward = typeof attentionBackwardValues;
 
+/**
+ * Below this many multiply-adds (per pass) a call runs on the caller's thread alone: starting
+ * threads and switching OpenBLAS to one thread and back costs more than it saves on small problems
+ * (a beam step's single query row per slice: 1.7 ms threaded vs 0.2 ms serial, measured).
+ */
+export const MIN_PARALLEL_MADDS = 4e6;
+
+/** Threads for one call: the BLAS threads, or 1 below MIN_PARALLEL_MADDS. */
+function threadsFor(d: { B: number; H: number; T: number; S: number; r: number; rv: number }, native: NativeBlas, backward: boolean): number {
+  const madds = d.B * d.H * d.T * d.S * (d.r + d.rv) * (backward ? 2 : 1);
+  return madds < MIN_PARALLEL_MADDS ? 1 : native.getNumThreads();
+}
+
 function nativeForward(native: NativeBlas): Forward {
   return (q, k, v, pad, d, out, stats) =>
-    native.attentionForward(q, k, v, pad, out, stats, d.B, d.H, d.T, d.S, d.r, d.rv, d.causal, d.dropout, d.seed, native.getNumThreads());
+    native.attentionForward(q, k, v, pad, out, stats, d.B, d.H, d.T, d.S, d.r, d.rv, d.causal, d.dropout, d.seed, threadsFor(d, native, false));
 }
 
 function nativeBackward(native: NativeBlas): Backward {
   return (q, k, v, pad, out, stats, dout, d, dq, dk, dv) =>
-    native.attentionBackward(q, k, v, pad, out, stats, dout, dq, dk, dv, d.B, d.H, d.T, d.S, d.r, d.rv, d.causal, d.dropout, d.seed, native.getNumThreads());
+    native.attentionBackward(q, k, v, pad, out, stats, dout, dq, dk, dv, d.B, d.H, d.T, d.S, d.r, d.rv, d.causal, d.dropout, d.seed, threadsFor(d, native, true));
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
