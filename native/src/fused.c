@@ -16,9 +16,66 @@
  */
 #include <node_api.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The BLAS thread count (FT_THREADS, set through setNumThreads) also sizes the elementwise loops. */
+extern int openblas_get_num_threads(void) __attribute__((weak));
+
+/*
+ * The elementwise loops are compiled twice, for AVX2+FMA (8 lanes) and for the baseline x86-64
+ * (SSE2, 4 lanes), and the loader picks the clone the CPU runs (GCC/Clang function multi-
+ * versioning). -march=native is not an option: the addon may run on another machine than the one
+ * that built it (the GPU bundle).
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* Elements per thread below which an elementwise loop stays on one thread (thread start-up ~30 µs). */
+#define MIN_ELEMENTS_PER_THREAD 65536
+
+typedef void (*range_fn)(void *ctx, size_t begin, size_t end);
+
+typedef struct {
+  range_fn fn;
+  void *ctx;
+  size_t begin, end;
+} range_job;
+
+static void *run_range(void *arg) {
+  const range_job *job = arg;
+  job->fn(job->ctx, job->begin, job->end);
+  return NULL;
+}
+
+/* fn over [0, n) in contiguous chunks on up to the BLAS thread count (the caller's thread included). */
+static void parallel_for(size_t n, range_fn fn, void *ctx) {
+  int threads = openblas_get_num_threads ? openblas_get_num_threads() : 1;
+  if (threads > 16) threads = 16;
+  const size_t most = n / MIN_ELEMENTS_PER_THREAD;
+  if ((size_t)threads > most) threads = most > 0 ? (int)most : 1;
+  range_job jobs[16];
+  pthread_t ids[16];
+  const size_t chunk = (n + (size_t)threads - 1) / (size_t)threads;
+  int started = 0;
+  for (int t = 1; t < threads; t++) {
+    const size_t begin = (size_t)t * chunk, end = begin + chunk < n ? begin + chunk : n;
+    if (begin >= end) break;
+    jobs[t] = (range_job){fn, ctx, begin, end};
+    if (pthread_create(&ids[started], NULL, run_range, &jobs[t]) != 0) {
+      fn(ctx, begin, end); /* could not start a thread: do its part here */
+      continue;
+    }
+    started++;
+  }
+  fn(ctx, 0, chunk < n ? chunk : n);
+  for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
+}
 
 #define LANES 8
 
@@ -50,7 +107,7 @@ static int get_args(napi_env env, napi_callback_info info, size_t want, napi_val
 }
 
 /* e^x for x in [-87, 88] (clamped), ~2 ulp: 2^k · p(r), r = x − k·ln2 in [−ln2/2, ln2/2]. */
-static inline float exp_poly(float x) {
+__attribute__((always_inline)) static inline float exp_poly(float x) {
   /* Ternaries, not fminf/fmaxf: those keep NaN semantics that block vectorization. */
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
@@ -72,7 +129,7 @@ static inline float exp_poly(float x) {
 }
 
 /* Φ(x) = erfc(−x/√2) / 2, with erfc(z) for z ≥ 0 from Numerical Recipes' erfcc and 2 − erfc(|z|) below 0. */
-static inline float normal_cdf(float x) {
+__attribute__((always_inline)) static inline float normal_cdf(float x) {
   const float z = -x * 0.70710678118654752f;
   const float az = fabsf(z);
   const float t = 1.0f / (1.0f + 0.5f * az);
@@ -87,6 +144,30 @@ static inline float normal_cdf(float x) {
   return 0.5f * erfc_z;
 }
 
+typedef struct {
+  const float *x, *dy;
+  float *out;
+} gelu_args;
+
+VECTOR_CLONES static void gelu_forward_range(void *ctx, size_t begin, size_t end) {
+  const gelu_args *a = ctx;
+  const float *restrict x = a->x;
+  float *restrict out = a->out;
+  for (size_t i = begin; i < end; i++) out[i] = x[i] * normal_cdf(x[i]);
+}
+
+VECTOR_CLONES static void gelu_grad_range(void *ctx, size_t begin, size_t end) {
+  const gelu_args *a = ctx;
+  const float *restrict x = a->x;
+  const float *restrict dy = a->dy;
+  float *restrict out = a->out;
+  for (size_t i = begin; i < end; i++) {
+    const float v = x[i];
+    const float pdf = 0.39894228040143268f * exp_poly(-0.5f * v * v);
+    out[i] = dy[i] * (normal_cdf(v) + v * pdf);
+  }
+}
+
 /* geluForward(x, out): out = x · Φ(x). */
 static napi_value gelu_forward(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -97,7 +178,8 @@ static napi_value gelu_forward(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "geluForward: x and out must be Float32Arrays, out at least as long as x");
     return NULL;
   }
-  for (size_t i = 0; i < n; i++) out[i] = x[i] * normal_cdf(x[i]);
+  gelu_args args = {x, NULL, out};
+  parallel_for(n, gelu_forward_range, &args);
   return NULL;
 }
 
@@ -112,11 +194,8 @@ static napi_value gelu_grad(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "geluGrad: x, dy, out must be Float32Arrays of the same length");
     return NULL;
   }
-  for (size_t i = 0; i < n; i++) {
-    const float v = x[i];
-    const float pdf = 0.39894228040143268f * exp_poly(-0.5f * v * v);
-    out[i] = dy[i] * (normal_cdf(v) + v * pdf);
-  }
+  gelu_args args = {x, dy, out};
+  parallel_for(n, gelu_grad_range, &args);
   return NULL;
 }
 
