@@ -457,4 +457,20 @@ describe('Trainer', () => {
     void labelSmoothedCrossEntropy;
     void PAD;
   });
+
+  it('a wasm abort in a step (the engine out of its 4 GB heap) is a one-line UserError that says how to go on', async () => {
+    const model = buildToyModel(TOY);
+    const aborting: LossFn<ToyBatch> = () => {
+      throw new WebAssembly.RuntimeError('Aborted(). Build with -sASSERTIONS for more info.');
+    };
+    const run = new Trainer(baseOptions(model, { maxSteps: 2, lossFn: aborting })).train();
+    await expect(run).rejects.toThrow(UserError);
+    await expect(new Trainer(baseOptions(model, { maxSteps: 2, lossFn: aborting })).train()).rejects.toThrow(/ran out of memory.*`train\.maxTokens`.*resume/);
+    // Any other failure is not dressed up as one.
+    const other: LossFn<ToyBatch> = () => {
+      throw new RangeError('something else');
+    };
+    await expect(new Trainer(baseOptions(model, { maxSteps: 2, lossFn: other })).train()).rejects.toThrow(RangeError);
+    model.dispose();
+  });
 });

@@ -527,13 +527,19 @@ export class Trainer<B> {
       }
       let numTokens = 0;
       let nll: tf.Scalar | undefined;
-      const { value, grads: g } = tf.variableGrads(() => {
-        const out = this.options.lossFn(next.value, { training: true });
-        numTokens = out.numTokens;
-        // variableGrads disposes everything but its return value; keep the extra output.
-        if (out.nllLoss) nll = tf.keep(out.nllLoss);
-        return out.loss;
-      }, this.variables);
+      let step: { value: tf.Scalar; grads: tf.NamedTensorMap };
+      try {
+        step = tf.variableGrads(() => {
+          const out = this.options.lossFn(next.value, { training: true });
+          numTokens = out.numTokens;
+          // variableGrads disposes everything but its return value; keep the extra output.
+          if (out.nllLoss) nll = tf.keep(out.nllLoss);
+          return out.loss;
+        }, this.variables);
+      } catch (err) {
+        throw outOfEngineMemory(err) ?? err;
+      }
+      const { value, grads: g } = step;
       // No read here: the values stay on the device until applyUpdate's single read.
       losses.push(value);
       if (nll) {
@@ -680,4 +686,16 @@ export class Trainer<B> {
   dispose(): void {
     this.optimizer.dispose();
   }
+}
+
+/**
+ * The wasm engine aborts (a WebAssembly.RuntimeError "Aborted()") when a step needs more than its
+ * 4 GB heap; its module is dead after that, so the run cannot go on in this process. Said as what
+ * it is, with the way out; the last checkpoint on disk is untouched (written atomically before).
+ */
+function outOfEngineMemory(err: unknown): UserError | null {
+  if (!(err instanceof WebAssembly.RuntimeError) || !/Aborted\(/.test(err.message)) return null;
+  return new UserError(
+    `the ${tf.getBackend()} engine ran out of memory in a training step (its heap is limited to 4 GB): lower \`train.maxTokens\` (or \`data.maxLength\`) and resume from the last checkpoint`,
+  );
 }
