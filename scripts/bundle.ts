@@ -32,8 +32,14 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TOP = 'ft-gpu';
 
+/**
+ * Optional packages the bundle leaves out: ONNX Runtime (the CPU decode engine; native binaries for
+ * every platform, ~100 MB) is not what a GPU bundle is for, and decoding falls back to the tfjs
+ * model when it cannot be loaded (src/decode/engine.ts).
+ */
+const NOT_SHIPPED = ['onnxruntime-node'];
 /** Packages that stay files under app/node_modules instead of being compiled in (see the header). */
-const EXTERNAL = ['@tensorflow/*', 'webgpu'];
+const EXTERNAL = ['@tensorflow/*', 'webgpu', ...NOT_SHIPPED];
 /** Packages the code loads by computed specifiers (webgpu.ts resolves `webgpu`, then imports its file URL). */
 const ALWAYS_SHIPPED = ['webgpu', '@tensorflow/tfjs-backend-webgpu', '@tensorflow/tfjs-backend-wasm'];
 /** Files Node loads by computed paths, which a static trace cannot see. */
@@ -203,7 +209,9 @@ function walk(dir: string): string[] {
 async function shipPackages(appDir: string, imports: string[]): Promise<string[]> {
   // Optional imports of packages that are not installed (e.g. vega's `canvas`, in a try) stay
   // unresolved, exactly as when running from the repository.
-  const externals = [...new Set([...ALWAYS_SHIPPED, ...imports])].filter((p) => existsSync(join(ROOT, 'node_modules', packageName(p))));
+  const externals = [...new Set([...ALWAYS_SHIPPED, ...imports])].filter(
+    (p) => !NOT_SHIPPED.includes(packageName(p)) && existsSync(join(ROOT, 'node_modules', packageName(p))),
+  );
   for (const p of ALWAYS_SHIPPED) {
     if (!externals.includes(p)) throw new BundleError(`node_modules/${p} is missing: run npm ci (optional dependencies included) first`);
   }

@@ -263,6 +263,36 @@ describe('plain-JS kernel on cpu (no addon)', () => {
   kernelSuite();
 });
 
+describe('on cpu, a padding mask cast from bool', () => {
+  let previous = '';
+  beforeAll(async () => {
+    previous = tf.getBackend();
+    await tf.setBackend('cpu');
+  });
+  afterAll(async () => {
+    await tf.setBackend(previous);
+  });
+  it('reads as the same float mask (the cpu backend keeps the bool tensor\'s Uint8Array on cast), native and JS', () => {
+    for (const blas of [native.blas, undefined]) {
+      registerFusedAttention('cpu', blas);
+      tf.tidy(() => {
+        const [B, H, T, S, r] = [2, 2, 3, 5, 4];
+        const q = tf.randomNormal([B, H, T, r], 0, 1, 'float32', 1) as tf.Tensor4D;
+        const k = tf.randomNormal([B, H, S, r], 0, 1, 'float32', 2) as tf.Tensor4D;
+        const v = tf.randomNormal([B, H, S, r], 0, 1, 'float32', 3) as tf.Tensor4D;
+        const ids = tf.tensor2d([[5, 6, 7, 0, 0], [5, 6, 7, 8, 0]], [B, S], 'int32');
+        const castMask = tf.cast(tf.equal(ids, 0), 'float32') as tf.Tensor2D;
+        const floatMask = tf.tensor2d([[0, 0, 0, 1, 1], [0, 0, 0, 0, 1]], [B, S], 'float32');
+        const attrs = { causal: false, dropout: 0, seed: 1 };
+        const viaCast = fusedAttention(q, k, v, { ...attrs, keyPadding: castMask });
+        const viaFloat = fusedAttention(q, k, v, { ...attrs, keyPadding: floatMask });
+        expect(maxAbsDiff(viaCast, viaFloat)).toBe(0);
+      });
+    }
+    registerFusedAttention('cpu', native.blas);
+  });
+});
+
 describe.skipIf(!native.blas)('the attention layer, fused vs op path', () => {
   const H = 2;
   const d = 8;

@@ -42,8 +42,13 @@ export interface TokenEmbeddingConfig {
   spectralInit?: FactorSpectralInit;
 }
 
-/** fairseq's sinusoidal table: [sin(p·ω_i) | cos(p·ω_i)], ω_i = 10000^(−i/(d/2 − 1)); odd d gets a zero column. */
+/** fairseq's sinusoidal table as a tensor [numPositions, dim]; see sinusoidalValues. */
 export function sinusoidalTable(numPositions: number, dim: number): tf.Tensor2D {
+  return tf.tensor2d(sinusoidalValues(numPositions, dim), [numPositions, dim]);
+}
+
+/** fairseq's sinusoidal table, row-major: [sin(p·ω_i) | cos(p·ω_i)], ω_i = 10000^(−i/(d/2 − 1)); odd d gets a zero column. */
+export function sinusoidalValues(numPositions: number, dim: number): Float32Array {
   const half = Math.floor(dim / 2);
   const step = half > 1 ? Math.log(10000) / (half - 1) : 0;
   const data = new Float32Array(numPositions * dim);
@@ -54,7 +59,7 @@ export function sinusoidalTable(numPositions: number, dim: number): tf.Tensor2D 
       data[p * dim + half + i] = Math.cos(angle);
     }
   }
-  return tf.tensor2d(data, [numPositions, dim]);
+  return data;
 }
 
 /** fairseq zeroes the padding row of its embeddings. */

@@ -27,7 +27,7 @@ import { InternalError, UserError } from '../errors.ts';
 import { FactorizedDense } from '../factorized/index.ts';
 import { FactorizedMultiHeadAttention } from '../attention/index.ts';
 import { LayerNorm } from '../models/layer-norm.ts';
-import { sinusoidalTable, TokenEmbedding } from '../models/embedding.ts';
+import { sinusoidalValues, TokenEmbedding } from '../models/embedding.ts';
 import type { TransformerSeq2Seq } from '../models/seq2seq.ts';
 import type { TransformerDecoderBlock, TransformerEncoderBlock } from '../models/blocks.ts';
 import { GraphBuilder } from './graph.ts';
@@ -61,32 +61,48 @@ export interface Seq2SeqOnnxGraphs {
   dims: { decoderLayers: number; numHeads: number; rank: number; modelDim: number; vocabSize: number; maxPositions: number; positions: boolean };
 }
 
-/** Builds both graphs from the model's current weights (read synchronously: a CPU engine). */
-export function exportSeq2SeqToOnnx(model: TransformerSeq2Seq): Seq2SeqOnnxGraphs {
+/**
+ * Builds both graphs from the model's current weights. The weights are read first, all at once
+ * and asynchronously (`await data()`: no synchronous read on any engine); the graphs are then
+ * built synchronously from that snapshot.
+ */
+export async function exportSeq2SeqToOnnx(model: TransformerSeq2Seq): Promise<Seq2SeqOnnxGraphs> {
   const c = model.config;
   const attention = model.decoderBlocks[0]?.crossAttention;
   if (!attention) throw new UserError('ONNX export: the model has no decoder layers');
-  return {
-    encoder: encoderGraph(model).encode(),
-    decoderStep: decoderStepGraph(model).encode(),
-    dims: {
-      decoderLayers: model.decoderBlocks.length,
-      numHeads: attention.numHeads,
-      rank: attention.rank,
-      modelDim: c.modelDim,
-      vocabSize: c.tgtVocabSize,
-      maxPositions: model.targetEmbedding.maxPositions,
-      positions: model.targetEmbedding.positions !== 'none',
-    },
-  };
+  const variables = model.model.weights;
+  const read = await Promise.all(variables.map((v) => v.read().data() as Promise<Float32Array>));
+  weightSnapshot = new Map(variables.map((v, i) => [v, read[i]]));
+  try {
+    return {
+      encoder: encoderGraph(model).encode(),
+      decoderStep: decoderStepGraph(model).encode(),
+      dims: {
+        decoderLayers: model.decoderBlocks.length,
+        numHeads: attention.numHeads,
+        rank: attention.rank,
+        modelDim: c.modelDim,
+        vocabSize: c.tgtVocabSize,
+        maxPositions: model.targetEmbedding.maxPositions,
+        positions: model.targetEmbedding.positions !== 'none',
+      },
+    };
+  } finally {
+    weightSnapshot = null;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Weights
 
+/** The values of every model variable while a (synchronous) graph build runs; see exportSeq2SeqToOnnx. */
+let weightSnapshot: Map<tf.LayerVariable, Float32Array> | null = null;
+
 function values(v: tf.LayerVariable | null, what: string): Float32Array {
   if (!v) throw new InternalError(`ONNX export: ${what} is missing`);
-  return v.read().dataSync() as Float32Array;
+  const snapshot = weightSnapshot?.get(v);
+  if (!snapshot) throw new InternalError(`ONNX export: ${what} (${v.name}) was not read before the graph build`);
+  return snapshot;
 }
 
 /** factor [H, d, r] → [d, H·r] (the layer's headLayout), times `scale` in float32 as tf.mul does. */
@@ -268,10 +284,7 @@ function positionTable(g: GraphBuilder, emb: TokenEmbedding, prefix: string): st
   if (emb.positions === 'none') return null;
   const d = emb.modelDim;
   if (emb.positions === 'learned') return g.float(`${prefix}/positions`, values(emb.positionEmbeddings, 'positionEmbeddings'), [emb.maxPositions, d]);
-  const table = sinusoidalTable(emb.maxPositions, d);
-  const data = table.dataSync() as Float32Array;
-  table.dispose();
-  return g.float(`${prefix}/positions`, data, [emb.maxPositions, d]);
+  return g.float(`${prefix}/positions`, sinusoidalValues(emb.maxPositions, d), [emb.maxPositions, d]);
 }
 
 function scaleEmbedding(g: GraphBuilder, x: string, emb: TokenEmbedding, prefix: string): string {

@@ -117,7 +117,7 @@ export class OrtSeq2SeqDecoder implements DecoderStepModel<OrtDecoderState> {
   static async create(model: TransformerSeq2Seq, options: OrtDecoderOptions = {}): Promise<OrtSeq2SeqDecoder> {
     const threads = options.threads ?? describeBackend().threads;
     if (!Number.isInteger(threads) || threads < 1) throw new UserError(`ONNX Runtime: 'threads' must be a positive integer; got ${String(threads)}`);
-    const graphs = exportSeq2SeqToOnnx(model);
+    const graphs = await exportSeq2SeqToOnnx(model);
     const spinning = options.spinning ?? true;
     const sessions = await Promise.all([openSession(graphs.encoder, threads, spinning), openSession(graphs.decoderStep, threads, spinning)]);
     return new OrtSeq2SeqDecoder(model, graphs, threads, sessions as [InferenceSession, InferenceSession]);

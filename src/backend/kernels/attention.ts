@@ -29,6 +29,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { NativeBlas } from '../native.ts';
+import { hostKernelInput } from './gelu.ts';
 import { InternalError } from '../../errors.ts';
 
 export const FUSED_ATTENTION = 'FtAttention';
@@ -312,7 +313,7 @@ function run(backendName: 'wasm' | 'cpu', backend: any, shapes: number[][], inpu
   }
   const values = shapes.map((s) => new Float32Array(tf.util.sizeFromShape(s)));
   body(
-    inputs.map((t) => (t ? (backend.data.get(t.dataId).values as Float32Array) : null)),
+    inputs.map((t) => (t ? hostKernelInput('cpu', backend, t) : null)),
     values,
   );
   return values.map((vals, i) => ({ dataId: backend.write(vals, shapes[i], 'float32'), shape: shapes[i], dtype: 'float32' }));

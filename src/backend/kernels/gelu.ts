@@ -82,9 +82,15 @@ export function hostKernelOutput(
   return { info, values: () => array };
 }
 
-/** An input's float32 values in the engine's own (host) memory: a view, never a copy or a sync. */
+/**
+ * An input's float32 values in the engine's own (host) memory: a view, never a sync. One copy
+ * where it cannot be a view: the cpu backend's cast of a bool tensor to float32 keeps the bool's
+ * Uint8Array (e.g. a padding mask), which a kernel reading float32 must not take as floats.
+ */
 export function hostKernelInput(backendName: Backend, backend: AnyBackend, t: tf.TensorInfo): Float32Array {
-  return (backendName === 'wasm' ? backend.typedArrayFromHeap(t) : backend.data.get(t.dataId).values) as Float32Array;
+  if (backendName === 'wasm') return backend.typedArrayFromHeap(t) as Float32Array;
+  const values = backend.data.get(t.dataId).values as ArrayLike<number>;
+  return values instanceof Float32Array ? values : Float32Array.from(values);
 }
 
 /** The addon when it has the fused kernels (an addon built before them lacks them: JS loops then). */
