@@ -341,6 +341,7 @@ describe('report', () => {
     // Paired by seed: loss differences -0.5 and -0.2 (mean -0.35, sd 0.212, t(1) = 12.706 → ±1.906).
     expect(md).toContain('| 0.25 | si-fd | 2/2 | 800 | 0.800 | 3.950 ± 0.071 | -0.350 [-2.256, +1.556] no difference detected | 16.00 ± 1.41 |');
     expect(md).toContain('| rs1-si-fd-seed1 | unfinished |');
+    expect(md).toContain('5 of 6 planned runs finished; 1 unfinished');
     const figures = readdirSync(join(dir, 'figures')).sort();
     expect(figures).toEqual(
       [

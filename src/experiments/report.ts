@@ -2,6 +2,7 @@
  * `experiment report DIR`: the Markdown table (report.md), the figures (figures/*.svg) and one
  * HTML page with both (report.html, the SVGs inlined so the page stands alone in a browser).
  */
+import { expandGrid } from './spec.ts';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configurationCurveSpec, rankScaleCurveSpec, rankScaleDeltaSpec, renderSvg, summarySpec } from './charts.ts';
@@ -211,7 +212,14 @@ export async function writeReport(dir: string): Promise<ReportFiles> {
   for (const f of figures) writeFileSync(join(dir, f.file), f.svg);
 
   const unfinished = results.runs.filter((r) => !r.done).length;
-  const status = `${results.runs.length - unfinished} of ${results.runs.length} runs finished${unfinished ? ` (${unfinished} unfinished: shown in the curves and the per-run table, left out of the means)` : ''}.`;
+  // Runs of the grid not started yet (a grid run in parts) are said too, so a partial report reads as one.
+  const planned = results.spec ? expandGrid(results.spec).length : results.runs.length;
+  const notStarted = Math.max(0, planned - results.runs.length);
+  const status =
+    `${results.runs.length - unfinished} of ${planned} planned runs finished` +
+    (unfinished ? `; ${unfinished} unfinished (shown in the curves and the per-run table, left out of the means)` : '') +
+    (notStarted ? `; ${notStarted} not started yet (rerunning the same command resumes the grid)` : '') +
+    '.';
   const md = [
     `# Experiment: ${results.name}`,
     '',
