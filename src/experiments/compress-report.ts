@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { configurationCurveSpec, renderSvg } from './charts.ts';
 import { COMPRESSED_DIR, type CompressRecord } from './compress-runner.ts';
 import { armName, parseCompressSpec, type CompressSpec } from './compress-spec.ts';
-import { FIGURES_DIR, formatMeanStd, formatPaired, markdownTable, REPORT_HTML, REPORT_MD, runsTable, type Figure } from './report.ts';
+import { FIGURES_DIR, formatMeanStd, formatPaired, REPORT_HTML, REPORT_MD, runsTable, writeReportPage, type Figure } from './report.ts';
 import { meanStd, pairedDifference, readExperiment, runValidLoss, type RunRecord } from './results.ts';
 import { SPEC_JSON } from './runner.ts';
 
@@ -137,16 +137,6 @@ function describe(spec: CompressSpec | null): string[] {
   return lines;
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
-function htmlTable(t: Table): string {
-  const head = `<tr>${t.header.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr>`;
-  const body = t.rows.map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
-  return `<table>\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>`;
-}
-
 /** Builds report.md, report.html and figures/ (validation curves per configuration) in `dir`. */
 export async function writeCompressReport(dir: string): Promise<{ markdown: string; html: string; figures: string[] }> {
   const results = readExperiment(dir);
@@ -171,65 +161,17 @@ export async function writeCompressReport(dir: string): Promise<{ markdown: stri
 
   const unfinished = results.runs.filter((r) => !r.done).length;
   const status = `${results.runs.length - unfinished} of ${results.runs.length} training runs finished${unfinished ? ` (${unfinished} unfinished: left out of the means)` : ''}.`;
-  const title = `Experiment: ${results.name}`;
-  const md = [
-    `# ${title}`,
-    '',
-    ...describe(spec),
-    '',
+  writeReportPage(dir, {
+    title: `Experiment: ${results.name}`,
+    intro: describe(spec),
     status,
-    '',
-    '## Results by configuration',
-    '',
-    markdownTable(summary),
-    '',
-    '## The compression itself (before fine-tuning)',
-    '',
-    markdownTable(compression),
-    '',
-    '## Every run',
-    '',
-    markdownTable(perRun),
-    '',
-    '## Figures',
-    '',
-    ...figures.map((f) => `![${f.title}](${f.file})`),
-    '',
-  ].join('\n');
-  writeFileSync(join(dir, REPORT_MD), md);
-  const html = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>${escapeHtml(title)}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th { background: #f3f3f3; }
-td:first-child, td:nth-child(2), td:nth-child(3) { text-align: left; }
-figure { display: inline-block; margin: 0.5em; vertical-align: top; }
-figcaption { font-size: 0.85em; color: #555; }
-</style>
-</head>
-<body>
-<h1>${escapeHtml(title)}</h1>
-${describe(spec)
-  .filter((l) => l)
-  .map((l) => `<p>${escapeHtml(l).replace(/\*\*(.+?)\*\*/g, '<b>$1</b>').replace(/`(.+?)`/g, '<code>$1</code>')}</p>`)
-  .join('\n')}
-<p>${escapeHtml(status)}</p>
-<h2>Results by configuration</h2>
-${htmlTable(summary)}
-<h2>The compression itself (before fine-tuning)</h2>
-${htmlTable(compression)}
-<h2>Every run</h2>
-${htmlTable(perRun)}
-<h2>Figures</h2>
-${figures.map((f) => `<figure>${f.svg}<figcaption>${escapeHtml(f.title)}</figcaption></figure>`).join('\n')}
-</body>
-</html>
-`;
-  writeFileSync(join(dir, REPORT_HTML), html);
+    sections: [
+      { heading: 'Results by configuration', table: summary },
+      { heading: 'The compression itself (before fine-tuning)', table: compression },
+      { heading: 'Every run', table: perRun },
+    ],
+    figures,
+    textColumns: 3,
+  });
   return { markdown: join(dir, REPORT_MD), html: join(dir, REPORT_HTML), figures: figures.map((f) => join(dir, f.file)) };
 }

@@ -14,7 +14,8 @@ import { acquireOutputLock } from '../train/lock.ts';
 import { compressTranslation, type CompressSummary } from '../tasks/compress.ts';
 import { mergeConfig } from '../tasks/config.ts';
 import { resolveTranslationConfig, type TranslationConfigOverrides } from '../tasks/translation-config.ts';
-import { evaluateTranslation, trainTranslation } from '../tasks/translation.ts';
+import { trainTranslation } from '../tasks/translation.ts';
+import { finishTranslationRun } from './task-runs.ts';
 import { planCompressExperiment, type CompressPart, type CompressRun, type CompressSpec } from './compress-spec.ts';
 import { executeRun, RUNS_DIR, runDir, SPEC_JSON, writeJsonAtomic, type ExperimentOutcome, type RunContext, type RunResult } from './runner.ts';
 
@@ -110,26 +111,7 @@ export async function compressTrainRun(spec: CompressSpec, run: CompressRun, ctx
     progress,
     log: ctx.log,
   });
-  const evalStarted = performance.now();
-  let test: Record<string, number> | null = null;
-  const notes: Record<string, string> = { stopReason: summary.stopReason };
-  if (spec.evaluate !== false) {
-    const e = spec.evaluate ?? {};
-    const result = await evaluateTranslation({ checkpoint: ctx.dir, data: corpus.dir, split: e.split ?? 'test', beam: e.beam, limit: e.limit, log: ctx.log });
-    test = { bleu: result.bleu, chrf: result.chrf, perplexity: result.perplexity, loss: result.loss, sentences: result.numSentences, beam: result.beam };
-    notes.bleuSignature = result.signature;
-    notes.split = result.split;
-  }
-  return {
-    steps: summary.steps,
-    finalValidLoss: summary.finalValidLoss,
-    numParameters: summary.numParameters,
-    fullRankParameters: summary.fullRankParameters,
-    trainWallSeconds: summary.wallSeconds,
-    evalWallSeconds: (performance.now() - evalStarted) / 1000,
-    test,
-    notes,
-  };
+  return finishTranslationRun(summary, spec.evaluate, ctx, corpus.dir);
 }
 
 /** One compression (skipped when its record exists); the teacher's best checkpoint is the source. */

@@ -119,6 +119,66 @@ function htmlTable(t: Table): string {
   return `<table>\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>`;
 }
 
+/** One report page: the same content as report.md and as report.html (figures inline). */
+export interface ReportPage {
+  title: string;
+  /** Paragraphs (markdown: **bold** and `code` are carried into the HTML). */
+  intro: string[];
+  status: string;
+  sections: { heading: string; table: Table }[];
+  figures: Figure[];
+  /** How many leading table columns are text (left-aligned in the HTML). */
+  textColumns: number;
+}
+
+/** Writes `page` as report.md and report.html in `dir` (shared by the grid and compression reports). */
+export function writeReportPage(dir: string, page: ReportPage): void {
+  const md = [
+    `# ${page.title}`,
+    '',
+    ...page.intro,
+    '',
+    page.status,
+    '',
+    ...page.sections.flatMap((section) => [`## ${section.heading}`, '', markdownTable(section.table), '']),
+    '## Figures',
+    '',
+    ...page.figures.map((f) => `![${f.title}](${f.file})`),
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, REPORT_MD), md);
+  const leftAligned = Array.from({ length: page.textColumns }, (_, i) => (i === 0 ? 'td:first-child' : `td:nth-child(${i + 1})`)).join(', ');
+  const html = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${escapeHtml(page.title)}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f3f3f3; }
+${leftAligned} { text-align: left; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figcaption { font-size: 0.85em; color: #555; }
+</style>
+</head>
+<body>
+<h1>${escapeHtml(page.title)}</h1>
+${page.intro
+  .filter((l) => l)
+  .map((l) => `<p>${escapeHtml(l).replace(/\*\*(.+?)\*\*/g, '<b>$1</b>').replace(/`(.+?)`/g, '<code>$1</code>')}</p>`)
+  .join('\n')}
+<p>${escapeHtml(page.status)}</p>
+${page.sections.map((section) => `<h2>${escapeHtml(section.heading)}</h2>\n${htmlTable(section.table)}`).join('\n')}
+<h2>Figures</h2>
+${page.figures.map((f) => `<figure>${f.svg}<figcaption>${escapeHtml(f.title)}</figcaption></figure>`).join('\n')}
+</body>
+</html>
+`;
+  writeFileSync(join(dir, REPORT_HTML), html);
+}
+
 function figureFileName(key: string): string {
   return `${key.replace(/[^A-Za-z0-9._-]/g, '_')}.svg`;
 }
@@ -220,59 +280,16 @@ export async function writeReport(dir: string): Promise<ReportFiles> {
     (unfinished ? `; ${unfinished} unfinished (shown in the curves and the per-run table, left out of the means)` : '') +
     (notStarted ? `; ${notStarted} not started yet (rerunning the same command resumes the grid)` : '') +
     '.';
-  const md = [
-    `# Experiment: ${results.name}`,
-    '',
-    ...describe(results),
-    '',
+  writeReportPage(dir, {
+    title: `Experiment: ${results.name}`,
+    intro: describe(results),
     status,
-    '',
-    '## Results by configuration',
-    '',
-    markdownTable(summary),
-    '',
-    '## Every run',
-    '',
-    markdownTable(perRun),
-    '',
-    '## Figures',
-    '',
-    ...figures.map((f) => `![${f.title}](${f.file})`),
-    '',
-  ].join('\n');
-  writeFileSync(join(dir, REPORT_MD), md);
-
-  const html = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>${escapeHtml(`Experiment: ${results.name}`)}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th { background: #f3f3f3; }
-td:first-child, td:nth-child(2) { text-align: left; }
-figure { display: inline-block; margin: 0.5em; vertical-align: top; }
-figcaption { font-size: 0.85em; color: #555; }
-</style>
-</head>
-<body>
-<h1>${escapeHtml(`Experiment: ${results.name}`)}</h1>
-${describe(results)
-  .filter((l) => l)
-  .map((l) => `<p>${escapeHtml(l).replace(/\*\*(.+?)\*\*/g, '<b>$1</b>').replace(/`(.+?)`/g, '<code>$1</code>')}</p>`)
-  .join('\n')}
-<p>${escapeHtml(status)}</p>
-<h2>Results by configuration</h2>
-${htmlTable(summary)}
-<h2>Every run</h2>
-${htmlTable(perRun)}
-<h2>Figures</h2>
-${figures.map((f) => `<figure>${f.svg}<figcaption>${escapeHtml(f.title)}</figcaption></figure>`).join('\n')}
-</body>
-</html>
-`;
-  writeFileSync(join(dir, REPORT_HTML), html);
+    sections: [
+      { heading: 'Results by configuration', table: summary },
+      { heading: 'Every run', table: perRun },
+    ],
+    figures,
+    textColumns: 2,
+  });
   return { markdown: join(dir, REPORT_MD), html: join(dir, REPORT_HTML), figures: figures.map((f) => join(dir, f.file)) };
 }

@@ -120,12 +120,22 @@ async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunCon
     log: ctx.log,
   });
 
+  return finishTranslationRun(summary, spec.evaluate, ctx, corpus.dir);
+}
+
+/** A trained translation run's record: its summary plus the test evaluation the spec asks for (shared with the compression runner). */
+export async function finishTranslationRun(
+  summary: Parameters<typeof runResult>[0] & { stopReason: string },
+  evaluate: ExperimentSpec['evaluate'],
+  ctx: Pick<RunContext, 'dir' | 'log'>,
+  dataDir: string,
+): Promise<RunResult> {
   const evalStarted = performance.now();
   let test: Record<string, number> | null = null;
   const notes: Record<string, string> = { stopReason: summary.stopReason };
-  if (spec.evaluate !== false) {
-    const e = spec.evaluate ?? {};
-    const result = await evaluateTranslation({ checkpoint: ctx.dir, data: corpus.dir, split: e.split ?? 'test', beam: e.beam, limit: e.limit, log: ctx.log });
+  if (evaluate !== false) {
+    const e = evaluate ?? {};
+    const result = await evaluateTranslation({ checkpoint: ctx.dir, data: dataDir, split: e.split ?? 'test', beam: e.beam, limit: e.limit, log: ctx.log });
     test = { bleu: result.bleu, chrf: result.chrf, perplexity: result.perplexity, loss: result.loss, sentences: result.numSentences, beam: result.beam };
     notes.bleuSignature = result.signature;
     notes.split = result.split;
