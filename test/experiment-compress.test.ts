@@ -75,13 +75,13 @@ describe('compression spec and plan', () => {
     const file = 'experiments/compress-translation.json';
     const spec = parseCompressSpec(readCompressSpecFile(file), file);
     checkCompressSpec(spec, file);
-    expect(planCompressExperiment(spec)).toHaveLength(3 * 17);
+    expect(planCompressExperiment(spec)).toHaveLength(3 * 9);
   });
 
   it('CLI: --dry-run lists the parts', async () => {
     const io = await cli(['experiment', '--spec', 'experiments/compress-translation.json', '--dry-run']);
-    expect(io.out.split('\n')).toContain('compress rs0.25-attn-ffn-seed3');
-    expect(io.err).toContain('51 parts');
+    expect(io.out.split('\n')).toContain('compress rs0.25-attn-seed3');
+    expect(io.err).toContain('27 parts');
   });
 });
 
@@ -135,6 +135,8 @@ describe('the tiny compression experiment end to end (copy task, real training)'
     expect(md).toMatch(/\| 0\.5 \| attention \| from scratch, SI \+ FD \| 1\/1 \| 8 \|/);
     // One seed: a paired difference, but no interval.
     expect(md).toMatch(/compressed \+ fine-tuned, weight decay \|[^\n]*\(one seed: no interval\)/);
+    expect(md).toContain('## Frobenius decay vs weight decay in fine-tuning');
+    expect(md).toMatch(/\| 0\.5 \| attention \+ FFN \| 1 \| [-+]\d\.\d{3} \(one seed: no interval\) \|/);
     expect(md).toContain('| rs1-teacher-seed1 | done |');
     expect(existsSync(join(out, 'report.html'))).toBe(true);
     expect(existsSync(join(out, 'figures', 'curve-rs0.5-attn-ft-fd.svg'))).toBe(true);

@@ -77,6 +77,28 @@ export function compressSummaryTable(runs: RunRecord[]): Table {
   };
 }
 
+/**
+ * Frobenius decay against plain weight decay while fine-tuning the same compressed model: per rank
+ * scale and arm, the mean over seeds of (ft-fd − ft-wd of the same seed, i.e. the same compressed
+ * start and the same batches) with its 95 % t-interval. This is the paper's "FD beats weight decay
+ * on factorized layers" question asked of a compressed model.
+ */
+export function fdVersusWdTable(runs: RunRecord[]): Table {
+  const done = runs.filter((r) => r.done);
+  const keys = [...new Set(done.map((r) => `${r.rankScale}|${splitVariant(r.variant).arm}`))];
+  const bleu = (r: RunRecord) => r.done?.test?.bleu ?? NaN;
+  const rows = keys.flatMap((key) => {
+    const [rankScale, arm] = key.split('|');
+    const of = (method: string) => done.filter((r) => String(r.rankScale) === rankScale && r.variant === `${arm}-${method}`);
+    const wd = of('ft-wd');
+    const pairs = of('ft-fd').flatMap((fd) => wd.filter((w) => w.seed === fd.seed).map((w) => [fd, w] as const));
+    if (!pairs.length) return [];
+    const paired = (pick: (r: RunRecord) => number) => pairedDifference(pairs.map(([fd, w]) => [pick(fd), pick(w)]));
+    return [[rankScale, arm === 'attn-ffn' ? 'attention + FFN' : 'attention', String(pairs.length), formatPaired(paired(runValidLoss), false, 3), formatPaired(paired(bleu), true, 2)]];
+  });
+  return { header: ['rank scale', 'factorized', 'seeds', 'Δ valid loss, FD − WD (paired, 95 % CI)', 'Δ test BLEU, FD − WD (paired, 95 % CI)'], rows };
+}
+
 /** The compressions' records in `dir`/compressed. */
 export function readCompressRecords(dir: string): CompressRecord[] {
   const folder = join(dir, COMPRESSED_DIR);
@@ -142,6 +164,7 @@ export async function writeCompressReport(dir: string): Promise<{ markdown: stri
   const results = readExperiment(dir);
   const spec = results.spec ? parseCompressSpec(results.spec, join(dir, SPEC_JSON)) : null;
   const summary = compressSummaryTable(results.runs);
+  const fdVersusWd = fdVersusWdTable(results.runs);
   const compression = compressionTable(readCompressRecords(dir));
   const perRun = runsTable(results);
 
@@ -167,6 +190,7 @@ export async function writeCompressReport(dir: string): Promise<{ markdown: stri
     status,
     sections: [
       { heading: 'Results by configuration', table: summary },
+      { heading: 'Frobenius decay vs weight decay in fine-tuning', table: fdVersusWd },
       { heading: 'The compression itself (before fine-tuning)', table: compression },
       { heading: 'Every run', table: perRun },
     ],
