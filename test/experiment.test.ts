@@ -103,6 +103,12 @@ describe('spec and grid', () => {
     expect(runOverrides(s, { rankScale: 0.5, variant: 'si', seed: 1 })).toMatchObject({ model: { spectralInit: true }, train: { frobeniusDecay: 0 } });
     expect(runOverrides(s, { rankScale: 0.5, variant: 'fd', seed: 1 })).toMatchObject({ model: { spectralInit: false }, train: { frobeniusDecay: 3e-4, weightDecay: 1e-4 } });
     expect(runOverrides(s, { rankScale: 1, variant: 'si-fd', seed: 1 })).toMatchObject({ model: { spectralInit: true, attentionRankScale: 1 }, train: { frobeniusDecay: 3e-4 } });
+    // si-rebalance: attention SI as si, the FFN and embedding factors re-balanced (no SVD of a dense init).
+    expect(runOverrides(s, { rankScale: 0.5, variant: 'si-rebalance', seed: 1 })).toMatchObject({
+      model: { spectralInit: { linear: 'rebalance', embedding: 'rebalance' } },
+      train: { frobeniusDecay: 0 },
+    });
+    expect(parseRunName('rs0.25-si-rebalance-seed2')).toEqual({ rankScale: 0.25, variant: 'si-rebalance', seed: 2 });
     const withLinear = spec({ grid: { ...baseSpec.grid, factorizeLinear: true } });
     expect(runOverrides(withLinear, { rankScale: 0.5, variant: 'fd', seed: 1 })).toMatchObject({ model: { linearRankScale: 0.5 } });
   });
@@ -136,6 +142,21 @@ describe('spec and grid', () => {
     expect(compression[2]).toBe(1);
     expect(compression[1]).toBeLessThan(0.75);
     expect(compression[0]).toBeLessThan(compression[1]);
+    // si-rebalance builds the same attention as si but different FFN and embedding factors.
+    const firstValues = (variant: 'si' | 'si-rebalance') => {
+      const config = resolveTranslationConfig({ preset: 'transformer_tiny', flags: runOverrides(all, { rankScale: 0.5, variant, seed: 1 }) as TranslationConfigOverrides, sourceLang: 'en', targetLang: 'es' });
+      setGlobalSeed(1);
+      const model = new TransformerSeq2Seq(seq2seqModelConfig(config, vocab));
+      const values = Object.fromEntries(model.factorPairs().map((p) => [`${p.name}:${p.kind}`, Array.from(p.u.read().dataSync().slice(0, 8))]));
+      model.dispose();
+      return values;
+    };
+    const si = firstValues('si');
+    const rebalanced = firstValues('si-rebalance');
+    const qk = Object.keys(si).find((k) => k.endsWith(':qk'))!;
+    expect(rebalanced[qk]).toEqual(si[qk]);
+    expect(rebalanced['encoder/0/ffn_in:linear']).not.toEqual(si['encoder/0/ffn_in:linear']);
+    expect(rebalanced['embedding/shared:embedding']).not.toEqual(si['embedding/shared:embedding']);
     // The default ('attention') leaves them dense.
     expect(runOverrides(spec(), { rankScale: 0.5, variant: 'si', seed: 1 }).model).not.toHaveProperty('embeddingRankScale');
   });
@@ -143,10 +164,10 @@ describe('spec and grid', () => {
   it('ships the paper-faithful grid beside the attention-only one, with the same recipe', () => {
     const faithful = loadExperimentSpec('experiments/paper-faithful.json');
     const attentionOnly = loadExperimentSpec('experiments/paper-translation.json');
-    expect(faithful.grid).toEqual({ rankScale: [0.25, 0.5, 1], variants: ['baseline', 'si', 'fd', 'si-fd'], seeds: [1, 2, 3], factorize: 'all' });
+    expect(faithful.grid).toEqual({ rankScale: [0.25, 0.5, 1], variants: ['baseline', 'si', 'fd', 'si-fd', 'si-rebalance'], seeds: [1, 2, 3], factorize: 'all' });
     expect(attentionOnly.grid.factorize ?? 'attention').toBe('attention');
     for (const key of ['task', 'preset', 'config', 'regularization', 'budget', 'evaluate'] as const) expect(faithful[key]).toEqual(attentionOnly[key]);
-    expect(expandGrid(faithful)).toHaveLength(36);
+    expect(expandGrid(faithful)).toHaveLength(45);
   });
 
   it('checks the spec against the task before anything runs', () => {

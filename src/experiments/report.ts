@@ -244,6 +244,9 @@ function describe(results: ExperimentResults): string[] {
   lines.push(
     'Variants (what each run sets): **baseline** = default init, Frobenius decay 0; **si** = spectral init, Frobenius decay 0; ' +
       '**fd** = default init, Frobenius decay on the factor products; **si-fd** = spectral init + Frobenius decay; ' +
+      (s?.grid.variants.includes('si-rebalance')
+        ? '**si-rebalance** = spectral init with the feed-forward and embedding factors re-balanced from two random factors instead of the truncated SVD of a dense init, Frobenius decay 0 (the same as si wherever those layers are dense); '
+        : '') +
       'every arm uses the same plain weight decay: on all weights in baseline and si, on the non-factor weights in fd and si-fd (whose factors get Frobenius decay instead). ' +
       'Compression = parameters of the whole model (every weight, each factorized layer as its two factors) / parameters of the same model with every layer dense. Test scores are those of each run\'s best checkpoint ' +
       '(lowest validation loss / perplexity). Mean ± sample std over the finished seeds; ' +

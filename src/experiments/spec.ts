@@ -9,21 +9,28 @@
  *   (the trainer exempts factors from weight decay only when Frobenius decay is on);
  * - `si`:       spectral initialization, plain weight decay;
  * - `fd`:       default initialization, Frobenius decay on the factor products instead of weight decay;
- * - `si-fd`:    both.
+ * - `si-fd`:    both;
+ * - `si-rebalance`: spectral initialization with the feed-forward and embedding factors
+ *   re-balanced from two random factors (this package's SI before it took the paper's truncated
+ *   SVD of a dense init; attention is the same in both), plain weight decay. It differs from `si`
+ *   only where those layers are factorized (`grid.factorize: "all"` below rank scale 1), and
+ *   measures what the paper's dense-layer SI adds.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
+import type { SpectralInitSetting } from '../models/schema.ts';
 
-export const VARIANTS = ['baseline', 'si', 'fd', 'si-fd'] as const;
+export const VARIANTS = ['baseline', 'si', 'fd', 'si-fd', 'si-rebalance'] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 /** What each variant switches on. */
-export const VARIANT_SETTINGS: Record<Variant, { spectralInit: boolean; frobeniusDecay: boolean }> = {
+export const VARIANT_SETTINGS: Record<Variant, { spectralInit: SpectralInitSetting; frobeniusDecay: boolean }> = {
   baseline: { spectralInit: false, frobeniusDecay: false },
   si: { spectralInit: true, frobeniusDecay: false },
   fd: { spectralInit: false, frobeniusDecay: true },
   'si-fd': { spectralInit: true, frobeniusDecay: true },
+  'si-rebalance': { spectralInit: { linear: 'rebalance', embedding: 'rebalance' }, frobeniusDecay: false },
 };
 
 const positiveInt = z.number().int().positive();
@@ -116,7 +123,7 @@ export function runName(run: Omit<PlannedRun, 'name'>): string {
 
 /** Reads a run name back (for folders without run.json); null when it is not one. */
 export function parseRunName(name: string): Omit<PlannedRun, 'name'> | null {
-  const m = /^rs([0-9.eE+-]+)-(baseline|si|fd|si-fd)-seed(\d+)$/.exec(name);
+  const m = /^rs([0-9.eE+-]+)-(baseline|si|fd|si-fd|si-rebalance)-seed(\d+)$/.exec(name);
   if (!m) return null;
   const rankScale = Number(m[1]);
   if (!Number.isFinite(rankScale)) return null;
