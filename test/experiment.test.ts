@@ -1,6 +1,7 @@
 // Experiments: spec validation and grid expansion, the resumable runner (with an injected run
 // function), the report from synthetic metrics.jsonl folders, and a two-run spec end to end on
 // the tiny copy-task fixture with the real translation task.
+import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -439,6 +440,10 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
       // d 32, 2 heads: rank 8 of 16 per head, so the attention has half its parameters
       expect(done.compressionRatio).toBeGreaterThan(0.5);
       expect(done.compressionRatio).toBeLessThan(1);
+      // Provenance for the report: the machine and the backend the run trained on.
+      expect(done.machine).toMatchObject({ platform: `${process.platform}-${process.arch}`, node: process.version });
+      expect(done.machine.cpus).toBeGreaterThan(0);
+      expect(done.notes.backend).toBe(tf.getBackend());
       const config = JSON.parse(readFileSync(join(runDir(out, name), 'checkpoint_last', 'config.json'), 'utf8'));
       expect(config.model.attentionRankScale).toBe(0.5);
       expect(config.train.weightDecay).toBe(1e-4);
@@ -447,6 +452,7 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
     }
     const md = readFileSync(join(out, 'report.md'), 'utf8');
     for (const name of names) expect(md).toContain(`| ${name} | done |`);
+    expect(md).toMatch(new RegExp(`Runs finished \\d{4}-\\d{2}-\\d{2} \\(UTC\\)\\. Machine: ${process.platform}-${process.arch}, \\d+ × .*Trained on the tfjs backend ${tf.getBackend()}\\.`));
     expect(existsSync(join(out, 'report.html'))).toBe(true);
     expect(existsSync(join(out, 'figures', 'curve-rs0.5-si-fd.svg'))).toBe(true);
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { configurationCurveSpec, renderSvg } from './charts.ts';
 import { COMPRESSED_DIR, type CompressRecord } from './compress-runner.ts';
 import { armName, parseCompressSpec, type CompressSpec } from './compress-spec.ts';
-import { FIGURES_DIR, formatMeanStd, formatPaired, REPORT_HTML, REPORT_MD, runsTable, writeReportPage, type Figure } from './report.ts';
+import { FIGURES_DIR, formatMeanStd, formatPaired, provenanceLine, REPORT_HTML, REPORT_MD, runsTable, writeReportPage, type Figure } from './report.ts';
 import { meanStd, pairedDifference, readExperiment, runValidLoss, type RunRecord } from './results.ts';
 import { SPEC_JSON } from './runner.ts';
 
@@ -187,7 +187,7 @@ export async function writeCompressReport(dir: string): Promise<{ markdown: stri
   writeReportPage(dir, {
     title: `Experiment: ${results.name}`,
     intro: describe(spec),
-    status,
+    status: [status, provenanceLine(results.runs)].filter(Boolean).join(' '),
     sections: [
       { heading: 'Results by configuration', table: summary },
       { heading: 'Frobenius decay vs weight decay in fine-tuning', table: fdVersusWd },

@@ -119,6 +119,28 @@ function htmlTable(t: Table): string {
   return `<table>\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>`;
 }
 
+/**
+ * Where and when the runs were measured, from their done.json records: the dates they finished,
+ * the machines and the tfjs backends they trained on (records from before 2026-11-30 carry only
+ * the date; the line says how many).
+ */
+export function provenanceLine(runs: RunRecord[]): string {
+  const done = runs.map((r) => r.done).filter((d): d is NonNullable<typeof d> => d !== null && typeof d.finishedAt === 'string');
+  if (!done.length) return '';
+  const days = done.map((d) => d.finishedAt.slice(0, 10)).sort();
+  const span = days[0] === days[days.length - 1] ? days[0] : `${days[0]} to ${days[days.length - 1]}`;
+  const distinct = (xs: string[]) => [...new Set(xs)].sort().join('; ');
+  const machines = distinct(done.flatMap((d) => (d.machine ? [`${d.machine.platform}, ${d.machine.cpus} × ${d.machine.cpuModel}, Node ${d.machine.node}`] : [])));
+  const backends = distinct(done.flatMap((d) => (d.notes?.backend ? [d.notes.backend] : [])));
+  const unrecorded = done.filter((d) => !d.machine).length;
+  return (
+    `Runs finished ${span} (UTC). ` +
+    (machines ? `Machine: ${machines}. ` : '') +
+    (backends ? `Trained on the tfjs backend ${backends}. ` : '') +
+    (unrecorded ? `${unrecorded} of ${done.length} runs finished before runs recorded their machine and backend.` : '')
+  ).trim();
+}
+
 /** One report page: the same content as report.md and as report.html (figures inline). */
 export interface ReportPage {
   title: string;
@@ -283,10 +305,11 @@ export async function writeReport(dir: string): Promise<ReportFiles> {
     (unfinished ? `; ${unfinished} unfinished (shown in the curves and the per-run table, left out of the means)` : '') +
     (notStarted ? `; ${notStarted} not started yet (rerunning the same command resumes the grid)` : '') +
     '.';
+  const provenance = provenanceLine(results.runs);
   writeReportPage(dir, {
     title: `Experiment: ${results.name}`,
     intro: describe(results),
-    status,
+    status: provenance ? `${status} ${provenance}` : status,
     sections: [
       { heading: 'Results by configuration', table: summary },
       { heading: 'Every run', table: perRun },

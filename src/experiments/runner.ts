@@ -11,6 +11,7 @@
  */
 import { LAST_CHECKPOINT } from '../train/run-folder.ts';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, platform, arch } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.ts';
 import { acquireOutputLock } from '../train/lock.ts';
@@ -44,6 +45,23 @@ export interface DoneRecord extends RunResult {
   run: PlannedRun;
   compressionRatio: number;
   finishedAt: string;
+  /** The machine the run finished on (reports state it; absent in records written before 2026-11-30). */
+  machine?: RunMachine;
+}
+
+/** What a report needs to say where a run was measured. */
+export interface RunMachine {
+  /** e.g. 'linux-x64'. */
+  platform: string;
+  cpuModel: string;
+  cpus: number;
+  node: string;
+}
+
+/** This process's machine, as recorded in done.json. */
+export function currentMachine(): RunMachine {
+  const cores = cpus();
+  return { platform: `${platform()}-${arch()}`, cpuModel: cores[0]?.model.trim() ?? 'unknown', cpus: cores.length, node: process.version };
 }
 
 export interface RunContext {
@@ -183,6 +201,7 @@ export async function executeRun<R extends { name: string }>(
     ...result,
     compressionRatio: result.fullRankParameters > 0 ? result.numParameters / result.fullRankParameters : NaN,
     finishedAt: new Date().toISOString(),
+    machine: currentMachine(),
   };
   writeJsonAtomic(join(dir, DONE_JSON), done);
   log(

@@ -12,6 +12,7 @@
  *   train.frobeniusDecay = regularization.frobeniusDecay in fd / si-fd, 0 otherwise;
  * - train.seed = seed; train.maxSteps / maxTimeMinutes = budget.
  */
+import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { validateConfig } from '../models/schema.ts';
 import { ensureDefaultMlmCorpus, ensureDefaultTranslationCorpus } from '../text/defaults.ts';
@@ -99,7 +100,8 @@ function runResult(
     trainWallSeconds: summary.wallSeconds,
     evalWallSeconds: (performance.now() - evalStarted) / 1000,
     test,
-    notes,
+    // The tfjs backend the run trained on (the engine), for the report's provenance line.
+    notes: { backend: tf.getBackend(), ...notes },
   };
 }
 
