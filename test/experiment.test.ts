@@ -169,6 +169,12 @@ describe('spec and grid', () => {
     expect(attentionOnly.grid.factorize ?? 'attention').toBe('attention');
     for (const key of ['task', 'preset', 'config', 'regularization', 'budget', 'evaluate'] as const) expect(faithful[key]).toEqual(attentionOnly[key]);
     expect(expandGrid(faithful)).toHaveLength(45);
+    // The long-budget cut of it: same recipe and factorization, fewer cells, 10× the updates.
+    const long = loadExperimentSpec('experiments/paper-faithful-long.json');
+    for (const key of ['task', 'preset', 'regularization', 'evaluate'] as const) expect(long[key]).toEqual(faithful[key]);
+    expect(long.grid).toEqual({ rankScale: [0.25, 0.5], variants: ['baseline', 'si-fd'], seeds: [1, 2, 3], factorize: 'all' });
+    expect(long.budget.maxSteps).toBe(8000);
+    expect(() => checkSpecAgainstTask(long, 'experiments/paper-faithful-long.json')).not.toThrow();
   });
 
   it('checks the spec against the task before anything runs', () => {
