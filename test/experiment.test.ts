@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { captureIo } from '../src/cli/io.ts';
 import { UserError } from '../src/errors.ts';
 import { registerExperimentCommands } from '../src/cli/commands/experiment.ts';
+import { openDecoder } from '../src/decode/engine.ts';
 import { rankScaleDeltaSpec } from '../src/experiments/charts.ts';
 import { writeReport } from '../src/experiments/report.ts';
 import { meanStd, readExperiment, summarize } from '../src/experiments/results.ts';
@@ -391,6 +392,14 @@ describe('report', () => {
     }
     // each configuration's figure has one line per seed: vega names the series in the legend
     expect(readFileSync(join(dir, 'figures', 'curve-rs0.25-baseline.svg'), 'utf8')).toContain('seed 2');
+    // A legend lists only the variants the figure plots, and a variant keeps its colour across figures.
+    const curves = readFileSync(join(dir, 'figures', 'curves-rs0.25.svg'), 'utf8');
+    const deltaSvg = readFileSync(join(dir, 'figures', 'delta-rs0.25.svg'), 'utf8');
+    expect(curves).toContain("titled 'variant' for fill color and stroke color with 2 values: baseline, si-fd");
+    expect(deltaSvg).toContain("titled 'variant' for fill color and stroke color with 1 value: si-fd");
+    const siFdColour = (svg: string) => /variant: si-fd[^>]*stroke="(#[0-9a-f]{6})"/.exec(svg)?.[1];
+    expect(siFdColour(curves)).toMatch(/^#[0-9a-f]{6}$/);
+    expect(siFdColour(deltaSvg)).toBe(siFdColour(curves));
     const html = readFileSync(join(dir, 'report.html'), 'utf8');
     expect(html).toContain('<table>');
     expect((html.match(/<svg /g) ?? []).length).toBe(figures.length);
@@ -437,6 +446,12 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
     expect(io.out).toContain('ran 2, resumed 0, skipped 0');
 
     const names = ['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1'];
+    // What `auto` decodes with on this machine (ONNX Runtime on a CPU backend where it is installed).
+    const probe = new TransformerSeq2Seq({ srcVocabSize: 11, tgtVocabSize: 11, padId: 0, bosId: 1, eosId: 2, modelDim: 8, numHeads: 2, ffnDim: 16, maxPositions: 16, dropout: 0 });
+    const opened = await openDecoder(probe, 'auto');
+    const decodeEngine = opened.engine;
+    await opened.dispose();
+    probe.dispose();
     for (const name of names) {
       const done = JSON.parse(readFileSync(join(runDir(out, name), DONE_JSON), 'utf8'));
       expect(done.steps).toBe(4);
@@ -450,6 +465,8 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
       expect(done.machine).toMatchObject({ platform: `${process.platform}-${process.arch}`, node: process.version });
       expect(done.machine.cpus).toBeGreaterThan(0);
       expect(done.notes.backend).toBe(tf.getBackend());
+      // ... and the engine that decoded its test BLEU (auto: ONNX Runtime on wasm where installed).
+      expect(done.notes.decodeEngine).toBe(decodeEngine);
       const config = JSON.parse(readFileSync(join(runDir(out, name), 'checkpoint_last', 'config.json'), 'utf8'));
       expect(config.model.attentionRankScale).toBe(0.5);
       expect(config.train.weightDecay).toBe(1e-4);
@@ -458,7 +475,7 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
     }
     const md = readFileSync(join(out, 'report.md'), 'utf8');
     for (const name of names) expect(md).toContain(`| ${name} | done |`);
-    expect(md).toMatch(new RegExp(`Runs finished \\d{4}-\\d{2}-\\d{2} \\(UTC\\)\\. Machine: ${process.platform}-${process.arch}, \\d+ × .*Trained on the tfjs backend ${tf.getBackend()}\\.`));
+    expect(md).toMatch(new RegExp(`Runs finished \\d{4}-\\d{2}-\\d{2} \\(UTC\\)\\. Machine: ${process.platform}-${process.arch}, \\d+ × .*Trained on the tfjs backend ${tf.getBackend()}\\. Test translations decoded by ${decodeEngine === 'onnx' ? 'ONNX Runtime' : 'tfjs'} \\(recorded by 2 of 2 runs\\)\\.`));
     expect(existsSync(join(out, 'report.html'))).toBe(true);
     expect(existsSync(join(out, 'figures', 'curve-rs0.5-si-fd.svg'))).toBe(true);
 

@@ -145,10 +145,15 @@ describe('translation task on the copy fixture', () => {
     expect(fromFile.out).toBe(fromStdin.out);
     const hyps = join(root, 'hyps.txt');
     const io = captureIo();
-    expect(await runCli(['evaluate', 'translation', '--checkpoint', out, '--data', DATA, '--split', 'valid', '--beam', '1', '--output', hyps], io), io.err).toBe(0);
+    const args = ['evaluate', 'translation', '--checkpoint', out, '--data', DATA, '--split', 'valid', '--beam', '1', '--decode-engine', 'tfjs'];
+    expect(await runCli([...args, '--output', hyps], io), io.err).toBe(0);
     expect(readFileSync(hyps, 'utf8').split('\n')).toHaveLength(25);
     expect(io.out).toMatch(/^BLEU\|nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:\S+ = \d+\.\d\d /);
-    expect(io.out).toMatch(/\nchrF2\|nrefs:1\|.* = \d+\.\d\d\nperplexity = \d+\.\d\d \(token-level, valid split, 24 sentences, beam 1\)/);
+    expect(io.out).toMatch(/\nchrF2\|nrefs:1\|.* = \d+\.\d\d\nperplexity = \d+\.\d\d \(token-level, valid split, 24 sentences, beam 1, decoded by tfjs\)/);
+    // --json carries the engine too: the one that decoded, not the one asked for.
+    const asJson = captureIo();
+    expect(await runCli([...args, '--json'], asJson), asJson.err).toBe(0);
+    expect(JSON.parse(asJson.out)).toMatchObject({ engine: 'tfjs', beam: 1, numSentences: 24 });
   });
 
   it('evaluate translation prints BLEU with its signature, chrF and perplexity', async () => {

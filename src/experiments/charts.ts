@@ -37,7 +37,15 @@ function curveRows(runs: RunRecord[]): CurveRow[] {
   );
 }
 
-const variantDomain = [...VARIANTS] as string[];
+// Vega's default palette (tableau10) in VARIANTS order: a variant keeps its colour in every figure,
+// and a legend lists only the variants the figure has.
+const PALETTE = ['#4c78a8', '#f58518', '#e45756', '#72b7b2', '#54a24b', '#eeca3b', '#b279a2', '#ff9da6', '#9d755d', '#bab0ac'];
+
+function variantScale(rows: { variant: string }[]): { domain: string[]; range: string[] } {
+  const present = new Set(rows.map((r) => r.variant));
+  const domain = VARIANTS.filter((v) => present.has(v));
+  return { domain, range: domain.map((v) => PALETTE[VARIANTS.indexOf(v) % PALETTE.length]) };
+}
 
 /** Validation loss against step for one configuration, one line per seed. */
 export function configurationCurveSpec(configuration: string, runs: RunRecord[]): TopLevelSpec {
@@ -60,18 +68,19 @@ export function configurationCurveSpec(configuration: string, runs: RunRecord[])
 
 /** Validation loss against step for every run at one rank scale: colour = variant, dash = seed. */
 export function rankScaleCurveSpec(rankScale: number, runs: RunRecord[]): TopLevelSpec {
+  const rows = curveRows(runs);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: { text: `rank scale ${rankScale}: validation loss by variant`, fontSize: 13 },
     width: 420,
     height: 260,
     background: 'white',
-    data: { values: curveRows(runs) },
+    data: { values: rows },
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'update' },
       y: { field: 'loss', type: 'quantitative', title: 'valid loss (nats/token)', scale: { zero: false } },
-      color: { field: 'variant', type: 'nominal', title: 'variant', scale: { domain: variantDomain } },
+      color: { field: 'variant', type: 'nominal', title: 'variant', scale: variantScale(rows) },
       strokeDash: { field: 'seed', type: 'nominal', title: 'seed' },
       detail: { field: 'run' },
     },
@@ -112,7 +121,7 @@ export function rankScaleDeltaSpec(rankScale: number, runs: RunRecord[]): TopLev
         encoding: {
           x: { field: 'step', type: 'quantitative', title: 'update' },
           y: { field: 'delta', type: 'quantitative', title: 'Δ valid loss (nats/token)' },
-          color: { field: 'variant', type: 'nominal', title: 'variant', scale: { domain: variantDomain } },
+          color: { field: 'variant', type: 'nominal', title: 'variant', scale: variantScale(rows) },
           strokeDash: { field: 'seed', type: 'nominal', title: 'seed' },
           detail: { field: 'run' },
           tooltip: [{ field: 'run' }, { field: 'step' }, { field: 'delta', format: '+.4f' }],
@@ -143,7 +152,7 @@ export function summarySpec(results: ExperimentResults): TopLevelSpec {
         encoding: {
           x: { field: 'rankScale', type: 'quantitative' as const, title: 'rank scale', scale: { type: 'log' as const, base: 2 } },
           y: { field, type: 'quantitative' as const, title, scale: { zero: false } },
-          color: { field: 'variant', type: 'nominal' as const, scale: { domain: variantDomain } },
+          color: { field: 'variant', type: 'nominal' as const, scale: variantScale(rows) },
           tooltip: [{ field: 'run' }, { field, format: '.3f' }],
         },
       },
@@ -152,7 +161,7 @@ export function summarySpec(results: ExperimentResults): TopLevelSpec {
         encoding: {
           x: { field: 'rankScale', type: 'quantitative' as const, scale: { type: 'log' as const, base: 2 } },
           y: { field, type: 'quantitative' as const, aggregate: 'mean' as const },
-          color: { field: 'variant', type: 'nominal' as const, scale: { domain: variantDomain } },
+          color: { field: 'variant', type: 'nominal' as const, scale: variantScale(rows) },
         },
       },
     ],

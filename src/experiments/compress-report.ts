@@ -11,7 +11,7 @@ import { configurationCurveSpec, renderSvg } from './charts.ts';
 import { COMPRESSED_DIR, type CompressRecord } from './compress-runner.ts';
 import { armName, parseCompressSpec, type CompressSpec } from './compress-spec.ts';
 import { FIGURES_DIR, formatMeanStd, formatPaired, provenanceLine, REPORT_HTML, REPORT_MD, runsTable, writeReportPage, type Figure } from './report.ts';
-import { meanStd, pairedDifference, readExperiment, runValidLoss, type RunRecord } from './results.ts';
+import { meanStd, pairedBySeed, readExperiment, runValidLoss, type RunRecord } from './results.ts';
 import { SPEC_JSON } from './runner.ts';
 
 interface Table {
@@ -56,8 +56,7 @@ export function compressSummaryTable(runs: RunRecord[]): Table {
     const { arm, method } = splitVariant(first.variant);
     const finished = group.filter((r) => r.done);
     const reference = runs.filter((r) => r.done && r.rankScale === first.rankScale && r.variant === `${arm}-scratch-si-fd`);
-    const pairs = method.startsWith('ft-') ? finished.flatMap((r) => reference.filter((s) => s.seed === r.seed).map((s) => [r, s] as const)) : [];
-    const paired = (pick: (r: RunRecord) => number) => (pairs.length ? pairedDifference(pairs.map(([r, s]) => [pick(r), pick(s)])) : null);
+    const paired = (pick: (r: RunRecord) => number) => (method.startsWith('ft-') ? pairedBySeed(finished, reference, pick) : null);
     return [
       String(first.rankScale ?? '—'),
       arm === 'attn-ffn' ? 'attention + FFN' : arm === 'attn' ? 'attention' : '—',
@@ -90,11 +89,10 @@ export function fdVersusWdTable(runs: RunRecord[]): Table {
   const rows = keys.flatMap((key) => {
     const [rankScale, arm] = key.split('|');
     const of = (method: string) => done.filter((r) => String(r.rankScale) === rankScale && r.variant === `${arm}-${method}`);
-    const wd = of('ft-wd');
-    const pairs = of('ft-fd').flatMap((fd) => wd.filter((w) => w.seed === fd.seed).map((w) => [fd, w] as const));
-    if (!pairs.length) return [];
-    const paired = (pick: (r: RunRecord) => number) => pairedDifference(pairs.map(([fd, w]) => [pick(fd), pick(w)]));
-    return [[rankScale, arm === 'attn-ffn' ? 'attention + FFN' : 'attention', String(pairs.length), formatPaired(paired(runValidLoss), false, 3), formatPaired(paired(bleu), true, 2)]];
+    const loss = pairedBySeed(of('ft-fd'), of('ft-wd'), runValidLoss);
+    if (!loss) return [];
+    const bleuGain = pairedBySeed(of('ft-fd'), of('ft-wd'), bleu);
+    return [[rankScale, arm === 'attn-ffn' ? 'attention + FFN' : 'attention', String(loss.n), formatPaired(loss, false, 3), formatPaired(bleuGain, true, 2)]];
   });
   return { header: ['rank scale', 'factorized', 'seeds', 'Δ valid loss, FD − WD (paired, 95 % CI)', 'Δ test BLEU, FD − WD (paired, 95 % CI)'], rows };
 }

@@ -132,11 +132,15 @@ export function provenanceLine(runs: RunRecord[]): string {
   const distinct = (xs: string[]) => [...new Set(xs)].sort().join('; ');
   const machines = distinct(done.flatMap((d) => (d.machine ? [`${d.machine.platform}, ${d.machine.cpus} × ${d.machine.cpuModel}, Node ${d.machine.node}`] : [])));
   const backends = distinct(done.flatMap((d) => (d.notes?.backend ? [d.notes.backend] : [])));
+  const engineName = (engine: string) => (engine === 'onnx' ? 'ONNX Runtime' : engine);
+  const decoded = done.flatMap((d) => (d.notes?.decodeEngine ? [engineName(d.notes.decodeEngine)] : []));
+  const decodeEngines = distinct(decoded);
   const unrecorded = done.filter((d) => !d.machine).length;
   return (
     `Runs finished ${span} (UTC). ` +
     (machines ? `Machine: ${machines}. ` : '') +
     (backends ? `Trained on the tfjs backend ${backends}. ` : '') +
+    (decodeEngines ? `Test translations decoded by ${decodeEngines} (recorded by ${decoded.length} of ${done.length} runs). ` : '') +
     (unrecorded ? `${unrecorded} of ${done.length} runs finished before runs recorded their machine and backend.` : '')
   ).trim();
 }

@@ -185,6 +185,15 @@ export function pairedDifference(pairs: [number, number][]): PairedDifference {
   return { ...m, low: m.mean - half, high: m.mean + half };
 }
 
+/**
+ * `pick(run) − pick(reference)` paired by seed (the same seed draws the same initial shared weights
+ * and the same batches), over the runs whose seed has a reference; null when none has.
+ */
+export function pairedBySeed(runs: RunRecord[], references: RunRecord[], pick: (r: RunRecord) => number): PairedDifference | null {
+  const pairs = runs.flatMap((r) => references.filter((s) => s.seed === r.seed).map((s): [number, number] => [pick(r), pick(s)]));
+  return pairs.length ? pairedDifference(pairs) : null;
+}
+
 /** 'better' / 'worse' when the interval excludes 0, else 'no difference detected'. */
 export function verdict(d: PairedDifference, higherIsBetter: boolean): 'better' | 'worse' | 'no difference detected' | 'one seed: no interval' {
   if (d.n < 2) return 'one seed: no interval';
@@ -240,8 +249,7 @@ export function summarize(results: ExperimentResults): ConfigurationSummary[] {
       runs[0].variant === 'baseline' || runs[0].rankScale === null
         ? []
         : results.runs.filter((b) => b.done && b.variant === 'baseline' && b.rankScale === runs[0].rankScale);
-    const pairs = finished.flatMap((r) => baseline.filter((b) => b.seed === r.seed).map((b) => [r, b] as const));
-    const paired = (pick: (r: RunRecord) => number) => (pairs.length ? pairedDifference(pairs.map(([r, b]) => [pick(r), pick(b)])) : null);
+    const paired = (pick: (r: RunRecord) => number) => pairedBySeed(finished, baseline, pick);
     return {
       configuration,
       rankScale: runs[0].rankScale,

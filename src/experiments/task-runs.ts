@@ -141,6 +141,7 @@ export async function finishTranslationRun(
     test = { bleu: result.bleu, chrf: result.chrf, perplexity: result.perplexity, loss: result.loss, sentences: result.numSentences, beam: result.beam };
     notes.bleuSignature = result.signature;
     notes.split = result.split;
+    notes.decodeEngine = result.engine;
   }
   return runResult(summary, evalStarted, test, notes);
 }

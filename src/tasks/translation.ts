@@ -13,7 +13,7 @@ import { UserError } from '../errors.ts';
 import { setGlobalSeed } from '../random.ts';
 import { beamSearch } from '../decode/beam-search.ts';
 import { greedyDecode } from '../decode/greedy.ts';
-import { openDecoder, type DecodeEngine } from '../decode/engine.ts';
+import { openDecoder, type DecodeEngine, type OpenedDecoder } from '../decode/engine.ts';
 import { corpusBleu } from '../metrics/bleu.ts';
 import { corpusChrf } from '../metrics/chrf.ts';
 import { perplexity } from '../metrics/perplexity.ts';
@@ -204,12 +204,22 @@ export interface DecodeOptions {
 
 /** Decodes token sequences (without EOS) into detokenized text, batching sentences of similar length. */
 export async function decodeSentences(model: TransformerSeq2Seq, tokenizer: Tokenizer, sources: ArrayLike<number>[], opts: DecodeOptions): Promise<string[]> {
+  return (await decodeSentencesOn(model, tokenizer, sources, opts)).texts;
+}
+
+/** decodeSentences, also saying which engine decoded (`auto` resolves at open time), for evaluation records. */
+async function decodeSentencesOn(
+  model: TransformerSeq2Seq,
+  tokenizer: Tokenizer,
+  sources: ArrayLike<number>[],
+  opts: DecodeOptions,
+): Promise<{ texts: string[]; engine: OpenedDecoder['engine'] }> {
   const out: string[] = new Array(sources.length).fill('');
   const order = sources.map((s, i) => ({ i, n: s.length })).filter((x) => x.n > 0);
   order.sort((a, b) => a.n - b.n || a.i - b.i);
   // Rows per decoder step = sentences × beam: keep it near 64-160 for the wasm/cpu engines.
   const batchSize = opts.batchSize ?? (opts.beam === 1 ? 64 : 32);
-  const { decoder, dispose } = await openDecoder(model, opts.engine ?? 'auto');
+  const { decoder, engine, dispose } = await openDecoder(model, opts.engine ?? 'auto');
   try {
     for (let start = 0; start < order.length; start += batchSize) {
       const chunk = order.slice(start, start + batchSize);
@@ -226,7 +236,7 @@ export async function decodeSentences(model: TransformerSeq2Seq, tokenizer: Toke
   } finally {
     await dispose();
   }
-  return out;
+  return { texts: out, engine };
 }
 
 /** Trains (or resumes) a translation model; see TranslationTrainOptions. */
@@ -398,6 +408,8 @@ export interface TranslationEvaluation {
   split: string;
   numSentences: number;
   beam: number;
+  /** The engine that decoded the hypotheses (what `auto` chose). */
+  engine: OpenedDecoder['engine'];
   bleu: number;
   /** sacreBLEU signature, e.g. nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0. */
   signature: string;
@@ -431,7 +443,7 @@ export async function evaluateTranslation(opts: EvaluateTranslationOptions): Pro
     const fit = translator.model.config.maxPositions - 1;
     const scored: EncodedSplit = { ...encoded, source: encoded.source.map((s) => s.subarray(0, fit)), target: encoded.target.map((t) => t.subarray(0, fit)) };
     const beam = opts.beam ?? config.decode.beam;
-    const hypotheses = await decodeSentences(translator.model, translator.tokenizer, encoded.source, {
+    const { texts: hypotheses, engine } = await decodeSentencesOn(translator.model, translator.tokenizer, encoded.source, {
       ...config.decode,
       beam,
       lenPenalty: opts.lenPenalty ?? config.decode.lenPenalty,
@@ -446,6 +458,7 @@ export async function evaluateTranslation(opts: EvaluateTranslationOptions): Pro
       split,
       numSentences: hypotheses.length,
       beam,
+      engine,
       bleu: bleu.score,
       signature: bleu.signature,
       bleuVerbose: bleu.verbose,
@@ -471,7 +484,7 @@ export function formatEvaluation(e: TranslationEvaluation): string {
   return [
     `BLEU|${e.signature} = ${e.bleu.toFixed(2)} ${e.bleuVerbose}`,
     `chrF2|${e.chrfSignature} = ${e.chrf.toFixed(2)}`,
-    `perplexity = ${e.perplexity.toFixed(2)} (token-level, ${e.split} split, ${e.numSentences} sentences, beam ${e.beam})`,
+    `perplexity = ${e.perplexity.toFixed(2)} (token-level, ${e.split} split, ${e.numSentences} sentences, beam ${e.beam}, decoded by ${e.engine})`,
   ].join('\n');
 }
 
