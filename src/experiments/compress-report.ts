@@ -89,9 +89,10 @@ export function fdVersusWdTable(runs: RunRecord[]): Table {
   const rows = keys.flatMap((key) => {
     const [rankScale, arm] = key.split('|');
     const of = (method: string) => done.filter((r) => String(r.rankScale) === rankScale && r.variant === `${arm}-${method}`);
-    const loss = pairedBySeed(of('ft-fd'), of('ft-wd'), runValidLoss);
+    const [fd, wd] = [of('ft-fd'), of('ft-wd')];
+    const loss = pairedBySeed(fd, wd, runValidLoss);
     if (!loss) return [];
-    const bleuGain = pairedBySeed(of('ft-fd'), of('ft-wd'), bleu);
+    const bleuGain = pairedBySeed(fd, wd, bleu);
     return [[rankScale, arm === 'attn-ffn' ? 'attention + FFN' : 'attention', String(loss.n), formatPaired(loss, false, 3), formatPaired(bleuGain, true, 2)]];
   });
   return { header: ['rank scale', 'factorized', 'seeds', 'Δ valid loss, FD − WD (paired, 95 % CI)', 'Δ test BLEU, FD − WD (paired, 95 % CI)'], rows };
