@@ -116,7 +116,7 @@ describe('the tiny compression experiment end to end (copy task, real training)'
 
     // The rerun (the CLI): finished parts are skipped, the rest run; the report is written.
     const io = await cli(['experiment', '--spec', specFile, '--out', out, '--progress', 'none']);
-    expect(io.out).toContain('ran 6, resumed 0, skipped 3');
+    expect(io.out).toContain('ran 6, resumed 0, extended 0, skipped 3');
     expect(io.err).toContain('rs1-teacher-seed1: finished earlier, skipped');
     expect(io.err).toContain('compress rs0.5-attn-seed1: compressed earlier, skipped');
     expect(readFileSync(join(runDir(out, 'rs1-teacher-seed1'), DONE_JSON), 'utf8')).toBe(teacherDone);
@@ -144,7 +144,7 @@ describe('the tiny compression experiment end to end (copy task, real training)'
     // A compression killed before its record is made again; everything else is skipped.
     rmSync(`${compressedDir(out, 'rs0.5-attn-ffn-seed1')}.json`);
     const io2 = await cli(['experiment', '--spec', specFile, '--out', out, '--progress', 'none', '--no-report']);
-    expect(io2.out).toContain('ran 1, resumed 0, skipped 8');
+    expect(io2.out).toContain('ran 1, resumed 0, extended 0, skipped 8');
     expect(readCompressRecord(out, 'rs0.5-attn-ffn-seed1')).not.toBeNull();
     // `experiment report` rebuilds this kind of report too.
     rmSync(join(out, 'report.md'));

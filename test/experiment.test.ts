@@ -174,7 +174,7 @@ describe('spec and grid', () => {
     const long = loadExperimentSpec('experiments/paper-faithful-long.json');
     for (const key of ['task', 'preset', 'regularization', 'evaluate'] as const) expect(long[key]).toEqual(faithful[key]);
     expect(long.grid).toEqual({ rankScale: [0.25, 0.5], variants: ['baseline', 'si-fd'], seeds: [1, 2, 3], factorize: 'all' });
-    expect(long.budget.maxSteps).toBe(8000);
+    expect(long.budget.maxSteps).toBe(12000);
     expect(() => checkSpecAgainstTask(long, 'experiments/paper-faithful-long.json')).not.toThrow();
   });
 
@@ -248,7 +248,7 @@ describe('resumable runner', () => {
 
     calls.length = 0;
     const outcome = await runExperiment(small(), { out, runFn: fakeRunFunction(calls) });
-    expect(outcome).toEqual({ ran: ['rs1-si-fd-seed1'], resumed: ['rs1-baseline-seed1'], skipped: ['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1'] });
+    expect(outcome).toEqual({ ran: ['rs1-si-fd-seed1'], resumed: ['rs1-baseline-seed1'], extended: [], skipped: ['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1'] });
     expect(calls).toEqual([
       { name: 'rs1-baseline-seed1', resume: true },
       { name: 'rs1-si-fd-seed1', resume: false },
@@ -260,6 +260,36 @@ describe('resumable runner', () => {
     const again = await runExperiment(small(), { out, runFn: fakeRunFunction(calls) });
     expect(calls).toEqual([]);
     expect(again.skipped).toHaveLength(4);
+  });
+
+  it('extends finished runs to a larger step budget, but not those stopped for another reason', async () => {
+    const out = join(root, 'extend');
+    const calls: { name: string; resume: boolean }[] = [];
+    await runExperiment(small(), { out, runFn: fakeRunFunction(calls) });
+    // The fake runs stop at 30 updates; one stopped early (e.g. early stopping) is not extended.
+    for (const name of ['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1']) {
+      const file = join(runDir(out, name), DONE_JSON);
+      const done = JSON.parse(readFileSync(file, 'utf8'));
+      done.notes = { stopReason: name.includes('si-fd') ? 'earlyStop' : 'maxSteps' };
+      writeFileSync(file, JSON.stringify(done));
+    }
+    calls.length = 0;
+    const larger = { ...small(), budget: { maxSteps: 60 } };
+    const outcome = await runExperiment(larger, { out, runFn: fakeRunFunction(calls) });
+    expect(outcome).toEqual({ ran: [], resumed: [], extended: ['rs0.5-baseline-seed1'], skipped: ['rs0.5-si-fd-seed1', 'rs1-baseline-seed1', 'rs1-si-fd-seed1'] });
+    expect(calls).toEqual([{ name: 'rs0.5-baseline-seed1', resume: true }]);
+    expect(JSON.parse(readFileSync(join(runDir(out, 'rs0.5-baseline-seed1'), DONE_JSON), 'utf8')).extendedFrom).toMatchObject({ steps: 30, notes: { stopReason: 'maxSteps' } });
+  });
+
+  it('refuses to extend a run trained with the linear schedule (its decay ends at the budget)', async () => {
+    const linear = spec({ config: { train: { schedule: 'linear', warmupUpdates: 1 } }, grid: { rankScale: [0.5], variants: ['baseline'], seeds: [1] } });
+    const [run] = expandGrid(linear);
+    const dir = join(root, 'linear-run');
+    mkdirSync(dir, { recursive: true });
+    const earlier = { steps: 4, notes: { stopReason: 'maxSteps' } } as unknown as Parameters<RunFunction>[2]['extending'];
+    const err = await makeTaskRunFunction()(linear, run, { dir, resume: true, extending: earlier, log: () => undefined }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(UserError);
+    expect((err as Error).message).toMatch(/^rs0\.5-baseline-seed1: finished at 4 updates with the linear schedule, whose decay ends at the budget/);
   });
 
   it('refuses a second runner on the same folder while the first is running', async () => {
@@ -443,7 +473,7 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
     const program = new Command().exitOverride();
     registerExperimentCommands(program, io);
     await program.parseAsync(['experiment', '--spec', specFile, '--out', out, '--progress', 'none'], { from: 'user' });
-    expect(io.out).toContain('ran 2, resumed 0, skipped 0');
+    expect(io.out).toContain('ran 2, resumed 0, extended 0, skipped 0');
 
     const names = ['rs0.5-baseline-seed1', 'rs0.5-si-fd-seed1'];
     // What `auto` decodes with on this machine (ONNX Runtime on a CPU backend where it is installed).
@@ -486,11 +516,64 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
     const program2 = new Command().exitOverride();
     registerExperimentCommands(program2, io2);
     await program2.parseAsync(['experiment', '--spec', specFile, '--out', out, '--progress', 'none', '--no-report'], { from: 'user' });
-    expect(io2.out).toContain('ran 0, resumed 1, skipped 1');
+    expect(io2.out).toContain('ran 0, resumed 1, extended 0, skipped 1');
     const again = JSON.parse(readFileSync(join(runDir(out, names[0]), DONE_JSON), 'utf8'));
     expect(again.steps).toBe(4);
     expect(again.test.bleu).toBeCloseTo(first.test.bleu, 6);
     expect(again.finalValidLoss).toBeCloseTo(first.finalValidLoss, 6);
+
+    // A larger budget extends the finished runs from their checkpoint_last (fairseq's larger
+    // --max-update), keeping the shorter run's record; the result is the run trained to it at once.
+    const longer = JSON.parse(readFileSync(specFile, 'utf8'));
+    longer.budget.maxSteps = 6;
+    writeFileSync(specFile, JSON.stringify(longer));
+    const io3 = captureIo();
+    const program3 = new Command().exitOverride();
+    registerExperimentCommands(program3, io3);
+    await program3.parseAsync(['experiment', '--spec', specFile, '--out', out, '--progress', 'none', '--no-report'], { from: 'user' });
+    expect(io3.out).toContain('ran 0, resumed 0, extended 2, skipped 0');
+    expect(io3.err).toContain('extending from 4 to 6 updates');
+    const extended = JSON.parse(readFileSync(join(runDir(out, names[0]), DONE_JSON), 'utf8'));
+    expect(extended.steps).toBe(6);
+    expect(extended.extendedFrom.steps).toBe(4);
+    expect(extended.extendedFrom.finalValidLoss).toBe(again.finalValidLoss);
+    expect(extended.extendedFrom.test.bleu).toBe(again.test.bleu);
+    const valids = readFileSync(join(runDir(out, names[0]), 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .filter((r) => r.type === 'valid')
+      .map((r) => r.step);
+    expect(valids).toEqual([2, 4, 6]);
+    // The report keeps the shorter budget's results beside the new ones.
+    await writeReport(out);
+    const extendedMd = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(extendedMd).toContain('2 of 2 runs were extended to a larger budget from their checkpoint at 4 updates');
+    const atFour = extendedMd.split('## Results by configuration at 4 updates (before the extension)')[1]?.split('## ')[0] ?? '';
+    expect(atFour).toContain(`| ${again.finalValidLoss.toFixed(3)} |`);
+    expect(extendedMd.split('## Results by configuration\n')[1].split('## ')[0]).toContain(`| ${extended.finalValidLoss.toFixed(3)} |`);
+
+    const direct = join(root, 'two-run-direct');
+    const io4 = captureIo();
+    const program4 = new Command().exitOverride();
+    registerExperimentCommands(program4, io4);
+    await program4.parseAsync(['experiment', '--spec', specFile, '--out', direct, '--progress', 'none', '--no-report', '--only', names[0]], { from: 'user' });
+    const once = JSON.parse(readFileSync(join(runDir(direct, names[0]), DONE_JSON), 'utf8'));
+    expect(once.steps).toBe(6);
+    expect(extended.finalValidLoss).toBeCloseTo(once.finalValidLoss, 6);
+    expect(extended.test.bleu).toBeCloseTo(once.test.bleu, 6);
+
+    // Without its checkpoint a finished run cannot be extended: it is kept, and the log says why.
+    rmSync(join(runDir(direct, names[0]), 'checkpoint_last'), { recursive: true });
+    longer.budget.maxSteps = 8;
+    writeFileSync(specFile, JSON.stringify(longer));
+    const io5 = captureIo();
+    const program5 = new Command().exitOverride();
+    registerExperimentCommands(program5, io5);
+    await program5.parseAsync(['experiment', '--spec', specFile, '--out', direct, '--progress', 'none', '--no-report', '--only', names[0]], { from: 'user' });
+    expect(io5.out).toContain('ran 0, resumed 0, extended 0, skipped 1');
+    expect(io5.err).toMatch(/finished at 6 of 8 updates, but its checkpoint_last is gone, so it cannot be extended/);
+    expect(JSON.parse(readFileSync(join(runDir(direct, names[0]), DONE_JSON), 'utf8'))).toEqual(once);
   });
 });
 

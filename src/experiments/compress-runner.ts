@@ -169,7 +169,7 @@ export async function runCompressExperiment(spec: CompressSpec, opts: CompressEx
   try {
     checkOrStoreSpec(opts.out, spec);
     const parts = planCompressExperiment(spec);
-    const outcome: ExperimentOutcome = { ran: [], resumed: [], skipped: [] };
+    const outcome: ExperimentOutcome = { ran: [], resumed: [], extended: [], skipped: [] };
     for (const [i, p] of parts.entries()) {
       const name = p.kind === 'train' ? p.run.name : `compress ${p.part.name}`;
       const tag = `[${i + 1}/${parts.length}] ${name}`;

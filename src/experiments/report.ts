@@ -7,7 +7,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configurationCurveSpec, rankScaleCurveSpec, rankScaleDeltaSpec, renderSvg, summarySpec } from './charts.ts';
 import {
+  earlierBudgets,
   readExperiment,
+  resultsAtEarlierBudget,
   runValidLoss,
   summarize,
   testScoreOf,
@@ -136,11 +138,16 @@ export function provenanceLine(runs: RunRecord[]): string {
   const decoded = done.flatMap((d) => (d.notes?.decodeEngine ? [engineName(d.notes.decodeEngine)] : []));
   const decodeEngines = distinct(decoded);
   const unrecorded = done.filter((d) => !d.machine).length;
+  const extended = done.filter((d) => d.extendedFrom);
+  const extendedFrom = distinct(extended.map((d) => earlierBudgets(d).map(formatCount).join(' → ')));
   return (
     `Runs finished ${span} (UTC). ` +
     (machines ? `Machine: ${machines}. ` : '') +
     (backends ? `Trained on the tfjs backend ${backends}. ` : '') +
     (decodeEngines ? `Test translations decoded by ${decodeEngines} (recorded by ${decoded.length} of ${done.length} runs). ` : '') +
+    (extended.length
+      ? `${extended.length} of ${done.length} runs were extended to a larger budget from their checkpoint at ${extendedFrom} updates (the same schedule, so the same as training to it at once; their earlier results are in the table at that budget). `
+      : '') +
     (unrecorded ? `${unrecorded} of ${done.length} runs finished before runs recorded their machine and backend.` : '')
   ).trim();
 }
@@ -310,14 +317,17 @@ export async function writeReport(dir: string): Promise<ReportFiles> {
     (notStarted ? `; ${notStarted} not started yet (rerunning the same command resumes the grid)` : '') +
     '.';
   const provenance = provenanceLine(results.runs);
+  // The results at each budget the runs were extended from stay in the report (done.json keeps them).
+  const budgets = [...new Set(results.runs.flatMap((r) => (r.done ? earlierBudgets(r.done) : [])))].sort((a, b) => b - a);
+  const earlierSections = budgets.flatMap((steps) => {
+    const earlier = resultsAtEarlierBudget(results, steps);
+    return earlier ? [{ heading: `Results by configuration at ${formatCount(steps)} updates (before the extension)`, table: summaryTable(earlier, summarize(earlier)) }] : [];
+  });
   writeReportPage(dir, {
     title: `Experiment: ${results.name}`,
     intro: describe(results),
     status: provenance ? `${status} ${provenance}` : status,
-    sections: [
-      { heading: 'Results by configuration', table: summary },
-      { heading: 'Every run', table: perRun },
-    ],
+    sections: [{ heading: 'Results by configuration', table: summary }, ...earlierSections, { heading: 'Every run', table: perRun }],
     figures,
     textColumns: 2,
   });

@@ -267,3 +267,27 @@ export function summarize(results: ExperimentResults): ConfigurationSummary[] {
     };
   });
 }
+
+/** The step budgets a run's record was extended from (runner.ts `extendedFrom`), oldest first. */
+export function earlierBudgets(done: DoneRecord): number[] {
+  const steps: number[] = [];
+  for (let e = done.extendedFrom; e; e = e.extendedFrom) steps.unshift(e.steps);
+  return steps;
+}
+
+/**
+ * The experiment as it stood at an earlier step budget its runs were extended from: each run that
+ * was extended from `steps` takes that record, and its curves stop there; other runs are left out
+ * (they were not measured at that budget). Null when no run was extended from `steps`.
+ */
+export function resultsAtEarlierBudget(results: ExperimentResults, steps: number): ExperimentResults | null {
+  const runs: RunRecord[] = [];
+  for (const run of results.runs) {
+    let earlier = run.done?.extendedFrom;
+    while (earlier && earlier.steps !== steps) earlier = earlier.extendedFrom;
+    if (!run.done || !earlier) continue;
+    const done: DoneRecord = { format: run.done.format, task: run.done.task, run: run.done.run, ...earlier };
+    runs.push({ ...run, done, valid: run.valid.filter((p) => p.step <= steps), train: run.train.filter((p) => p.step <= steps) });
+  }
+  return runs.length ? { ...results, runs } : null;
+}

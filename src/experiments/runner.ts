@@ -8,6 +8,13 @@
  * interrupted: it resumes from that checkpoint (the task's resume option). A run folder with
  * neither is leftover from a run killed before its first checkpoint: it is cleared and started over,
  * so its metrics.jsonl never mixes two attempts.
+ *
+ * A larger `budget.maxSteps` extends finished runs, as fairseq continues a run from its last
+ * checkpoint with a larger --max-update: a run that stopped at its old step budget and still has
+ * its checkpoint_last resumes from it to the new budget, and its new done.json keeps the old
+ * summary under `extendedFrom`. (The task refuses this for the linear schedule, whose decay
+ * depends on the budget: task-runs.ts.) Without its checkpoint (e.g. in a fresh clone, where
+ * checkpoints are not committed) the run is kept as it is, and the log says so.
  */
 import { LAST_CHECKPOINT } from '../train/run-folder.ts';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -47,6 +54,8 @@ export interface DoneRecord extends RunResult {
   finishedAt: string;
   /** The machine the run finished on (reports state it; absent in records written before 2026-11-30). */
   machine?: RunMachine;
+  /** The record this run had before a larger budget extended it (the oldest extension innermost). */
+  extendedFrom?: Omit<DoneRecord, 'format' | 'task' | 'run'>;
 }
 
 /** What a report needs to say where a run was measured. */
@@ -69,6 +78,8 @@ export interface RunContext {
   dir: string;
   /** True when the folder holds an interrupted run to continue from its checkpoint. */
   resume: boolean;
+  /** Set when a finished run continues to a larger step budget: its earlier record. */
+  extending?: DoneRecord;
   log: (line: string) => void;
 }
 
@@ -87,7 +98,14 @@ export interface RunExperimentOptions {
 export interface ExperimentOutcome {
   ran: string[];
   resumed: string[];
+  /** Finished runs continued to a larger `budget.maxSteps`. */
+  extended: string[];
   skipped: string[];
+}
+
+/** The CLI's one-line account of an outcome. */
+export function formatOutcome(outcome: ExperimentOutcome): string {
+  return `ran ${outcome.ran.length}, resumed ${outcome.resumed.length}, extended ${outcome.extended.length}, skipped ${outcome.skipped.length} (finished earlier)`;
 }
 
 /** The checkpoint folder whose presence means "interrupted, resumable". */
@@ -159,18 +177,20 @@ async function runGrid(spec: ExperimentSpec, opts: RunExperimentOptions, log: (l
     for (const name of opts.only) if (!known.has(name)) throw new UserError(`\`only\`: '${name}' is not a run of this spec (e.g. ${runs[0].name})`);
     runs = runs.filter((r) => opts.only!.includes(r.name));
   }
-  const outcome: ExperimentOutcome = { ran: [], resumed: [], skipped: [] };
+  const outcome: ExperimentOutcome = { ran: [], resumed: [], extended: [], skipped: [] };
   for (const [i, run] of runs.entries()) {
-    const state = await executeRun(opts.out, run, `[${i + 1}/${runs.length}] ${run.name}`, spec.task, (r, ctx) => opts.runFn(spec, r, ctx), log);
+    const tag = `[${i + 1}/${runs.length}] ${run.name}`;
+    const state = await executeRun(opts.out, run, tag, spec.task, (r, ctx) => opts.runFn(spec, r, ctx), log, spec.budget.maxSteps);
     outcome[state].push(run.name);
   }
   return outcome;
 }
 
 /**
- * One run of an experiment in `<out>/runs/<run.name>/`: skipped when it has done.json, resumed
- * when it has a checkpoint_last, else (re)started in an emptied folder; done.json is written when
- * `train` returns. The grid's loop, and the compression experiment's (compress-runner.ts).
+ * One run of an experiment in `<out>/runs/<run.name>/`: skipped when it has done.json (unless
+ * `budgetSteps` extends it, see the top of this file), resumed when it has a checkpoint_last, else
+ * (re)started in an emptied folder; done.json is written when `train` returns. The grid's loop,
+ * and the compression experiment's (compress-runner.ts).
  */
 export async function executeRun<R extends { name: string }>(
   out: string,
@@ -179,21 +199,28 @@ export async function executeRun<R extends { name: string }>(
   task: ExperimentSpec['task'],
   train: (run: R, ctx: RunContext) => Promise<RunResult>,
   log: (line: string) => void,
-): Promise<'ran' | 'resumed' | 'skipped'> {
+  budgetSteps?: number,
+): Promise<'ran' | 'resumed' | 'extended' | 'skipped'> {
   const dir = runDir(out, run.name);
-  if (readDoneRecord(dir)) {
+  const earlier = readDoneRecord(dir);
+  const extending = earlier !== null && budgetSteps !== undefined && earlier.steps < budgetSteps && earlier.notes?.stopReason === 'maxSteps';
+  if (earlier && !extending) {
     log(`${tag}: finished earlier, skipped`);
     return 'skipped';
   }
   const resume = existsSync(join(dir, RESUME_MARKER));
+  if (earlier && !resume) {
+    log(`${tag}: finished at ${earlier.steps} of ${budgetSteps} updates, but its ${RESUME_MARKER} is gone, so it cannot be extended: kept as it is (delete its done.json to train it again)`);
+    return 'skipped';
+  }
   if (!resume && existsSync(dir)) {
     // Killed before its first checkpoint: nothing to resume, and stale metrics would mix in.
     for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
   }
   mkdirSync(dir, { recursive: true });
   writeJsonAtomic(join(dir, RUN_JSON), run);
-  log(`${tag}: ${resume ? 'resuming from its checkpoint' : 'starting'}`);
-  const result = await train(run, { dir, resume, log: (line) => log(`${tag}: ${line}`) });
+  log(`${tag}: ${earlier ? `extending from ${earlier.steps} to ${budgetSteps} updates` : resume ? 'resuming from its checkpoint' : 'starting'}`);
+  const result = await train(run, { dir, resume, extending: earlier ?? undefined, log: (line) => log(`${tag}: ${line}`) });
   const done: DoneRecord = {
     format: 'factorized-transformer/experiment-run@1',
     task,
@@ -203,12 +230,17 @@ export async function executeRun<R extends { name: string }>(
     finishedAt: new Date().toISOString(),
     machine: currentMachine(),
   };
+  if (earlier) {
+    // Nothing measured is lost: the shorter run's summary stays in the record.
+    const { format: _format, task: _task, run: _run, ...summary } = earlier;
+    done.extendedFrom = summary;
+  }
   writeJsonAtomic(join(dir, DONE_JSON), done);
   log(
     `${tag}: done in ${(result.trainWallSeconds + result.evalWallSeconds).toFixed(0)} s; ` +
       `valid loss ${result.finalValidLoss.toFixed(3)}${formatTest(result.test)}`,
   );
-  return resume ? 'resumed' : 'ran';
+  return earlier ? 'extended' : resume ? 'resumed' : 'ran';
 }
 
 function formatTest(test: Record<string, number> | null): string {

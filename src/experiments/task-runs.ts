@@ -55,23 +55,41 @@ export function checkSpecAgainstTask(spec: ExperimentSpec, where: string): void 
   const schema = spec.task === 'translation' ? translationConfigFileSchema : mlmConfigFileSchema;
   validateConfig(schema, spec.config ?? {}, `${where}: 'config'`);
   for (const rankScale of spec.grid.rankScale) {
-    const overrides = runOverrides(spec, { rankScale, variant: spec.grid.variants[0], seed: spec.grid.seeds[0] });
-    // The grid point's values stand where the command line's would: errors name the spec and the point.
     const source = `${where} (rankScale ${rankScale})`;
-    const { train } =
-      spec.task === 'translation'
-        ? resolveTranslationConfig({
-            preset: spec.preset,
-            flags: overrides as TranslationConfigOverrides,
-            flagsSource: source,
-            sourceLang: spec.data?.sourceLang ?? 'en',
-            targetLang: spec.data?.targetLang ?? 'es',
-          })
-        : resolveMlmConfig({ preset: spec.preset, flags: overrides as MlmConfigOverrides, flagsSource: source });
+    const train = resolvedTrainConfig(spec, { rankScale, variant: spec.grid.variants[0], seed: spec.grid.seeds[0] }, source);
     // The trainer would only find this out when the first run starts.
     if (train.schedule === 'linear' && train.maxSteps !== null && train.warmupUpdates > train.maxSteps) {
       throw new UserError(`${source}: 'train.warmupUpdates' ${train.warmupUpdates} exceeds 'budget.maxSteps' ${train.maxSteps} (linear schedule)`);
     }
+  }
+}
+
+/** The training settings one grid point resolves to; the point's values stand where the command line's would, so errors name `source`. */
+function resolvedTrainConfig(spec: ExperimentSpec, run: Pick<PlannedRun, 'rankScale' | 'variant' | 'seed'>, source: string) {
+  const overrides = runOverrides(spec, run);
+  return spec.task === 'translation'
+    ? resolveTranslationConfig({
+        preset: spec.preset,
+        flags: overrides as TranslationConfigOverrides,
+        flagsSource: source,
+        sourceLang: spec.data?.sourceLang ?? 'en',
+        targetLang: spec.data?.targetLang ?? 'es',
+      }).train
+    : resolveMlmConfig({ preset: spec.preset, flags: overrides as MlmConfigOverrides, flagsSource: source }).train;
+}
+
+/**
+ * A finished run continued to a larger budget (runner.ts) trains exactly as one trained to that
+ * budget from the start only when its learning rate does not depend on the budget: the linear
+ * schedule's decay ends at the budget, so such a run is refused rather than silently changed.
+ */
+function checkExtendable(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext): void {
+  if (!ctx.extending) return;
+  const train = resolvedTrainConfig(spec, run, run.name);
+  if (train.schedule === 'linear') {
+    throw new UserError(
+      `${run.name}: finished at ${ctx.extending.steps} updates with the linear schedule, whose decay ends at the budget; a larger budget would not match a run trained to it from the start: choose another \`out\``,
+    );
   }
 }
 
@@ -106,6 +124,7 @@ function runResult(
 }
 
 async function runTranslation(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, opts: TaskRunOptions): Promise<RunResult> {
+  checkExtendable(spec, run, ctx);
   const corpus = spec.data
     ? { dir: spec.data.dir, sourceLang: spec.data.sourceLang, targetLang: spec.data.targetLang, tokenizerPath: spec.data.tokenizer }
     : await ensureDefaultTranslationCorpus();
@@ -147,6 +166,7 @@ export async function finishTranslationRun(
 }
 
 async function runMlm(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, opts: TaskRunOptions): Promise<RunResult> {
+  checkExtendable(spec, run, ctx);
   const data = spec.data ? { dir: spec.data.dir, tokenizer: spec.data.tokenizer } : { dir: (await ensureDefaultMlmCorpus()).dir, tokenizer: undefined };
   const summary = await trainMlm({
     data: data.dir,
@@ -161,7 +181,8 @@ async function runMlm(spec: ExperimentSpec, run: PlannedRun, ctx: RunContext, op
 
   const evalStarted = performance.now();
   let test: Record<string, number> | null = null;
-  const notes: Record<string, string> = {};
+  // The stop reason, as the translation record's: a larger budget extends only runs that stopped at theirs.
+  const notes: Record<string, string> = { stopReason: summary.stopReason };
   if (spec.evaluate !== false) {
     const split = (spec.evaluate?.split ?? 'test') as 'train' | 'valid' | 'test';
     const result = await evaluateMlm({ checkpoint: ctx.dir, data: data.dir, split, log: ctx.log });

@@ -9,7 +9,7 @@ import { isCompressExperiment, writeCompressReport } from '../../experiments/com
 import { checkCompressSpec, runCompressExperiment } from '../../experiments/compress-runner.ts';
 import { parseCompressSpec, planCompressExperiment, readCompressSpecFile } from '../../experiments/compress-spec.ts';
 import { writeReport } from '../../experiments/report.ts';
-import { runExperiment, type RunFunction } from '../../experiments/runner.ts';
+import { formatOutcome, runExperiment, type RunFunction } from '../../experiments/runner.ts';
 import { expandGrid, loadExperimentSpec } from '../../experiments/spec.ts';
 import { checkSpecAgainstTask, makeTaskRunFunction } from '../../experiments/task-runs.ts';
 import type { ProgressMode } from '../../train/progress.ts';
@@ -43,7 +43,7 @@ export function registerExperimentCommands(program: Command, io: CliIo = process
     .command('experiment')
     .description(
       'run a grid of trainings from a spec (rank scale × {baseline, si, fd, si-fd} × seeds), one after another, ' +
-        'each in its own folder; finished runs are skipped and interrupted ones resume; then write the report',
+        'each in its own folder; finished runs are skipped (or extended, when budget.maxSteps grew) and interrupted ones resume; then write the report',
     )
     .option('--spec <file>', 'experiment spec (JSON), e.g. experiments/quick.json')
     .option('--out <dir>', 'experiment folder (default checkpoints/experiments/<spec name>)')
@@ -66,7 +66,7 @@ export function registerExperimentCommands(program: Command, io: CliIo = process
       }
       const runFn = deps.runFn ? deps.runFn(flags.progress) : makeTaskRunFunction({ progress: flags.progress ?? 'lines' });
       const outcome = await runExperiment(spec, { out, runFn, only: flags.only, log: (line) => io.stderr(`${line}\n`) });
-      io.stdout(`ran ${outcome.ran.length}, resumed ${outcome.resumed.length}, skipped ${outcome.skipped.length} (finished earlier)\n`);
+      io.stdout(`${formatOutcome(outcome)}\n`);
       if (flags.report) {
         const files = await writeReport(out);
         io.stdout(`report: ${files.markdown}\n        ${files.html}\n`);
@@ -95,7 +95,7 @@ async function runCompressSpec(spec: ReturnType<typeof parseCompressSpec>, file:
     return;
   }
   const outcome = await runCompressExperiment(spec, { out, progress: flags.progress ?? 'lines', log: (line) => io.stderr(`${line}\n`) });
-  io.stdout(`ran ${outcome.ran.length}, resumed ${outcome.resumed.length}, skipped ${outcome.skipped.length} (finished earlier)\n`);
+  io.stdout(`${formatOutcome(outcome)}\n`);
   if (flags.report) {
     const files = await writeCompressReport(out);
     io.stdout(`report: ${files.markdown}\n        ${files.html}\n`);
