@@ -56,6 +56,22 @@ describe('BertEncoder + MaskedLMHead', () => {
     }
   });
 
+  it('draws every initial weight, the head included, from the run seed', async () => {
+    const weightsWith = async (seed: number) => {
+      setGlobalSeed(seed);
+      const bert = buildBertForMaskedLM(resolveBertConfig(TINY));
+      const values = await Promise.all(bert.model.weights.map(async (w) => ({ name: w.originalName, values: Array.from(await w.read().data()) })));
+      disposeBertModel(bert.model);
+      return values;
+    };
+    const [a, b, c] = [await weightsWith(7), await weightsWith(7), await weightsWith(8)];
+    const head = a.findIndex((w) => w.name.includes('mlm_head_transform/kernel'));
+    expect(head).toBeGreaterThanOrEqual(0);
+    expect(b).toEqual(a);
+    // Another seed draws another head (not a fixed or unseeded initializer).
+    expect(c[head].values).not.toEqual(a[head].values);
+  });
+
   it('maps [token_ids, masked_positions] to logits over the vocabulary at the masked positions only', () => {
     setGlobalSeed(1);
     const bert = buildBertForMaskedLM(resolveBertConfig(TINY));

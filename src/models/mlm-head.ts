@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { TokenEmbedding } from './embedding.ts';
 import type { LayerArgs } from '../layer-args.ts';
 import { layerNorm } from './sublayers.ts';
+import { globalRandom } from '../random.ts';
 import { asComputedMask, passThroughMask } from '../attention/keras-mask.ts';
 
 function single(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
@@ -105,7 +106,8 @@ export class MaskedLMHead {
     this.transform = tf.layers.dense({
       units: config.modelDim,
       activation: 'gelu',
-      kernelInitializer: tf.initializers.truncatedNormal({ stddev: 0.02 }),
+      // Seeded from the process stream like every other weight, so a run's seed fixes its whole init.
+      kernelInitializer: tf.initializers.truncatedNormal({ stddev: 0.02, seed: globalRandom.nextSeed() }),
       name: `${prefix}_transform`,
     });
     this.layerNorm = layerNorm(`${prefix}_norm`);
