@@ -14,7 +14,7 @@ import { openDecoder } from '../src/decode/engine.ts';
 import { rankScaleDeltaSpec } from '../src/experiments/charts.ts';
 import { writeReport } from '../src/experiments/report.ts';
 import { meanStd, readExperiment, summarize } from '../src/experiments/results.ts';
-import { DONE_JSON, runDir, runExperiment, type RunFunction, type RunResult } from '../src/experiments/runner.ts';
+import { DONE_JSON, runDir, runExperiment, runState, type RunFunction, type RunResult } from '../src/experiments/runner.ts';
 import { readCompressSpecFile } from '../src/experiments/compress-spec.ts';
 import { expandGrid, loadExperimentSpec, parseExperimentSpec, parseRunName, runName, type ExperimentSpec } from '../src/experiments/spec.ts';
 import { checkSpecAgainstTask, makeTaskRunFunction, runOverrides } from '../src/experiments/task-runs.ts';
@@ -193,8 +193,8 @@ describe('spec and grid', () => {
     const io = captureIo();
     const program = new Command().exitOverride();
     registerExperimentCommands(program, io);
-    await program.parseAsync(['experiment', '--spec', 'experiments/quick.json', '--dry-run'], { from: 'user' });
-    expect(io.out.trim().split('\n')).toEqual(expandGrid(loadExperimentSpec('experiments/quick.json')).map((r) => r.name));
+    await program.parseAsync(['experiment', '--spec', 'experiments/quick.json', '--out', join(root, 'dry'), '--dry-run'], { from: 'user' });
+    expect(io.out.trim().split('\n')).toEqual(expandGrid(loadExperimentSpec('experiments/quick.json')).map((r) => `${r.name}\tnew`));
     const bare = new Command().exitOverride();
     registerExperimentCommands(bare, captureIo());
     await expect(bare.parseAsync(['experiment'], { from: 'user' })).rejects.toThrow(/^experiment: --spec FILE\.json is required/);
@@ -273,6 +273,13 @@ describe('resumable runner', () => {
       done.notes = { stopReason: name.includes('si-fd') ? 'earlyStop' : 'maxSteps' };
       writeFileSync(file, JSON.stringify(done));
     }
+    // Without its checkpoint a run short of the budget is kept as it is.
+    const gone = join(runDir(out, 'rs1-baseline-seed1'), DONE_JSON);
+    writeFileSync(gone, JSON.stringify({ ...JSON.parse(readFileSync(gone, 'utf8')), notes: { stopReason: 'maxSteps' } }));
+    rmSync(join(runDir(out, 'rs1-baseline-seed1'), 'checkpoint_last'), { recursive: true });
+    const states = (budget?: number) => expandGrid(small()).map((r) => runState(runDir(out, r.name), budget).state);
+    expect(states()).toEqual(['finished', 'finished', 'finished', 'finished']);
+    expect(states(60)).toEqual(['extendable', 'finished', 'finished, not extendable', 'finished']);
     calls.length = 0;
     const larger = { ...small(), budget: { maxSteps: 60 } };
     const outcome = await runExperiment(larger, { out, runFn: fakeRunFunction(calls) });

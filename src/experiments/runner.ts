@@ -186,6 +186,19 @@ async function runGrid(spec: ExperimentSpec, opts: RunExperimentOptions, log: (l
   return outcome;
 }
 
+/** What running a grid point does next: executeRun acts on it, `experiment --dry-run` prints it. */
+export type RunState = 'new' | 'interrupted' | 'finished' | 'extendable' | 'finished, not extendable';
+
+/** The state of the run folder `dir` under a step budget (see the top of this file), with its done.json record. */
+export function runState(dir: string, budgetSteps?: number): { state: RunState; earlier: DoneRecord | null } {
+  const earlier = readDoneRecord(dir);
+  const hasCheckpoint = existsSync(join(dir, RESUME_MARKER));
+  if (!earlier) return { state: hasCheckpoint ? 'interrupted' : 'new', earlier };
+  const shortOfBudget = budgetSteps !== undefined && earlier.steps < budgetSteps && earlier.notes?.stopReason === 'maxSteps';
+  if (!shortOfBudget) return { state: 'finished', earlier };
+  return { state: hasCheckpoint ? 'extendable' : 'finished, not extendable', earlier };
+}
+
 /**
  * One run of an experiment in `<out>/runs/<run.name>/`: skipped when it has done.json (unless
  * `budgetSteps` extends it, see the top of this file), resumed when it has a checkpoint_last, else
@@ -202,17 +215,16 @@ export async function executeRun<R extends { name: string }>(
   budgetSteps?: number,
 ): Promise<'ran' | 'resumed' | 'extended' | 'skipped'> {
   const dir = runDir(out, run.name);
-  const earlier = readDoneRecord(dir);
-  const extending = earlier !== null && budgetSteps !== undefined && earlier.steps < budgetSteps && earlier.notes?.stopReason === 'maxSteps';
-  if (earlier && !extending) {
+  const { state, earlier } = runState(dir, budgetSteps);
+  if (state === 'finished') {
     log(`${tag}: finished earlier, skipped`);
     return 'skipped';
   }
-  const resume = existsSync(join(dir, RESUME_MARKER));
-  if (earlier && !resume) {
-    log(`${tag}: finished at ${earlier.steps} of ${budgetSteps} updates, but its ${RESUME_MARKER} is gone, so it cannot be extended: kept as it is (delete its done.json to train it again)`);
+  if (state === 'finished, not extendable') {
+    log(`${tag}: finished at ${earlier!.steps} of ${budgetSteps} updates, but its ${RESUME_MARKER} is gone, so it cannot be extended: kept as it is (delete its done.json to train it again)`);
     return 'skipped';
   }
+  const resume = state !== 'new';
   if (!resume && existsSync(dir)) {
     // Killed before its first checkpoint: nothing to resume, and stale metrics would mix in.
     for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { isCompressExperiment, writeCompressReport } from '../../experiments/com
 import { checkCompressSpec, runCompressExperiment } from '../../experiments/compress-runner.ts';
 import { parseCompressSpec, planCompressExperiment, readCompressSpecFile } from '../../experiments/compress-spec.ts';
 import { writeReport } from '../../experiments/report.ts';
-import { formatOutcome, runExperiment, type RunFunction } from '../../experiments/runner.ts';
+import { formatOutcome, runDir, runExperiment, runState, type RunFunction } from '../../experiments/runner.ts';
 import { expandGrid, loadExperimentSpec } from '../../experiments/spec.ts';
 import { checkSpecAgainstTask, makeTaskRunFunction } from '../../experiments/task-runs.ts';
 import type { ProgressMode } from '../../train/progress.ts';
@@ -48,7 +48,7 @@ export function registerExperimentCommands(program: Command, io: CliIo = process
     .option('--spec <file>', 'experiment spec (JSON), e.g. experiments/quick.json')
     .option('--out <dir>', 'experiment folder (default checkpoints/experiments/<spec name>)')
     .option('--only <names...>', 'run only these runs of the grid (e.g. rs0.5-si-fd-seed1)')
-    .option('--dry-run', 'list the runs and their state, train nothing')
+    .option('--dry-run', 'list the runs and their state (new, interrupted, finished, extendable to a larger budget), train nothing')
     .option('--no-report', 'do not write the report at the end')
     .addOption(new Option('--progress <mode>', 'progress display of each training').choices(['auto', 'bar', 'lines', 'none']))
     .action(async (flags: ExperimentFlags) => {
@@ -61,7 +61,7 @@ export function registerExperimentCommands(program: Command, io: CliIo = process
       const runs = expandGrid(spec);
       io.stderr(`experiment ${spec.name}: ${runs.length} runs (${spec.task}) in ${out}\n`);
       if (flags.dryRun) {
-        for (const r of runs) io.stdout(`${r.name}\n`);
+        for (const r of runs) io.stdout(`${r.name}\t${runState(runDir(out, r.name), spec.budget.maxSteps).state}\n`);
         return;
       }
       const runFn = deps.runFn ? deps.runFn(flags.progress) : makeTaskRunFunction({ progress: flags.progress ?? 'lines' });
