@@ -285,6 +285,10 @@ describe('resumable runner', () => {
     const outcome = await runExperiment(larger, { out, runFn: fakeRunFunction(calls) });
     expect(outcome).toEqual({ ran: [], resumed: [], extended: ['rs0.5-baseline-seed1'], skipped: ['rs0.5-si-fd-seed1', 'rs1-baseline-seed1', 'rs1-si-fd-seed1'] });
     expect(calls).toEqual([{ name: 'rs0.5-baseline-seed1', resume: true }]);
+    // A report of the grid under a still larger budget says which runs have not reached it.
+    writeFileSync(join(out, 'experiment.json'), JSON.stringify({ ...larger, budget: { maxSteps: 90 } }));
+    await writeReport(out);
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toContain('4 of 4 planned runs finished; 1 finished short of the spec\'s 90 updates and not extended yet');
     expect(JSON.parse(readFileSync(join(runDir(out, 'rs0.5-baseline-seed1'), DONE_JSON), 'utf8')).extendedFrom).toMatchObject({ steps: 30, notes: { stopReason: 'maxSteps' } });
   });
 
@@ -555,6 +559,7 @@ describe('a two-run spec end to end (tiny copy task, real training)', () => {
     // The report keeps the shorter budget's results beside the new ones.
     await writeReport(out);
     const extendedMd = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(extendedMd).toContain('2 of 2 planned runs finished.');
     expect(extendedMd).toContain('2 of 2 runs were extended to a larger budget from their checkpoint at 4 updates');
     const atFour = extendedMd.split('## Results by configuration at 4 updates (before the extension)')[1]?.split('## ')[0] ?? '';
     expect(atFour).toContain(`| ${again.finalValidLoss.toFixed(3)} |`);

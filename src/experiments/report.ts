@@ -311,10 +311,14 @@ export async function writeReport(dir: string): Promise<ReportFiles> {
   // Runs of the grid not started yet (a grid run in parts) are said too, so a partial report reads as one.
   const planned = results.spec ? expandGrid(results.spec).length : results.runs.length;
   const notStarted = Math.max(0, planned - results.runs.length);
+  // Finished runs a larger budget has not extended yet: the table would compare them with longer runs.
+  const budget = results.spec?.budget.maxSteps;
+  const shortOfBudget = budget === undefined ? 0 : results.runs.filter((r) => r.done && r.done.steps < budget && r.done.notes?.stopReason === 'maxSteps').length;
   const status =
     `${results.runs.length - unfinished} of ${planned} planned runs finished` +
     (unfinished ? `; ${unfinished} unfinished (shown in the curves and the per-run table, left out of the means)` : '') +
     (notStarted ? `; ${notStarted} not started yet (rerunning the same command resumes the grid)` : '') +
+    (shortOfBudget ? `; ${shortOfBudget} finished short of the spec's ${formatCount(budget!)} updates and not extended yet (see the steps column; rerunning the same command extends them)` : '') +
     '.';
   const provenance = provenanceLine(results.runs);
   // The results at each budget the runs were extended from stay in the report (done.json keeps them).
