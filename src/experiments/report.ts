@@ -3,6 +3,7 @@
  * HTML page with both (report.html, the SVGs inlined so the page stands alone in a browser).
  */
 import { expandGrid } from './spec.ts';
+import { isShortOfBudget } from './runner.ts';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configurationCurveSpec, rankScaleCurveSpec, rankScaleDeltaSpec, renderSvg, summarySpec } from './charts.ts';
@@ -313,7 +314,7 @@ export async function writeReport(dir: string): Promise<ReportFiles> {
   const notStarted = Math.max(0, planned - results.runs.length);
   // Finished runs a larger budget has not extended yet: the table would compare them with longer runs.
   const budget = results.spec?.budget.maxSteps;
-  const shortOfBudget = budget === undefined ? 0 : results.runs.filter((r) => r.done && r.done.steps < budget && r.done.notes?.stopReason === 'maxSteps').length;
+  const shortOfBudget = results.runs.filter((r) => r.done && isShortOfBudget(r.done, budget)).length;
   const status =
     `${results.runs.length - unfinished} of ${planned} planned runs finished` +
     (unfinished ? `; ${unfinished} unfinished (shown in the curves and the per-run table, left out of the means)` : '') +

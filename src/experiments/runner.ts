@@ -179,8 +179,7 @@ async function runGrid(spec: ExperimentSpec, opts: RunExperimentOptions, log: (l
   }
   const outcome: ExperimentOutcome = { ran: [], resumed: [], extended: [], skipped: [] };
   for (const [i, run] of runs.entries()) {
-    const tag = `[${i + 1}/${runs.length}] ${run.name}`;
-    const state = await executeRun(opts.out, run, tag, spec.task, (r, ctx) => opts.runFn(spec, r, ctx), log, spec.budget.maxSteps);
+    const state = await executeRun(opts.out, run, `[${i + 1}/${runs.length}] ${run.name}`, spec.task, (r, ctx) => opts.runFn(spec, r, ctx), log, spec.budget.maxSteps);
     outcome[state].push(run.name);
   }
   return outcome;
@@ -189,13 +188,17 @@ async function runGrid(spec: ExperimentSpec, opts: RunExperimentOptions, log: (l
 /** What running a grid point does next: executeRun acts on it, `experiment --dry-run` prints it. */
 export type RunState = 'new' | 'interrupted' | 'finished' | 'extendable' | 'finished, not extendable';
 
+/** True when a finished run stopped at a step budget smaller than `budgetSteps` (a larger budget extends it). */
+export function isShortOfBudget(done: DoneRecord, budgetSteps: number | undefined): boolean {
+  return budgetSteps !== undefined && done.steps < budgetSteps && done.notes?.stopReason === 'maxSteps';
+}
+
 /** The state of the run folder `dir` under a step budget (see the top of this file), with its done.json record. */
 export function runState(dir: string, budgetSteps?: number): { state: RunState; earlier: DoneRecord | null } {
   const earlier = readDoneRecord(dir);
   const hasCheckpoint = existsSync(join(dir, RESUME_MARKER));
   if (!earlier) return { state: hasCheckpoint ? 'interrupted' : 'new', earlier };
-  const shortOfBudget = budgetSteps !== undefined && earlier.steps < budgetSteps && earlier.notes?.stopReason === 'maxSteps';
-  if (!shortOfBudget) return { state: 'finished', earlier };
+  if (!isShortOfBudget(earlier, budgetSteps)) return { state: 'finished', earlier };
   return { state: hasCheckpoint ? 'extendable' : 'finished, not extendable', earlier };
 }
 
